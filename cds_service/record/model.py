@@ -1,0 +1,253 @@
+"""The normalized patient record: what the advice functions read.
+
+Built once per hook call by ``cds_service.record.build.build_record`` from the FHIR resources the
+``fhir`` layer gathered. Frozen dataclasses; every value keeps its provenance (resource type and
+id, time, the value and unit as the lab wrote them) so a card can show exactly what it used.
+
+Conventions:
+- ``value`` is a ``Decimal`` in the rule's unit (``RULE_UNITS``), converted exactly (rules.md
+  "Units": 0.07 g/L is exactly 7 mg/dL).
+- ``comparator`` keeps the bound: ``None`` (exact), ``"<"``, ``"<="``, ``">"``, ``">="`` (``≤``/``≥``
+  are normalised to ``<=``/``>=``). Compare with ``meets_below``/``meets_above``, never with ``<``
+  on ``value`` directly: a bound meets a condition only as rules.md "Value" says.
+- Times are timezone-aware UTC ``datetime``s (a date-only FHIR value is midnight UTC); ``day`` is
+  the calendar date the rules count days with.
+- Sequences are tuples sorted oldest → newest, so ``[-1]`` is "the latest".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+RULE_UNITS: dict[str, str] = {
+    "ck": "U/L",
+    "iga": "mg/dL",
+    "weight": "kg",
+    "height": "cm",
+    "creatinine": "mg/dL",
+    "egfr": "mL/min/1.73m2",
+    "hmgcr": "U",  # lab arbitrary units, no conversion between them (rules.md)
+}
+
+USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """One usable Observation converted to the rule's unit."""
+
+    kind: str  # key of RULE_UNITS
+    value: Decimal  # in RULE_UNITS[kind] (hmgcr: the lab's number as written)
+    comparator: str | None
+    unit: str  # RULE_UNITS[kind]; for hmgcr the lab's own unit text
+    time: datetime
+    status: str  # final | amended | corrected | preliminary
+    resource_id: str | None
+    original: str  # as the lab wrote it, e.g. "0.07 g/L", "<5 mg/dL", "5200 U/L"
+    converted: bool  # True when a unit factor other than 1 was applied
+    ref_low: Decimal | None = None  # referenceRange.low in the rule's unit
+    ref_high: Decimal | None = None  # referenceRange.high in the rule's unit
+    interpretation: tuple[str, ...] = ()  # v3 ObservationInterpretation codes, e.g. ("POS",)
+
+    @property
+    def day(self) -> date:
+        return self.time.date()
+
+    @property
+    def preliminary(self) -> bool:
+        return self.status == "preliminary"
+
+    def meets_below(self, threshold: Decimal, inclusive: bool = False) -> bool:
+        """Does this value meet ``x < threshold`` (or ``x <= threshold`` when inclusive)?"""
+        return meets_below(self.value, self.comparator, threshold, inclusive)
+
+    def meets_above(self, threshold: Decimal, inclusive: bool = False) -> bool:
+        """Does this value meet ``x > threshold`` (or ``x >= threshold`` when inclusive)?"""
+        return meets_above(self.value, self.comparator, threshold, inclusive)
+
+    def display(self) -> str:
+        """Value with comparator in the rule unit, e.g. "<5 mg/dL", "6,950 U/L"."""
+        return f"{self.comparator or ''}{format_number(self.value)} {self.unit}"
+
+
+@dataclass(frozen=True)
+class CkValue(LabValue):
+    """A CK result with the ULN it is judged against."""
+
+    uln: Decimal = Decimal("0")
+    uln_assumed: bool = False  # True: sex default from settings, not the lab's referenceRange.high
+
+    @property
+    def times_uln(self) -> Decimal:
+        return self.value / self.uln
+
+    def above_uln_multiple(self, k: Decimal | int, inclusive: bool = False) -> bool:
+        """CK > k×ULN (bound-aware); exact comparison, only display is rounded."""
+        return self.meets_above(Decimal(k) * self.uln, inclusive)
+
+    def at_most_uln_multiple(self, k: Decimal | int) -> bool:
+        """CK <= k×ULN (bound-aware)."""
+        return self.meets_below(Decimal(k) * self.uln, inclusive=True)
+
+
+@dataclass(frozen=True)
+class UnusableResult:
+    """An Observation of a known kind the rules cannot use (unit not recognised, no value...)."""
+
+    kind: str
+    resource_id: str | None
+    time: datetime | None
+    reason: str  # e.g. "unit 'mmol/h' not recognised"
+
+
+@dataclass(frozen=True)
+class Medication:
+    """What a MedicationRequest / Statement / Administration is of (classified)."""
+
+    display: str
+    is_statin: bool = False
+    is_ivig: bool = False
+    is_estrogen: bool = False
+    matched_by_name: bool = False  # classified only by the name fallback: the card says so
+    identified: bool = True  # False: medicationReference could not be resolved
+    codes: tuple[str, ...] = ()  # "system|code"
+    concentration_g_per_ml: Decimal | None = None  # IVIG strength when known (10% = 0.1)
+
+
+@dataclass(frozen=True)
+class OrderedDose:
+    """doseAndRate.doseQuantity of an order with its day count (rules.md "Ordered IVIG dose")."""
+
+    amount: Decimal
+    unit: str  # "g", "mg", "mL" or "g/kg" (normalised)
+    days: int  # timing.repeat.count, or boundsDuration in days; 1 when neither
+    original: str  # as written, e.g. "40 g daily for 2 days"
+
+
+@dataclass(frozen=True)
+class MedicationUse:
+    """A MedicationRequest or MedicationStatement (current, historical or drafted)."""
+
+    resource_type: str  # "MedicationRequest" | "MedicationStatement"
+    resource_id: str | None
+    status: str
+    intent: str | None
+    medication: Medication
+    authored_on: date | None
+    # Latest of dispenseRequest.validityPeriod.end, dosageInstruction.timing.repeat.boundsPeriod.end,
+    # MedicationStatement.effectivePeriod.end (rules.md "Statin stop date").
+    end_date: date | None
+    drafted: bool = False  # rules.md "Drafted" for this hook
+    subcutaneous: bool = False  # route SNOMED 34206005 or SC/SQ/subcut text: not IVIG
+    dose: OrderedDose | None = None
+    # The resource as received (R4 JSON), for update/delete suggestions of drafts.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+@dataclass(frozen=True)
+class IvigGiven:
+    """One IVIG dose given (rules.md "IVIG given")."""
+
+    time: datetime
+    grams: Decimal | None
+    resource_type: str  # "MedicationAdministration" | "MedicationRequest"
+    resource_id: str | None
+    status: str
+
+    @property
+    def day(self) -> date:
+        return self.time.date()
+
+
+@dataclass(frozen=True)
+class ConditionFact:
+    resource_id: str | None
+    clinical_status: str | None  # active | recurrence | relapse | inactive | remission | resolved
+    verification_status: str | None
+    codes: tuple[str, ...]  # "system|code"
+    text: str  # code.text and every coding.display, joined
+    onset: date | None  # onsetDateTime (or onsetPeriod.start)
+    recorded: date | None  # recordedDate
+
+    @property
+    def active(self) -> bool:
+        return self.clinical_status in (None, "active", "recurrence", "relapse")
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    patient_id: str
+    gender: str | None  # male | female | other | unknown | None
+    birth_date: date | None
+    hook: str
+    ck: tuple[CkValue, ...] = ()
+    iga: tuple[LabValue, ...] = ()
+    hmgcr: tuple[LabValue, ...] = ()
+    weight: tuple[LabValue, ...] = ()
+    height: tuple[LabValue, ...] = ()
+    creatinine: tuple[LabValue, ...] = ()
+    egfr: tuple[LabValue, ...] = ()
+    unusable: tuple[UnusableResult, ...] = ()
+    # Every statin / IVIG / estrogen MedicationRequest and MedicationStatement, drafts included
+    # (a draft has drafted=True). Other medications are not kept.
+    statin_uses: tuple[MedicationUse, ...] = ()
+    ivig_uses: tuple[MedicationUse, ...] = ()
+    estrogen_uses: tuple[MedicationUse, ...] = ()
+    ivig_given: tuple[IvigGiven, ...] = ()  # sorted by time
+    # Drafted orders of this hook whose medication could not be identified (display text each).
+    unidentified_drafts: tuple[str, ...] = ()
+    conditions: tuple[ConditionFact, ...] = ()
+    # Malformed resources skipped by the fhir layer: (resourceType, count).
+    skipped: tuple[tuple[str, int], ...] = ()
+
+    def age_on(self, today: date) -> int | None:
+        if self.birth_date is None:
+            return None
+        years = today.year - self.birth_date.year
+        if (today.month, today.day) < (self.birth_date.month, self.birth_date.day):
+            years -= 1
+        return years
+
+    @property
+    def drafted_statins(self) -> tuple[MedicationUse, ...]:
+        return tuple(u for u in self.statin_uses if u.drafted)
+
+    @property
+    def drafted_ivig(self) -> tuple[MedicationUse, ...]:
+        return tuple(u for u in self.ivig_uses if u.drafted)
+
+
+def meets_below(value: Decimal, comparator: str | None, threshold: Decimal, inclusive: bool) -> bool:
+    """rules.md "Value": does (comparator, value) meet x < T (x <= T when inclusive)?"""
+    if comparator in (">", ">="):
+        return False  # a lower bound never meets an upper-bound condition
+    if comparator == "<":
+        return value <= threshold
+    if comparator == "<=":
+        return value <= threshold if inclusive else value < threshold
+    return value <= threshold if inclusive else value < threshold
+
+
+def meets_above(value: Decimal, comparator: str | None, threshold: Decimal, inclusive: bool) -> bool:
+    """rules.md "Value": does (comparator, value) meet x > T (x >= T when inclusive)?"""
+    if comparator in ("<", "<="):
+        return False
+    if comparator == ">":
+        return value >= threshold
+    if comparator == ">=":
+        return value >= threshold if inclusive else value > threshold
+    return value >= threshold if inclusive else value > threshold
+
+
+def format_number(value: Decimal, places: int | None = None) -> str:
+    """Readable number: thousands separators, no trailing zeros ("6,950", "0.07", "22.6")."""
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places))
+    text = f"{value:,f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
