@@ -45,6 +45,10 @@ PREFETCH_TEMPLATES: dict[str, str] = {
 ALL_RULES_STATIN = (
     "STAT-01", "STAT-02", "STAT-03", "STAT-04", "STAT-05", "STAT-06", "HMG-01", "HMG-02", "HMG-03",
 )
+# Not a rules.md rule: an order hook says when a drafted medication could not be identified
+# (rules.md "Medication of an order"); declared on the statin service only, so it shows once.
+ORDER_UNIDENTIFIED = "ORDER-UNIDENTIFIED"
+
 ALL_RULES_IVIG = (
     "IGA-01", "IGA-02", "IGA-03", "DOSE-01", "DOSE-02", "DOSE-03", "DOSE-04",
     "SAFE-01", "SAFE-02", "SAFE-03", "CONT-01", "CONT-02", "CONT-03", "CONT-04",
@@ -102,7 +106,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
         title="Statin and CK check (order select)",
         description=_STATIN_DESCRIPTION,
         prefetch_keys=_STATIN_KEYS,
-        rules=ALL_RULES_STATIN,
+        rules=ALL_RULES_STATIN + (ORDER_UNIDENTIFIED,),
     ),
     ServiceDeclaration(
         id="statin-order-check",
@@ -110,7 +114,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
         title="Statin and CK check (order sign)",
         description=_STATIN_DESCRIPTION,
         prefetch_keys=_STATIN_KEYS,
-        rules=ALL_RULES_STATIN,
+        rules=ALL_RULES_STATIN + (ORDER_UNIDENTIFIED,),
     ),
     ServiceDeclaration(
         id="ivig-order-check",
