@@ -1,0 +1,96 @@
+"""Derived IVIG quantities (rules.md "Definitions": IVIG given, course start, last IVIG, course
+≥ 6 months, IVIG ongoing, IVIG stopped).
+
+``PatientRecord.ivig_given`` is already the rules.md "IVIG given" list (administrations, and
+completed/active requests not covered by a later administration; never a draft), sorted by time.
+Everything here is derived from it and from ``ivig_uses``; pure functions of (record, today).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from cds_service.record.model import IvigGiven, MedicationUse, PatientRecord
+
+# rules.md "IVIG ongoing": the last IVIG ≤ 56 days ago still counts as an ongoing course (DESIGN:
+# two 4-weekly maintenance cycles [ONT, OCTA q4w]; SEED1 monitors "every 4-8 weeks").
+ONGOING_WINDOW_DAYS = 56
+# rules.md "course ≥ 6 months" = course start ≥ 182 days before today (SEED1 "6-12 months";
+# PRIV/GAMG "beyond 6 months").
+COURSE_SIX_MONTHS_DAYS = 182
+# rules.md "IVIG ongoing": request statuses that keep a course open.
+ONGOING_REQUEST_STATUSES = frozenset({"active", "on-hold"})
+
+
+@dataclass(frozen=True)
+class IvigStatus:
+    """Where the patient stands on IVIG today (rules.md Definitions)."""
+
+    course_start: date | None  # first IVIG given
+    last_given: IvigGiven | None  # latest IVIG given
+    ongoing: bool  # active/on-hold IVIG request, an IVIG drafted, or last IVIG ≤ 56 days ago
+    stopped: bool  # given at least once and not ongoing
+    stop_date: date | None  # the last IVIG day when stopped, else None
+    course_days: int | None  # days from course start to today
+    ever_given: bool
+    days_since_last: int | None = None  # days from the last IVIG to today
+
+    @property
+    def course_six_months(self) -> bool:
+        """rules.md "course ≥ 6 months": course start ≥ 182 days before today."""
+        return self.course_days is not None and self.course_days >= COURSE_SIX_MONTHS_DAYS
+
+
+def _is_ivig_order(use: MedicationUse) -> bool:
+    # A product ordered for subcutaneous use is not IVIG (rules.md "IVIG"); the record should
+    # already exclude it, checked again because a wrong "ongoing" changes several rules.
+    return use.medication.is_ivig and not use.subcutaneous
+
+
+def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
+    given = record.ivig_given
+    first = min(given, key=lambda g: g.time) if given else None
+    last = max(given, key=lambda g: g.time) if given else None
+
+    open_request = any(
+        _is_ivig_order(u)
+        and u.resource_type == "MedicationRequest"
+        and not u.drafted
+        and u.status in ONGOING_REQUEST_STATUSES
+        for u in record.ivig_uses
+    )
+    drafted = any(_is_ivig_order(u) and u.drafted for u in record.ivig_uses)
+    recent = last is not None and (today - last.day).days <= ONGOING_WINDOW_DAYS
+    ongoing = open_request or drafted or recent
+    stopped = last is not None and not ongoing
+    return IvigStatus(
+        course_start=first.day if first else None,
+        last_given=last,
+        ongoing=ongoing,
+        stopped=stopped,
+        stop_date=last.day if stopped and last else None,
+        course_days=(today - first.day).days if first else None,
+        ever_given=last is not None,
+        days_since_last=(today - last.day).days if last else None,
+    )
+
+
+def grams_given_between(record: PatientRecord, start: date, end: date) -> Decimal:
+    """Sum of the known grams of IVIG given on days start..end (both included).
+
+    A dose given without a known amount adds nothing (DOSE-03's G28 is then a lower bound; the
+    dosing card says which doses had no amount via ``doses_without_grams_between``).
+    """
+    return sum(
+        (g.grams for g in record.ivig_given if g.grams is not None and start <= g.day <= end),
+        Decimal(0),
+    )
+
+
+def doses_without_grams_between(
+    record: PatientRecord, start: date, end: date
+) -> tuple[IvigGiven, ...]:
+    """The IVIG doses given on days start..end whose amount is unknown."""
+    return tuple(g for g in record.ivig_given if g.grams is None and start <= g.day <= end)

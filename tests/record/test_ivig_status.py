@@ -1,0 +1,123 @@
+"""rules.md Definitions: IVIG given, course start, last IVIG, 6-month course, ongoing, stopped."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from cds_service.record.ivig import grams_given_between, ivig_status
+from cds_service.record.model import IvigGiven, Medication, MedicationUse, PatientRecord
+
+TODAY = date(2025, 11, 13)
+IVIG = Medication(display="Gamunex-C", is_ivig=True)
+
+
+def given(
+    days_ago: int, grams: str | None = "40", kind: str = "MedicationAdministration"
+) -> IvigGiven:
+    day = TODAY - timedelta(days=days_ago)
+    return IvigGiven(
+        time=datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
+        grams=Decimal(grams) if grams is not None else None,
+        resource_type=kind,
+        resource_id=f"g{days_ago}",
+        status="completed",
+    )
+
+
+def order(status: str, drafted: bool = False, subcutaneous: bool = False) -> MedicationUse:
+    return MedicationUse(
+        resource_type="MedicationRequest",
+        resource_id=f"mr-{status}",
+        status=status,
+        intent="order",
+        medication=IVIG,
+        authored_on=TODAY - timedelta(days=400),
+        end_date=None,
+        drafted=drafted,
+        subcutaneous=subcutaneous,
+    )
+
+
+def record(
+    given_list: tuple[IvigGiven, ...] = (), uses: tuple[MedicationUse, ...] = ()
+) -> PatientRecord:
+    return PatientRecord(
+        patient_id="p1",
+        gender="female",
+        birth_date=date(1960, 1, 1),
+        hook="patient-view",
+        ivig_given=tuple(sorted(given_list, key=lambda g: g.time)),
+        ivig_uses=uses,
+    )
+
+
+def test_never_given_is_neither_ongoing_nor_stopped() -> None:
+    status = ivig_status(record(), TODAY)
+    assert not status.ever_given and not status.ongoing and not status.stopped
+    assert status.course_start is None and status.last_given is None
+    assert status.course_days is None and status.stop_date is None
+    assert not status.course_six_months
+
+
+def test_course_start_and_last_are_first_and_latest_given() -> None:
+    status = ivig_status(record((given(10), given(300), given(100))), TODAY)
+    assert status.course_start == TODAY - timedelta(days=300)
+    assert status.last_given is not None and status.last_given.resource_id == "g10"
+    assert status.course_days == 300
+    assert status.days_since_last == 10
+
+
+@pytest.mark.parametrize(("days_ago", "ongoing"), [(55, True), (56, True), (57, False)])
+def test_last_ivig_within_56_days_is_ongoing(days_ago: int, ongoing: bool) -> None:
+    status = ivig_status(record((given(days_ago),)), TODAY)
+    assert status.ongoing is ongoing
+    assert status.stopped is (not ongoing)
+    assert status.stop_date == (None if ongoing else TODAY - timedelta(days=days_ago))
+
+
+@pytest.mark.parametrize(
+    ("use", "ongoing"),
+    [
+        (order("active"), True),
+        (order("on-hold"), True),
+        (order("draft", drafted=True), True),
+        (order("stopped"), False),
+        (order("completed"), False),
+        (order("cancelled"), False),
+        (order("active", subcutaneous=True), False),  # SC product: not IVIG
+    ],
+)
+def test_open_or_drafted_order_keeps_course_ongoing(use: MedicationUse, ongoing: bool) -> None:
+    status = ivig_status(record((given(200),), (use,)), TODAY)
+    assert status.ongoing is ongoing
+    assert status.stopped is (not ongoing)
+
+
+def test_open_order_without_any_dose_given_is_ongoing_not_stopped() -> None:
+    status = ivig_status(record((), (order("active"),)), TODAY)
+    assert status.ongoing and not status.stopped and not status.ever_given
+
+
+@pytest.mark.parametrize(("days", "six_months"), [(181, False), (182, True), (183, True)])
+def test_course_six_months_is_182_days(days: int, six_months: bool) -> None:
+    status = ivig_status(record((given(days), given(5))), TODAY)
+    assert status.course_six_months is six_months
+
+
+def test_medication_request_only_counts_as_given() -> None:
+    status = ivig_status(record((given(90, kind="MedicationRequest"),)), TODAY)
+    assert status.ever_given and status.stopped
+    assert status.last_given is not None
+    assert status.last_given.resource_type == "MedicationRequest"
+
+
+def test_grams_given_between_is_inclusive_and_skips_unknown_amounts() -> None:
+    rec = record(
+        (given(28, "30"), given(27, "20"), given(0, "10"), given(29, "99"), given(5, None))
+    )
+    assert grams_given_between(rec, TODAY - timedelta(days=28), TODAY) == Decimal("60")
+    assert grams_given_between(rec, TODAY - timedelta(days=27), TODAY - timedelta(days=1)) == 20
+    assert grams_given_between(rec, TODAY + timedelta(days=1), TODAY + timedelta(days=9)) == 0
