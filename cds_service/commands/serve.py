@@ -32,6 +32,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout": max(30, int(settings.hook_deadline_seconds * 4)),
         "graceful_timeout": 20,
         "keepalive": 5,
+        # Heartbeat files in memory: works with a read-only root filesystem (docker/k8s).
+        "worker_tmp_dir": "/dev/shm",
         "accesslog": None,  # one structured line per call comes from the app itself
         "loglevel": settings.log_level.lower(),
         # Load the app in the master: a broken card template or bad setting stops start-up
