@@ -1,0 +1,51 @@
+"""What the ``fhir`` layer hands to ``record.build``: the resources of one hook call.
+
+Everything here is plain R4 JSON (``dict``), already tolerated (DSTU2 ``MedicationOrder`` drafts
+converted, the Sandbox's non-array ``category`` wrapped) and validated one resource at a time with
+the ``fhir.resources.R4B`` models. The models are only the gate; the record reads the dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class FetchStats:
+    """How the data was had, for the request log (no identifiers, no URLs)."""
+
+    fetches: int = 0  # HTTP requests sent to fhirServer (search pages + reads)
+    fetch_ms: float = 0.0  # wall-clock time spent waiting on fhirServer
+    keys_fetched: tuple[str, ...] = ()  # prefetch keys that were absent and fetched
+    # Keys whose search had more pages than MYOCDS_FHIR_PAGE_CAP allowed: their data is partial.
+    truncated: tuple[str, ...] = ()
+    medications_fetched: int = 0  # Medication reads that returned a Medication
+    medications_unresolved: int = 0  # Medication references left unresolved (404, error, elsewhere)
+
+
+@dataclass(frozen=True)
+class FhirData:
+    # Every resource gathered (prefetch + fetched), Bundles unpacked, each validated one by one,
+    # duplicates (same resourceType/id) kept once, in arrival order.
+    resources: tuple[dict[str, Any], ...]
+    # The drafted resources of context.draftOrders (R4; a DSTU2 MedicationOrder is converted to a
+    # MedicationRequest). Medication entries of draftOrders go to ``medications``, not here.
+    drafts: tuple[dict[str, Any], ...]
+    # context.selections, e.g. ("MedicationRequest/request-123",)
+    selections: tuple[str, ...]
+    # Medication resources by key: "Medication/<id>", every fullUrl they arrived with, and the
+    # literal reference text they were fetched for. Look a medicationReference.reference up as
+    # written; a reference that could not be resolved is absent. "#id" (contained) references are
+    # resolved by the record builder against the referring resource.
+    medications: Mapping[str, dict[str, Any]] = _EMPTY
+    # resourceType -> number of malformed resources skipped (search Bundles only).
+    skipped: Mapping[str, int] = _EMPTY
+    stats: FetchStats = field(default_factory=FetchStats)
+
+    def of_type(self, resource_type: str) -> tuple[dict[str, Any], ...]:
+        return tuple(r for r in self.resources if r.get("resourceType") == resource_type)
