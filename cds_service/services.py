@@ -72,7 +72,9 @@ class ServiceDeclaration:
 
 
 _ALL_KEYS = tuple(PREFETCH_TEMPLATES)
-_STATIN_KEYS = ("patient", "observations", "medicationRequests", "medicationStatements", "conditions")
+_STATIN_KEYS = (
+    "patient", "observations", "medicationRequests", "medicationStatements", "conditions",
+)
 
 _STATIN_DESCRIPTION = (
     "Checks statin safety when an order is selected or signed: CK against the upper limit of "

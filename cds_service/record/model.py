@@ -7,9 +7,10 @@ id, time, the value and unit as the lab wrote them) so a card can show exactly w
 Conventions:
 - ``value`` is a ``Decimal`` in the rule's unit (``RULE_UNITS``), converted exactly (rules.md
   "Units": 0.07 g/L is exactly 7 mg/dL).
-- ``comparator`` keeps the bound: ``None`` (exact), ``"<"``, ``"<="``, ``">"``, ``">="`` (``≤``/``≥``
-  are normalised to ``<=``/``>=``). Compare with ``meets_below``/``meets_above``, never with ``<``
-  on ``value`` directly: a bound meets a condition only as rules.md "Value" says.
+- ``comparator`` keeps the bound: ``None`` (exact), ``"<"``, ``"<="``, ``">"``, ``">="``
+  (``≤``/``≥`` are normalised to ``<=``/``>=``). Compare with ``meets_below``/``meets_above``,
+  never with ``<`` on ``value`` directly: a bound meets a condition only as rules.md "Value"
+  says.
 - Times are timezone-aware UTC ``datetime``s (a date-only FHIR value is midnight UTC); ``day`` is
   the calendar date the rules count days with.
 - Sequences are tuples sorted oldest → newest, so ``[-1]`` is "the latest".
@@ -138,8 +139,9 @@ class MedicationUse:
     intent: str | None
     medication: Medication
     authored_on: date | None
-    # Latest of dispenseRequest.validityPeriod.end, dosageInstruction.timing.repeat.boundsPeriod.end,
-    # MedicationStatement.effectivePeriod.end (rules.md "Statin stop date").
+    # Latest of dispenseRequest.validityPeriod.end,
+    # dosageInstruction.timing.repeat.boundsPeriod.end, MedicationStatement.effectivePeriod.end
+    # (rules.md "Statin stop date").
     end_date: date | None
     drafted: bool = False  # rules.md "Drafted" for this hook
     subcutaneous: bool = False  # route SNOMED 34206005 or SC/SQ/subcut text: not IVIG
@@ -221,7 +223,9 @@ class PatientRecord:
         return tuple(u for u in self.ivig_uses if u.drafted)
 
 
-def meets_below(value: Decimal, comparator: str | None, threshold: Decimal, inclusive: bool) -> bool:
+def meets_below(
+    value: Decimal, comparator: str | None, threshold: Decimal, inclusive: bool
+) -> bool:
     """rules.md "Value": does (comparator, value) meet x < T (x <= T when inclusive)?"""
     if comparator in (">", ">="):
         return False  # a lower bound never meets an upper-bound condition
@@ -232,7 +236,9 @@ def meets_below(value: Decimal, comparator: str | None, threshold: Decimal, incl
     return value <= threshold if inclusive else value < threshold
 
 
-def meets_above(value: Decimal, comparator: str | None, threshold: Decimal, inclusive: bool) -> bool:
+def meets_above(
+    value: Decimal, comparator: str | None, threshold: Decimal, inclusive: bool
+) -> bool:
     """rules.md "Value": does (comparator, value) meet x > T (x >= T when inclusive)?"""
     if comparator in ("<", "<="):
         return False
