@@ -53,6 +53,9 @@ class LabValue:
     ref_low: Decimal | None = None  # referenceRange.low in the rule's unit
     ref_high: Decimal | None = None  # referenceRange.high in the rule's unit
     interpretation: tuple[str, ...] = ()  # v3 ObservationInterpretation codes, e.g. ("POS",)
+    # Anti-HMGCR only: a result with no number ("Positive") kept for its interpretation codes
+    # (rules.md "Anti-HMGCR positive": "whatever the value"); ``value`` is then 0 and meaningless.
+    qualitative: bool = False
 
     @property
     def day(self) -> date:
@@ -72,6 +75,8 @@ class LabValue:
 
     def display(self) -> str:
         """Value with comparator in the rule unit, e.g. "<5 mg/dL", "6,950 U/L"."""
+        if self.qualitative:
+            return self.original
         return f"{self.comparator or ''}{format_number(self.value)} {self.unit}"
 
 
@@ -174,6 +179,10 @@ class ConditionFact:
     text: str  # code.text and every coding.display, joined
     onset: date | None  # onsetDateTime (or onsetPeriod.start)
     recorded: date | None  # recordedDate
+    # What the terminology recognises it as (fhir_mappings ValueSets): "diabetes", "vte",
+    # "hmgcr-myopathy" (rules.md Definitions "Renal and thrombosis risk codes", "Anti-HMGCR
+    # positive"); status is not judged here.
+    kinds: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
