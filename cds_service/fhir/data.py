@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,9 @@ class FhirData:
     # literal reference text they were fetched for. Look a medicationReference.reference up as
     # written; a reference that could not be resolved is absent. "#id" (contained) references are
     # resolved by the record builder against the referring resource.
-    medications: Mapping[str, dict[str, Any]] = _EMPTY
+    medications: Mapping[str, dict[str, Any]] = field(default_factory=_empty)
     # resourceType -> number of malformed resources skipped (search Bundles only).
-    skipped: Mapping[str, int] = _EMPTY
+    skipped: Mapping[str, int] = field(default_factory=_empty)
     stats: FetchStats = field(default_factory=FetchStats)
 
     def of_type(self, resource_type: str) -> tuple[dict[str, Any], ...]:
