@@ -36,6 +36,8 @@ class IvigStatus:
     course_days: int | None  # days from course start to today
     ever_given: bool
     days_since_last: int | None = None  # days from the last IVIG to today
+    # Why the course counts as ongoing, in words for the card ("active IVIG order", ...).
+    ongoing_because: tuple[str, ...] = ()
 
     @property
     def course_six_months(self) -> bool:
@@ -64,6 +66,15 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
     drafted = any(_is_ivig_order(u) and u.drafted for u in record.ivig_uses)
     recent = last is not None and (today - last.day).days <= ONGOING_WINDOW_DAYS
     ongoing = open_request or drafted or recent
+    because = tuple(
+        reason
+        for reason, holds in (
+            ("active or on-hold IVIG order", open_request),
+            ("IVIG order drafted", drafted),
+            (f"last IVIG ≤ {ONGOING_WINDOW_DAYS} days ago", recent),
+        )
+        if holds
+    )
     stopped = last is not None and not ongoing
     return IvigStatus(
         course_start=first.day if first else None,
@@ -74,6 +85,7 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
         course_days=(today - first.day).days if first else None,
         ever_given=last is not None,
         days_since_last=(today - last.day).days if last else None,
+        ongoing_because=because,
     )
 
 

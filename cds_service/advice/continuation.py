@@ -1,0 +1,412 @@
+"""IVIG continuation: remission, CK monitoring after stopping, relapse, no response
+(rules.md CONT-01…CONT-04).
+
+Every threshold here comes from one AI-generated seed document (SEED1) or is a design choice;
+clinical-evidence.md "Open questions" 6 says they need specialist sign-off, and the cards cite the
+seed so they say "expert summary, not a guideline". None is a (setting) in rules.md.
+
+Day counts are calendar days between ``today`` and a result's or dose's day; a window "in the last
+N days" includes day N (the rules.md "Recent" convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.record.ivig import (
+    ONGOING_WINDOW_DAYS,
+    IvigStatus,
+    ivig_status,
+)
+from cds_service.record.model import (
+    USABLE_STATUSES,
+    CkValue,
+    MedicationUse,
+    PatientRecord,
+    format_number,
+)
+from cds_service.settings import ClinicalSettings
+
+CK_LOINC = "2157-6"
+
+# CONT-01 remission: the last two non-preliminary CKs ≤ ULN at least 28 days apart (SEED1 "CK every
+# 4-8 weeks"; clinical-evidence.md "Biochemical remission", DESIGN) ...
+REMISSION_GAP_DAYS = 28  # SEED1 "4-8 weeks"
+# ... and no CK above the ULN in the last 182 days (6 months; SEED1 "6-12 months", DESIGN).
+REMISSION_WINDOW_DAYS = 182
+# CONT-02: CK monitoring after IVIG stops: every 4-8 weeks for 6 months, then quarterly (SEED1);
+# the rule watches the first year after the last IVIG.
+MONITORING_EARLY_PHASE_DAYS = 182  # SEED1 "for 6 months"
+MONITORING_EARLY_INTERVAL_DAYS = 56  # SEED1 "every 4-8 weeks": the 8-week end
+MONITORING_LATE_INTERVAL_DAYS = 91  # SEED1 "then quarterly"
+MONITORING_HORIZON_DAYS = 365  # rules.md CONT-02 "last IVIG ≤ 365 days ago" (DESIGN)
+# CONT-03: "If CPK rises above 3x ULN or symptoms recur, reinitiate IVIG promptly" (SEED1).
+RELAPSE_ULN_MULTIPLE = 3  # SEED1
+# CONT-03 also looks at a course still formally open whose last dose is older than the ongoing
+# window (rules.md CONT-03 "last IVIG > 56 days ago" = the "IVIG ongoing" window).
+RELAPSE_AFTER_DAYS = ONGOING_WINDOW_DAYS
+
+ORDER_HOOKS = ("order-select", "order-sign")
+
+
+def evaluate(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> list[Advice]:
+    """CONT-01…04 for this record on ``today``; ``clinical`` has no CONT thresholds (see above)."""
+    status = ivig_status(record, today)
+    context = _Context(record, today, status, hook)
+    found = (
+        remission_on_ivig(context),
+        ck_monitoring_overdue(context),
+        possible_relapse(context),
+        no_ck_response(context),
+    )
+    return [advice for advice in found if advice is not None]
+
+
+class _Context:
+    """What every CONT rule reads: the record, the IVIG status and the usable CKs."""
+
+    def __init__(self, record: PatientRecord, today: date, status: IvigStatus, hook: str) -> None:
+        self.record = record
+        self.today = today
+        self.status = status
+        self.hook = hook
+        # record.ck holds usable results only; filtered again so a wrong status can never count.
+        self.cks: tuple[CkValue, ...] = tuple(
+            sorted((c for c in record.ck if c.status in USABLE_STATUSES), key=lambda c: c.time)
+        )
+        self.ivig_drafts: tuple[MedicationUse, ...] = tuple(
+            u for u in record.drafted_ivig if u.medication.is_ivig and not u.subcutaneous
+        )
+
+    @property
+    def latest_ck(self) -> CkValue | None:
+        return self.cks[-1] if self.cks else None
+
+    def days_ago(self, day: date) -> int:
+        return (self.today - day).days
+
+    def within(self, day: date, days: int) -> bool:
+        """In the last ``days`` days, day ``days`` included (a future-dated result counts too)."""
+        return self.days_ago(day) <= days
+
+
+# --- CONT-01 ---------------------------------------------------------------------------------
+
+
+def remission_pair(context: _Context) -> tuple[CkValue, CkValue] | None:
+    """rules.md CONT-01 "remission": the last two usable non-preliminary CKs (older, newer) when
+    both are ≤ ULN, at least 28 days apart, and no usable CK (preliminary included) is > ULN in
+    the last 182 days; else None."""
+    final = [c for c in context.cks if not c.preliminary]
+    if len(final) < 2:
+        return None
+    older, newer = final[-2], final[-1]
+    if not (older.at_most_uln_multiple(1) and newer.at_most_uln_multiple(1)):
+        return None
+    if (newer.day - older.day).days < REMISSION_GAP_DAYS:
+        return None
+    if any(
+        c.above_uln_multiple(1) and context.within(c.day, REMISSION_WINDOW_DAYS)
+        for c in context.cks
+    ):
+        return None
+    return older, newer
+
+
+def remission_on_ivig(context: _Context) -> Advice | None:
+    status = context.status
+    if context.hook == "patient-view":
+        indicator = "info"
+    elif context.hook in ORDER_HOOKS and context.ivig_drafts:
+        indicator = "warning"
+    else:
+        return None
+    if not (status.ongoing and status.course_six_months):
+        return None
+    pair = remission_pair(context)
+    if pair is None:
+        return None
+    older, newer = pair
+
+    suggestions: tuple[Suggestion, ...] = ()
+    if indicator == "warning":
+        suggestions = tuple(Suggestion("delete-draft", target=d) for d in context.ivig_drafts) + (
+            Suggestion("order-lab", loinc=CK_LOINC),
+        )
+    excluded = tuple(c for c in context.cks if c.preliminary and c.day >= older.day)
+    caveats = [
+        f"Preliminary CK {_ck_text(c)} of {c.day.isoformat()} not counted in the remission test"
+        for c in excluded
+    ]
+    return Advice(
+        rule_id="CONT-01",
+        indicator=indicator,
+        values={
+            **_ck_values("ck", newer),
+            **_ck_values("ck_prev", older),
+            "gap_days": format_number(Decimal((newer.day - older.day).days)),
+            "window_days": str(REMISSION_WINDOW_DAYS),
+            **_course_values(context),
+        },
+        facts=(
+            _ck_fact(older, context),
+            _ck_fact(newer, context),
+            *_course_facts(context),
+        ),
+        caveats=_caveats(context, (older, newer), caveats),
+        suggestions=suggestions,
+        ck_trend=True,
+    )
+
+
+# --- CONT-02 ---------------------------------------------------------------------------------
+
+
+def monitoring_interval_days(days_since_last_ivig: int) -> int:
+    """SEED1 plan after stopping: 4-8-weekly CKs for 6 months, then quarterly."""
+    if days_since_last_ivig <= MONITORING_EARLY_PHASE_DAYS:
+        return MONITORING_EARLY_INTERVAL_DAYS
+    return MONITORING_LATE_INTERVAL_DAYS
+
+
+def ck_monitoring_overdue(context: _Context) -> Advice | None:
+    status = context.status
+    if context.hook != "patient-view" or not status.stopped or status.stop_date is None:
+        return None
+    since = context.days_ago(status.stop_date)
+    if since > MONITORING_HORIZON_DAYS:
+        return None
+    interval = monitoring_interval_days(since)
+    if any(context.within(c.day, interval) for c in context.cks):
+        return None
+
+    latest = context.latest_ck
+    # The CK was due one interval after the later of the last CK and the stop; the rule fires only
+    # once that day is past (both are more than one interval ago).
+    anchor = max(latest.day, status.stop_date) if latest else status.stop_date
+    due = anchor + timedelta(days=interval)
+    values = {
+        "stop_date": status.stop_date.isoformat(),
+        "days_since_last": format_number(Decimal(since)),
+        "interval_days": str(interval),
+        "interval_words": (
+            "every 4–8 weeks (first 6 months after stopping)"
+            if interval == MONITORING_EARLY_INTERVAL_DAYS
+            else "every 3 months (after the first 6 months)"
+        ),
+        "due_date": due.isoformat(),
+        "overdue_days": format_number(Decimal(context.days_ago(due))),
+        "last_ck_date": latest.day.isoformat() if latest else "none on file",
+        "last_ck": f"{_ck_text(latest)} ({latest.day.isoformat()})" if latest else "none on file",
+        "horizon_days": str(MONITORING_HORIZON_DAYS),
+    }
+    facts = [*_course_facts(context)]
+    if latest is not None:
+        facts.insert(0, _ck_fact(latest, context))
+    else:
+        facts.insert(0, Fact(label="CK", value="none on file"))
+    return Advice(
+        rule_id="CONT-02",
+        indicator="warning",
+        values=values,
+        facts=tuple(facts),
+        caveats=_caveats(context, (latest,) if latest else ()),
+        suggestions=(Suggestion("order-lab", loinc=CK_LOINC, recommended=True),),
+        ck_trend=True,
+    )
+
+
+# --- CONT-03 ---------------------------------------------------------------------------------
+
+
+def possible_relapse(context: _Context) -> Advice | None:
+    status = context.status
+    if context.hook == "order-select":
+        if not context.ivig_drafts:
+            return None
+    elif context.hook != "patient-view":
+        return None
+    last = status.last_given
+    if last is None or status.days_since_last is None:
+        return None
+    if not (status.stopped or status.days_since_last > RELAPSE_AFTER_DAYS):
+        return None
+    latest = context.latest_ck
+    # "Dated after the last IVIG": a later calendar day; a CK drawn on an infusion day is
+    # usually the pre-infusion sample, so it does not count as after.
+    if latest is None or latest.day <= last.day:
+        return None
+    if not latest.above_uln_multiple(RELAPSE_ULN_MULTIPLE):
+        return None
+    return Advice(
+        rule_id="CONT-03",
+        indicator="warning",
+        values={
+            **_ck_values("ck", latest),
+            "relapse_multiple": str(RELAPSE_ULN_MULTIPLE),
+            "days_after_ivig": format_number(Decimal((latest.day - last.day).days)),
+            **_course_values(context),
+        },
+        facts=(_ck_fact(latest, context), *_course_facts(context)),
+        caveats=_caveats(context, (latest,)),
+        ck_trend=True,
+    )
+
+
+# --- CONT-04 ---------------------------------------------------------------------------------
+
+
+def no_ck_response(context: _Context) -> Advice | None:
+    status = context.status
+    if context.hook != "patient-view":
+        return None
+    if not (status.ongoing and status.course_six_months):
+        return None
+    latest = context.latest_ck
+    if latest is None or not latest.above_uln_multiple(1):
+        return None
+    return Advice(
+        rule_id="CONT-04",
+        indicator="info",
+        values={**_ck_values("ck", latest), **_course_values(context)},
+        facts=(_ck_fact(latest, context), *_course_facts(context)),
+        caveats=_caveats(context, (latest,)),
+        ck_trend=True,
+    )
+
+
+# --- shared wording helpers ------------------------------------------------------------------
+
+
+def _times_uln_text(ck: CkValue) -> str:
+    """×ULN to one decimal (display only; decisions compare exact values)."""
+    rounded = ck.times_uln.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    if rounded == 0 and ck.value > 0:
+        return "<0.1"
+    return f"{ck.comparator or ''}{rounded:,}"  # keeps the decimal: "3.0", not "3"
+
+
+def _ck_text(ck: CkValue) -> str:
+    return f"{ck.comparator or ''}{format_number(ck.value)} U/L"
+
+
+def _ck_values(prefix: str, ck: CkValue) -> dict[str, str]:
+    return {
+        prefix: f"{ck.comparator or ''}{format_number(ck.value)}",
+        f"{prefix}_x_uln": _times_uln_text(ck),
+        f"{prefix}_date": ck.day.isoformat(),
+        f"{prefix}_uln": format_number(ck.uln),
+        f"{prefix}_preliminary": " (preliminary)" if ck.preliminary else "",
+    }
+
+
+def _ck_fact(ck: CkValue, context: _Context) -> Fact:
+    notes = [f"{format_number(Decimal(context.days_ago(ck.day)))} days ago"]
+    if ck.uln_assumed:
+        notes.append(f"assumed ULN {format_number(ck.uln)} U/L")
+    else:
+        notes.append(f"ULN {format_number(ck.uln)} U/L (lab)")
+    if ck.converted:
+        notes.append(f"converted from {ck.original}")
+    if ck.preliminary:
+        notes.append("preliminary")
+    return Fact(
+        label="CK",
+        value=f"{_ck_text(ck)} ({_times_uln_text(ck)}×ULN)",
+        day=ck.day,
+        note="; ".join(notes),
+    )
+
+
+def _course_values(context: _Context) -> dict[str, str]:
+    status = context.status
+    if status.course_start is None or status.last_given is None:
+        return {}
+    return {
+        "course_start": status.course_start.isoformat(),
+        "course_days": format_number(Decimal(status.course_days or 0)),
+        "course_months": str(_whole_months(status.course_start, context.today)),
+        "last_ivig": status.last_given.day.isoformat(),
+        "days_since_last": format_number(Decimal(status.days_since_last or 0)),
+        "ivig_state": _ivig_state(status),
+    }
+
+
+def _ivig_state(status: IvigStatus) -> str:
+    if status.ongoing:
+        return "ongoing (" + ", ".join(status.ongoing_because) + ")"
+    if status.stopped:
+        return "stopped"
+    return "not given"
+
+
+def _course_facts(context: _Context) -> tuple[Fact, ...]:
+    status = context.status
+    last = status.last_given
+    if status.course_start is None or last is None:
+        return ()
+    course_note = (
+        f"{format_number(Decimal(status.course_days or 0))} days "
+        f"({_whole_months(status.course_start, context.today)} months) ago"
+    )
+    last_value = f"{format_number(last.grams)} g" if last.grams is not None else "dose not recorded"
+    last_note = f"{format_number(Decimal(status.days_since_last or 0))} days ago"
+    if last.resource_type == "MedicationRequest":
+        last_note += "; from the order (no administration recorded)"
+    return (
+        Fact(
+            label="IVIG course start",
+            value=status.course_start.isoformat(),
+            day=status.course_start,
+            note=course_note,
+        ),
+        Fact(label="Last IVIG", value=last_value, day=last.day, note=last_note),
+        Fact(label="IVIG status", value=_ivig_state(status)),
+    )
+
+
+def _whole_months(start: date, end: date) -> int:
+    months = (end.year - start.year) * 12 + (end.month - start.month)
+    if end.day < start.day:
+        months -= 1
+    return max(months, 0)
+
+
+def _caveats(
+    context: _Context, used: Iterable[CkValue], extra: Iterable[str] = ()
+) -> tuple[str, ...]:
+    """What the card must say was assumed or left out (rules.md "What every card must show")."""
+    record = context.record
+    notes: list[str] = []
+    for ck in used:
+        if ck.uln_assumed:
+            notes.append(
+                f"Assumed ULN {format_number(ck.uln)} U/L for the CK of {ck.day.isoformat()} "
+                f"(no reference range on the result; default for sex "
+                f"{record.gender or 'unknown'})"
+            )
+        if ck.preliminary:
+            notes.append(f"The CK of {ck.day.isoformat()} is preliminary")
+    notes.extend(extra)
+    if any(u.medication.matched_by_name and u.medication.is_ivig for u in record.ivig_uses):
+        names = sorted(
+            {
+                u.medication.display
+                for u in record.ivig_uses
+                if u.medication.matched_by_name and u.medication.is_ivig
+            }
+        )
+        notes.append("IVIG matched by name: " + ", ".join(names))
+    for result in record.unusable:
+        if result.kind == "ck":
+            when = f" of {result.time.date().isoformat()}" if result.time else ""
+            notes.append(f"CK{when} not used: {result.reason}")
+    for resource_type, count in record.skipped:
+        if count:
+            notes.append(f"{count} malformed {resource_type} resource(s) skipped")
+    return tuple(dict.fromkeys(notes))  # de-duplicated, order kept
