@@ -1,0 +1,290 @@
+"""A small FHIR server on 127.0.0.1 for tests: one patient's record, searchable, with faults.
+
+It answers reads and searches (GET, and POST ``<type>/_search`` with a form body) on
+``{base_url}/...`` with ``cds_service.fhir.search`` over the record it holds, writing absolute
+``fullUrl``s and ``next`` links as a real server does. Tests can inject:
+
+- ``latency``: seconds every request waits before answering;
+- ``page_size``: a default ``_count`` when the request gives none (forces paging);
+- ``require_token``: answer 401 unless ``Authorization: Bearer <token>`` is sent;
+- faults, per request path (``add_fault``): an HTTP status with an OperationOutcome, a malformed
+  JSON body, a body of the wrong resourceType, a body that trickles out a few bytes at a time, or
+  no answer at all.
+
+Every request is recorded (path, query, Authorization header, start and end times) and the peak
+number of requests in flight is kept, so tests can assert parallelism and paging. Waits use an
+event that ``stop()`` sets, so a hung or trickling handler ends when the test does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from cds_service.fhir.search import UnsupportedSearch, search
+
+FAULT_KINDS = ("status", "malformed", "wrong-type", "trickle", "hang")
+_HANG_LIMIT_SECONDS = 30.0  # a forgotten hung handler still ends
+
+
+@dataclass
+class Fault:
+    kind: str
+    match: str | None = None  # substring of "<path>?<query>" below the base; None: every request
+    status: int = 500
+    times: int | None = None  # how many requests it hits; None: all of them
+    trickle_bytes: int = 8  # per write
+    trickle_interval: float = 0.05  # seconds between writes
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str  # below the base, e.g. "Observation"
+    query: str
+    authorization: str | None
+    started: float  # time.monotonic()
+    finished: float | None = None
+
+    @property
+    def params(self) -> list[tuple[str, str]]:
+        return parse_qsl(self.query, keep_blank_values=True)
+
+
+@dataclass
+class FhirTestServer:
+    record: dict[str, Any] = field(
+        default_factory=lambda: {"resourceType": "Bundle", "type": "collection", "entry": []}
+    )
+    base_path: str = "/fhir"
+    latency: float = 0.0
+    page_size: int | None = None
+    require_token: str | None = None
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    max_in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._stop = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FhirTestServer:
+        handler = type("Handler", (_Handler,), {"fhir": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False  # a hung handler must not hold the test's teardown
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, name="fhir-test-server")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def origin(self) -> str:
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.origin + self.base_path
+
+    # -- configuration -----------------------------------------------------------------------
+
+    def add_fault(self, kind: str, match: str | None = None, **options: Any) -> Fault:
+        fault = Fault(kind, match, **options)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def reset(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            self.requests.clear()
+            self.max_in_flight = 0
+            self.latency = 0.0
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [r.path for r in self.requests]
+
+    # -- used by the handler -----------------------------------------------------------------
+
+    def _fault_for(self, target: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.match is not None and fault.match not in target:
+                    continue
+                if fault.times is not None:
+                    if fault.times <= 0:
+                        continue
+                    fault.times -= 1
+                return fault
+        return None
+
+    @contextmanager
+    def _track(self, request: RecordedRequest) -> Iterator[int]:
+        with self._lock:
+            index = len(self.requests)
+            self.requests.append(request)
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            yield index
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                old = self.requests[index]
+                self.requests[index] = RecordedRequest(
+                    old.method,
+                    old.path,
+                    old.query,
+                    old.authorization,
+                    old.started,
+                    time.monotonic(),
+                )
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds``; False when the server is stopping."""
+        return not self._stop.wait(seconds)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fhir: FhirTestServer
+    protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # quiet test output
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        self._serve("GET", parts.path, parts.query)
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        form = self.rfile.read(length).decode("utf-8") if length else ""
+        if not parts.path.endswith("/_search"):
+            self._send_outcome(405, "not-supported", "only POST <type>/_search is supported")
+            return
+        query = "&".join(q for q in (parts.query, form) if q)
+        self._serve("POST", parts.path.removesuffix("/_search"), query)
+
+    def _serve(self, method: str, path: str, query: str) -> None:
+        fhir = self.fhir
+        relative = path[len(fhir.base_path) :].strip("/") if path.startswith(fhir.base_path) else ""
+        recorded = RecordedRequest(
+            method, relative, query, self.headers.get("Authorization"), time.monotonic()
+        )
+        with fhir._track(recorded):
+            if fhir.latency and not fhir._wait(fhir.latency):
+                return
+            fault = fhir._fault_for(f"{relative}?{query}")
+            if fault is not None:
+                self._fault(fault)
+                return
+            if not relative:
+                self._send_outcome(404, "not-found", "not a FHIR endpoint")
+                return
+            if fhir.require_token and self.headers.get("Authorization") != (
+                f"Bearer {fhir.require_token}"
+            ):
+                self._send_outcome(401, "login", "a valid bearer token is required")
+                return
+            self._answer(relative, query)
+
+    def _answer(self, relative: str, query: str) -> None:
+        fhir = self.fhir
+        params = parse_qsl(query, keep_blank_values=True)
+        is_search = "/" not in relative
+        if is_search and fhir.page_size and not any(n == "_count" for n, _ in params):
+            params.append(("_count", str(fhir.page_size)))
+        url = relative + (f"?{urlencode(params, safe='|,:/')}" if params else "")
+        try:
+            result = search(fhir.record, url, base=fhir.base_url)
+        except UnsupportedSearch as exc:
+            self._send_outcome(400, "not-supported", str(exc))
+            return
+        if result is None:
+            self._send_outcome(404, "not-found", f"{relative} is not known")
+            return
+        self._send_json(200, result)
+
+    def _fault(self, fault: Fault) -> None:
+        if fault.kind == "status":
+            self._send_outcome(fault.status, "exception", "injected failure")
+        elif fault.kind == "malformed":
+            self._send_raw(200, b'{"resourceType": "Bundle", "type": "searchset", "entry": [{')
+        elif fault.kind == "wrong-type":
+            self._send_json(200, {"resourceType": "Basic", "id": "x", "code": {"text": "odd"}})
+        elif fault.kind == "trickle":
+            self._trickle(fault)
+        elif fault.kind == "hang":
+            self.fhir._wait(_HANG_LIMIT_SECONDS)
+            self.close_connection = True
+
+    def _trickle(self, fault: Fault) -> None:
+        body = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()
+        body += b" " * 4096  # long enough that it cannot finish within a test's deadline
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for start in range(0, len(body), fault.trickle_bytes):
+                self.wfile.write(body[start : start + fault.trickle_bytes])
+                self.wfile.flush()
+                if not self.fhir._wait(fault.trickle_interval):
+                    return
+        except OSError:
+            return  # the client hung up, as it should when its deadline passes
+
+    def _send_outcome(self, status: int, code: str, text: str) -> None:
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+        }
+        self._send_json(status, outcome)
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send_raw(status, json.dumps(payload).encode("utf-8"))
+
+    def _send_raw(self, status: int, body: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True  # the client gave up (deadline): nothing to answer
