@@ -1,0 +1,236 @@
+"""Derived statin quantities (rules.md "Definitions"): recent CK, active statin, statin stop date,
+anti-HMGCR positive, the value just before another.
+
+Pure functions of the ``PatientRecord`` (and ``today`` where a window counts days). The record
+already holds only usable values, sorted oldest → newest; the status is checked again here
+because choosing the wrong "latest" value would change every CK rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from typing import TypeVar
+
+from cds_service.record.model import (
+    USABLE_STATUSES,
+    CkValue,
+    ConditionFact,
+    LabValue,
+    MedicationUse,
+    PatientRecord,
+)
+from cds_service.settings import ClinicalSettings
+
+V = TypeVar("V", bound=LabValue)
+
+# rules.md "Active statin": request statuses that mean the patient is taking the statin.
+ACTIVE_REQUEST_STATUSES = frozenset({"active", "on-hold"})
+# rules.md "Active statin": a MedicationStatement counts when active.
+ACTIVE_STATEMENT_STATUSES = frozenset({"active"})
+# rules.md "Statin stop date": any statin request or statement in these statuses means the
+# patient is still on a statin, so there is no stop date.
+ONGOING_STATUSES = frozenset({"active", "on-hold"})
+# rules.md "Statin course": stopped or completed (cancelled, entered-in-error, draft and unknown
+# are not courses).
+COURSE_STATUSES = frozenset({"stopped", "completed"})
+
+# rules.md "Anti-HMGCR positive": a number >= 20 in the lab's arbitrary unit [LABHMG: ARUP
+# 0-19 Units negative; Mayo < 20.0 CU or U/mL].
+HMGCR_POSITIVE_CUTOFF = Decimal("20")
+# rules.md "Anti-HMGCR positive": these v3 ObservationInterpretation codes count whatever the value.
+HMGCR_POSITIVE_INTERPRETATIONS = frozenset({"POS", "H", "HH", "A"})
+# rules.md "Anti-HMGCR positive": Condition text that names the disease (case-insensitive). The
+# record also classifies conditions with fhir_mappings/ValueSet-hmgcr-myopathy.json (kind
+# HMGCR_CONDITION_KIND), which matches the same wording a little more loosely; either counts.
+HMGCR_CONDITION_WORDS = ("hmgcr", "necrotizing myopathy", "necrotising myopathy")
+HMGCR_CONDITION_KIND = "hmgcr-myopathy"
+# A Condition the clinician refuted or entered in error is not evidence of anything.
+VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def usable(values: Sequence[V]) -> tuple[V, ...]:
+    """The usable values (rules.md "Usable observation"), oldest → newest."""
+    return tuple(sorted((v for v in values if v.status in USABLE_STATUSES), key=lambda v: v.time))
+
+
+def latest(values: Sequence[V]) -> V | None:
+    """rules.md "Latest": the usable value with the greatest time."""
+    series = usable(values)
+    return series[-1] if series else None
+
+
+def just_before(values: Sequence[V], value: LabValue) -> V | None:
+    """The usable value immediately before ``value`` in time (rules.md "just before it")."""
+    earlier = [v for v in usable(values) if v.time < value.time]
+    return earlier[-1] if earlier else None
+
+
+def ck_just_before(record: PatientRecord, value: LabValue) -> CkValue | None:
+    return just_before(record.ck, value)
+
+
+def days_between(earlier: date, later: date) -> int:
+    return (later - earlier).days
+
+
+def is_recent(day: date, today: date, clinical: ClinicalSettings) -> bool:
+    """rules.md "Recent": within ``recent_days`` of today, day 30 included.
+
+    A result dated a day or two after ``today`` (a lab clock ahead of ours) is also "within 30
+    days of today"; it is the newest value the patient has, so it must not be ignored.
+    """
+    return abs(days_between(day, today)) <= clinical.recent_days
+
+
+def recent_ck(record: PatientRecord, today: date, clinical: ClinicalSettings) -> CkValue | None:
+    """rules.md "Recent CK": the latest usable CK, when it is recent (else None)."""
+    value = latest(record.ck)
+    if value is None or not is_recent(value.day, today, clinical):
+        return None
+    return value
+
+
+def at_least_above(later: LabValue, earlier: LabValue, margin: Decimal = Decimal(0)) -> bool:
+    """Is ``later >= earlier + margin`` certain, given both values' bounds (rules.md "Value")?
+
+    ``earlier`` must have an upper bound (exact, "<" or "<="): a lower bound (">V") could be
+    anything above V, so no rise over it can be shown.
+    """
+    if earlier.comparator in (">", ">="):
+        return False
+    return later.meets_above(earlier.value + margin, inclusive=True)
+
+
+def creatinine_rise(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, rise_mg_dl: Decimal
+) -> tuple[LabValue, LabValue] | None:
+    """(previous, latest) when the latest creatinine is recent and at least ``rise_mg_dl`` above
+    the usable creatinine just before it (rules.md STAT-02: two values needed)."""
+    newest = latest(record.creatinine)
+    if newest is None or not is_recent(newest.day, today, clinical):
+        return None
+    previous = just_before(record.creatinine, newest)
+    if previous is None or not at_least_above(newest, previous, rise_mg_dl):
+        return None
+    return previous, newest
+
+
+# --- statin exposure ----------------------------------------------------------------------
+
+
+def _statins(record: PatientRecord) -> tuple[MedicationUse, ...]:
+    # The record keeps statin uses only, but a use is checked again: a non-statin here would
+    # put a wrong drug on a "stop the statin" card.
+    return tuple(u for u in record.statin_uses if u.medication.is_statin)
+
+
+def active_statins(record: PatientRecord) -> tuple[MedicationUse, ...]:
+    """Statins the patient is on: a non-draft MedicationRequest active or on-hold, or a
+    MedicationStatement active (rules.md "Active statin", drafts excluded)."""
+    return tuple(
+        u
+        for u in _statins(record)
+        if not u.drafted
+        and (
+            (u.resource_type == "MedicationRequest" and u.status in ACTIVE_REQUEST_STATUSES)
+            or (u.resource_type == "MedicationStatement" and u.status in ACTIVE_STATEMENT_STATUSES)
+        )
+    )
+
+
+def drafted_statins(record: PatientRecord) -> tuple[MedicationUse, ...]:
+    """The statin MedicationRequests drafted in this hook (rules.md "Drafted")."""
+    return tuple(u for u in _statins(record) if u.drafted)
+
+
+def statin_active(record: PatientRecord) -> bool:
+    return bool(active_statins(record))
+
+
+def statin_active_or_drafted(record: PatientRecord) -> bool:
+    """rules.md "Active statin" in full: active, on-hold, or drafted."""
+    return statin_active(record) or bool(drafted_statins(record))
+
+
+def statin_courses(record: PatientRecord) -> tuple[MedicationUse, ...]:
+    """rules.md "Statin course": a statin request or statement stopped or completed."""
+    return tuple(u for u in _statins(record) if not u.drafted and u.status in COURSE_STATUSES)
+
+
+def statin_stop_date(record: PatientRecord) -> date | None:
+    """rules.md "Statin stop date": the latest end over the statin courses.
+
+    None (unknown) when any statin request or statement is still active or on-hold, or when no
+    course has an end date. A drafted statin does not count: STAT-06 asks about that very draft.
+    """
+    if any(u.status in ONGOING_STATUSES for u in _statins(record) if not u.drafted):
+        return None
+    ends = [u.end_date for u in statin_courses(record) if u.end_date is not None]
+    return max(ends) if ends else None
+
+
+def stopped_course(record: PatientRecord) -> MedicationUse | None:
+    """The course whose end is the statin stop date (for the card), if there is one."""
+    stop = statin_stop_date(record)
+    if stop is None:
+        return None
+    return next(u for u in statin_courses(record) if u.end_date == stop)
+
+
+# --- anti-HMGCR ---------------------------------------------------------------------------
+
+
+def hmgcr_result_positive(value: LabValue) -> bool:
+    """rules.md "Anti-HMGCR positive" for one result: >= 20 (bound-aware) or a positive flag."""
+    if HMGCR_POSITIVE_INTERPRETATIONS.intersection(value.interpretation):
+        return True
+    if value.qualitative:  # no number: only its interpretation can say positive
+        return False
+    return value.meets_above(HMGCR_POSITIVE_CUTOFF, inclusive=True)
+
+
+def hmgcr_condition(condition: ConditionFact) -> bool:
+    """An active Condition whose wording names anti-HMGCR / necrotizing myopathy (any code)."""
+    if not condition.active or condition.verification_status in VOID_VERIFICATION:
+        return False
+    if HMGCR_CONDITION_KIND in condition.kinds:
+        return True
+    text = condition.text.lower()
+    return any(word in text for word in HMGCR_CONDITION_WORDS)
+
+
+def condition_day(condition: ConditionFact) -> date | None:
+    """rules.md: a Condition's date is ``onsetDateTime``, else ``recordedDate``."""
+    return condition.onset or condition.recorded
+
+
+def hmgcr_positive(
+    record: PatientRecord, today: date, within_days: int | None = None
+) -> LabValue | ConditionFact | None:
+    """The evidence that the patient is anti-HMGCR positive (rules.md Definitions), or None.
+
+    With ``within_days`` only evidence dated within that many days of today counts (day N
+    included); a Condition with neither onset nor recorded date counts as within. The latest
+    positive result is preferred to a Condition: it has a value to show.
+    """
+
+    def within(day: date | None) -> bool:
+        return within_days is None or day is None or days_between(day, today) <= within_days
+
+    results = [v for v in usable(record.hmgcr) if hmgcr_result_positive(v) and within(v.day)]
+    if results:
+        return results[-1]
+    conditions = [c for c in record.conditions if hmgcr_condition(c) and within(condition_day(c))]
+    if conditions:
+        return max(conditions, key=lambda c: condition_day(c) or date.max)
+    return None
+
+
+def hmgcr_result_on_file(record: PatientRecord) -> bool:
+    """Any usable anti-HMGCR result, positive or negative (HMG-01/02: "no usable result")."""
+    return bool(usable(record.hmgcr))
