@@ -1,0 +1,538 @@
+"""``build_record``: the resources of one hook call → the normalized ``PatientRecord``.
+
+Reads plain R4 JSON (``FhirData``, already validated by the ``fhir`` layer) and applies the
+rules.md Definitions that are about reading data: usable observations and units
+(``record.values``), medication classes (``fhir.terminology``), "Medication of an order",
+"Drafted", "IVIG" (subcutaneous products excluded), "IVIG given" and "Ordered IVIG dose". What
+the rules derive from the record (active statin, stop date, IVIG course...) lives in
+``record.statin`` and ``record.ivig``.
+
+Nothing here raises on odd content: a resource that cannot be read is left out (or kept as an
+``UnusableResult`` when it is a lab of a known kind), so one bad entry never fails the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from cds_service.fhir.data import FhirData
+from cds_service.fhir.terminology import (
+    classify_medication,
+    concept_texts,
+    condition_kinds,
+    is_subcutaneous,
+    observation_kind,
+    unidentified_medication,
+)
+from cds_service.record.model import (
+    CkValue,
+    ConditionFact,
+    IvigGiven,
+    LabValue,
+    Medication,
+    MedicationUse,
+    OrderedDose,
+    PatientRecord,
+    UnusableResult,
+)
+from cds_service.record.units import normalise_unit, quantity_unit
+from cds_service.record.values import parse_date, parse_datetime, read_observation, to_decimal
+from cds_service.settings import Settings
+
+# rules.md "IVIG given": administrations with these statuses count (not-done, entered-in-error
+# and unknown are ignored).
+GIVEN_ADMINISTRATION_STATUSES = frozenset({"completed", "in-progress", "stopped"})
+# rules.md "IVIG given": an IVIG order with these statuses counts when no administration is
+# dated on or after its authoredOn.
+GIVEN_REQUEST_STATUSES = frozenset({"completed", "active"})
+# A Condition the clinician refuted or entered in error is not a fact about the patient.
+_VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+
+# rules.md "Ordered IVIG dose": dose units, normalised → (OrderedDose unit, factor to it).
+_DOSE_UNITS: dict[str, tuple[str, Decimal]] = {
+    "g": ("g", Decimal(1)),
+    "gram": ("g", Decimal(1)),
+    "grams": ("g", Decimal(1)),
+    "mg": ("mg", Decimal(1)),
+    "ml": ("mL", Decimal(1)),
+    "g/kg": ("g/kg", Decimal(1)),
+    "mg/kg": ("g/kg", Decimal("0.001")),
+}
+# timing.repeat.boundsDuration → days.
+_DURATION_DAYS: dict[str, int] = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7}
+
+
+def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) -> PatientRecord:
+    context = _dict(body.get("context"))
+    patient_id = _text(context.get("patientId")) or ""
+    hook = _text(body.get("hook")) or ""
+
+    drafts = tuple(r for r in data.drafts if isinstance(r, Mapping))
+    draft_keys = {_key(r) for r in drafts if _key(r) is not None}
+    # A draft that also came back from a search is read once, as the draft.
+    resources = [r for r in _unique(data.resources) if _key(r) not in draft_keys]
+
+    patient = next(
+        (r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id),
+        None,
+    )
+    gender = _text(_dict(patient).get("gender"))
+    birth_date = parse_date(_dict(patient).get("birthDate"))
+
+    labs = _read_labs(resources, gender, settings)
+    resolver = _MedicationResolver(data, resources)
+    drafted = _drafted_keys(hook, drafts, data.selections)
+
+    uses: list[MedicationUse] = []
+    unidentified: list[str] = []
+    for resource in resources:
+        if resource.get("resourceType") in ("MedicationRequest", "MedicationStatement"):
+            use = _medication_use(resource, resolver, drafted=False)
+            if use is not None:
+                uses.append(use)
+    for draft in drafts:
+        if draft.get("resourceType") != "MedicationRequest":
+            continue
+        is_drafted = _key(draft) in drafted
+        use = _medication_use(draft, resolver, drafted=is_drafted)
+        if use is None:
+            continue
+        if is_drafted and not use.medication.identified:
+            unidentified.append(use.medication.display)
+        uses.append(use)
+
+    statin_uses = tuple(u for u in uses if u.medication.identified and u.medication.is_statin)
+    ivig_uses = tuple(
+        u for u in uses if u.medication.identified and u.medication.is_ivig and not u.subcutaneous
+    )
+    estrogen_uses = tuple(u for u in uses if u.medication.identified and u.medication.is_estrogen)
+
+    return PatientRecord(
+        patient_id=patient_id,
+        gender=gender,
+        birth_date=birth_date,
+        hook=hook,
+        ck=labs.ck,
+        iga=labs.of("iga"),
+        hmgcr=labs.of("hmgcr"),
+        weight=labs.of("weight"),
+        height=labs.of("height"),
+        creatinine=labs.of("creatinine"),
+        egfr=labs.of("egfr"),
+        unusable=labs.unusable,
+        statin_uses=statin_uses,
+        ivig_uses=ivig_uses,
+        estrogen_uses=estrogen_uses,
+        ivig_given=_ivig_given(resources, ivig_uses, resolver),
+        unidentified_drafts=tuple(unidentified),
+        conditions=_conditions(resources),
+        skipped=tuple(sorted((str(k), int(v)) for k, v in data.skipped.items())),
+    )
+
+
+# --- observations ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Labs:
+    values: Mapping[str, tuple[LabValue, ...]]
+    ck: tuple[CkValue, ...]
+    unusable: tuple[UnusableResult, ...]
+
+    def of(self, kind: str) -> tuple[LabValue, ...]:
+        return self.values.get(kind, ())
+
+
+def _read_labs(
+    resources: Iterable[Mapping[str, Any]], gender: str | None, settings: Settings
+) -> _Labs:
+    by_kind: dict[str, list[LabValue]] = {}
+    unusable: list[UnusableResult] = []
+    for obs in resources:
+        if obs.get("resourceType") != "Observation":
+            continue
+        kind = observation_kind(obs.get("code"))
+        if kind is None:
+            continue
+        result = read_observation(obs, kind, gender, settings.clinical)
+        if isinstance(result, LabValue):
+            by_kind.setdefault(kind, []).append(result)
+        elif isinstance(result, UnusableResult):
+            unusable.append(result)
+    values = {
+        kind: tuple(sorted(items, key=lambda v: (v.time, v.resource_id or "")))
+        for kind, items in by_kind.items()
+    }
+    ck = tuple(v for v in values.get("ck", ()) if isinstance(v, CkValue))
+    epoch = datetime.min.replace(tzinfo=UTC)
+    unusable.sort(key=lambda u: (u.time or epoch, u.kind, u.resource_id or ""))
+    return _Labs(values, ck, tuple(unusable))
+
+
+# --- medications -----------------------------------------------------------------------------
+
+
+class _MedicationResolver:
+    """rules.md "Medication of an order": the medication of a resource, classified.
+
+    ``#id`` → the resource's ``contained``; ``Medication/id`` → ``FhirData.medications`` (filled by
+    the fhir layer from draftOrders, prefetch and reads, in that order) or a Medication among the
+    gathered resources; an absolute or ``urn:uuid:`` reference → by ``fullUrl``
+    (``FhirData.medications`` keys). Anything else is unidentified.
+    """
+
+    def __init__(self, data: FhirData, resources: Iterable[Mapping[str, Any]]) -> None:
+        self._medications = data.medications
+        self._by_id = {
+            f"Medication/{r['id']}": r
+            for r in resources
+            if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+        }
+
+    def medication(self, resource: Mapping[str, Any], field: str = "medication") -> Medication:
+        concept = resource.get(f"{field}CodeableConcept")
+        if isinstance(concept, Mapping):
+            return classify_medication(concept)
+        reference = _dict(resource.get(f"{field}Reference"))
+        target = self._resolve(resource, reference)
+        if target is None:
+            display = (
+                _text(reference.get("display")) or _text(reference.get("reference"))
+                or "medication not stated"
+            )
+            return unidentified_medication(display)
+        return classify_medication(None, target)
+
+    def _resolve(
+        self, resource: Mapping[str, Any], reference: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        ref = _text(reference.get("reference"))
+        if ref is None:
+            return None
+        if ref.startswith("#"):
+            for contained in _list(resource.get("contained")):
+                c = _dict(contained)
+                if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
+                    return c
+            return None
+        found = self._medications.get(ref)
+        if _is_medication(found):
+            return found
+        if "/_history/" in ref:
+            found = self._medications.get(ref.split("/_history/")[0])
+            if _is_medication(found):
+                return found
+        relative = ref.split("/_history/")[0]
+        if relative.startswith("Medication/") and relative.count("/") == 1:
+            return self._by_id.get(relative)
+        return None
+
+
+def _medication_use(
+    resource: Mapping[str, Any], resolver: _MedicationResolver, *, drafted: bool
+) -> MedicationUse | None:
+    """A MedicationRequest/Statement with a statin, IVIG or estrogen (or, drafted, an
+    unidentified medication); None for anything else."""
+    medication = resolver.medication(resource)
+    if not medication.identified and not drafted:
+        return None
+    if medication.identified and not (
+        medication.is_statin or medication.is_ivig or medication.is_estrogen
+    ):
+        return None
+    resource_type = str(resource.get("resourceType"))
+    dosages = _dosages(resource)
+    return MedicationUse(
+        resource_type=resource_type,
+        resource_id=_text(resource.get("id")),
+        status=_text(resource.get("status")) or "unknown",
+        intent=_text(resource.get("intent")) if resource_type == "MedicationRequest" else None,
+        medication=medication,
+        authored_on=_authored_on(resource),
+        end_date=_end_date(resource),
+        drafted=drafted,
+        subcutaneous=is_subcutaneous(dosages),
+        dose=ordered_dose(dosages[0]) if dosages else None,
+        raw=resource,
+    )
+
+
+def _dosages(resource: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    field = "dosageInstruction" if resource.get("resourceType") == "MedicationRequest" else "dosage"
+    return [_dict(d) for d in _list(resource.get(field))]
+
+
+def _authored_on(resource: Mapping[str, Any]) -> date | None:
+    if resource.get("resourceType") == "MedicationRequest":
+        return parse_date(resource.get("authoredOn"))
+    # A MedicationStatement has no authoredOn: when the use started, else when it was asserted.
+    return (
+        parse_date(resource.get("effectiveDateTime"))
+        or parse_date(_dict(resource.get("effectivePeriod")).get("start"))
+        or parse_date(resource.get("dateAsserted"))
+    )
+
+
+def _end_date(resource: Mapping[str, Any]) -> date | None:
+    """rules.md "Statin stop date": the latest of dispenseRequest.validityPeriod.end,
+    dosageInstruction.timing.repeat.boundsPeriod.end and MedicationStatement.effectivePeriod.end."""
+    ends = [
+        parse_date(_dict(_dict(resource.get("dispenseRequest")).get("validityPeriod")).get("end")),
+        parse_date(_dict(resource.get("effectivePeriod")).get("end")),
+    ]
+    for dosage in _dosages(resource):
+        repeat = _dict(_dict(dosage.get("timing")).get("repeat"))
+        ends.append(parse_date(_dict(repeat.get("boundsPeriod")).get("end")))
+    known = [d for d in ends if d is not None]
+    return max(known) if known else None
+
+
+def ordered_dose(dosage: Mapping[str, Any]) -> OrderedDose | None:
+    """rules.md "Ordered IVIG dose": doseAndRate[0].doseQuantity and the number of days
+    (timing.repeat.count, else boundsDuration in days, else 1)."""
+    dose_and_rate = _list(dosage.get("doseAndRate"))
+    quantity = _dict(_dict(dose_and_rate[0]).get("doseQuantity")) if dose_and_rate else {}
+    amount = to_decimal(quantity.get("value"))
+    unit = quantity_unit(quantity)
+    if amount is None or amount <= 0 or unit is None:
+        return None
+    known = _DOSE_UNITS.get(normalise_unit(unit))
+    if known is None:
+        return None
+    dose_unit, factor = known
+    days = _days(_dict(_dict(dosage.get("timing")).get("repeat")))
+    written = _text(dosage.get("text"))
+    if written is None:
+        written = f"{quantity.get('value')} {_text(quantity.get('unit')) or unit}"
+        if days > 1:
+            written += f" daily for {days} days"
+    return OrderedDose(amount=amount * factor, unit=dose_unit, days=days, original=written)
+
+
+def _days(repeat: Mapping[str, Any]) -> int:
+    count = repeat.get("count")
+    if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+        return count
+    duration = _dict(repeat.get("boundsDuration"))
+    value = to_decimal(duration.get("value"))
+    unit = quantity_unit(duration)
+    per = _DURATION_DAYS.get(normalise_unit(unit)) if unit else None
+    if value is not None and per is not None and value > 0:
+        days = value * per
+        if days == days.to_integral_value():
+            return int(days)
+    return 1
+
+
+def dose_grams(dose: OrderedDose | None, medication: Medication) -> Decimal | None:
+    """One dose in grams: g, mg/1000, or mL × the product strength; g/kg needs a weight: None."""
+    if dose is None:
+        return None
+    if dose.unit == "g":
+        return dose.amount
+    if dose.unit == "mg":
+        return dose.amount / 1000
+    if dose.unit == "mL" and medication.concentration_g_per_ml is not None:
+        return dose.amount * medication.concentration_g_per_ml
+    return None
+
+
+# --- IVIG given ------------------------------------------------------------------------------
+
+
+def _ivig_given(
+    resources: Iterable[Mapping[str, Any]],
+    ivig_uses: tuple[MedicationUse, ...],
+    resolver: _MedicationResolver,
+) -> tuple[IvigGiven, ...]:
+    """rules.md "IVIG given": administrations (completed, in-progress, stopped) of IVIG; a
+    completed/active IVIG order counts (dose × days, dated authoredOn) only when no
+    administration is dated on or after its authoredOn; a draft is never given."""
+    given: list[IvigGiven] = []
+    for resource in resources:
+        if resource.get("resourceType") != "MedicationAdministration":
+            continue
+        status = _text(resource.get("status"))
+        if status not in GIVEN_ADMINISTRATION_STATUSES:
+            continue
+        medication = resolver.medication(resource)
+        dosage = _dict(resource.get("dosage"))
+        if not (medication.identified and medication.is_ivig) or is_subcutaneous([dosage]):
+            continue
+        time = parse_datetime(resource.get("effectiveDateTime")) or parse_datetime(
+            _dict(resource.get("effectivePeriod")).get("start")
+        )
+        if time is None:
+            continue
+        given.append(
+            IvigGiven(
+                time=time,
+                grams=_administered_grams(dosage, medication),
+                resource_type="MedicationAdministration",
+                resource_id=_text(resource.get("id")),
+                status=status,
+            )
+        )
+    administered_days = [g.day for g in given]
+    for use in ivig_uses:
+        if (
+            use.drafted
+            or use.resource_type != "MedicationRequest"
+            or use.status not in GIVEN_REQUEST_STATUSES
+            or use.authored_on is None
+        ):
+            continue
+        authored = use.authored_on
+        if any(day >= authored for day in administered_days):
+            continue
+        grams = dose_grams(use.dose, use.medication)
+        given.append(
+            IvigGiven(
+                time=datetime(authored.year, authored.month, authored.day, tzinfo=UTC),
+                grams=grams * use.dose.days if grams is not None and use.dose else None,
+                resource_type="MedicationRequest",
+                resource_id=use.resource_id,
+                status=use.status,
+            )
+        )
+    given.sort(key=lambda g: (g.time, g.resource_id or ""))
+    return tuple(given)
+
+
+def _administered_grams(dosage: Mapping[str, Any], medication: Medication) -> Decimal | None:
+    quantity = _dict(dosage.get("dose"))
+    amount = to_decimal(quantity.get("value"))
+    unit = quantity_unit(quantity)
+    if amount is None or amount <= 0 or unit is None:
+        return None
+    known = _DOSE_UNITS.get(normalise_unit(unit))
+    if known is None or known[0] == "g/kg":
+        return None
+    dose = OrderedDose(amount=amount * known[1], unit=known[0], days=1, original="")
+    return dose_grams(dose, medication)
+
+
+# --- drafts ----------------------------------------------------------------------------------
+
+
+def _drafted_keys(
+    hook: str, drafts: tuple[Mapping[str, Any], ...], selections: tuple[str, ...]
+) -> set[tuple[str, str] | None]:
+    """rules.md "Drafted": on order-select the MedicationRequests among ``selections`` (all
+    drafts when the client sends none); on order-sign every MedicationRequest of draftOrders."""
+    requests = [d for d in drafts if d.get("resourceType") == "MedicationRequest"]
+    if hook == "order-sign":
+        return {_key(d) for d in requests}
+    if hook == "order-select":
+        selected = {_selection_key(s) for s in selections}
+        selected.discard(None)
+        if not selected:
+            return {_key(d) for d in requests}
+        return {_key(d) for d in requests if _key(d) in selected}
+    return set()
+
+
+def _selection_key(selection: object) -> tuple[str, str] | None:
+    """"MedicationRequest/123" (or a URL ending so) → ("MedicationRequest", "123")."""
+    if not isinstance(selection, str):
+        return None
+    parts = [p for p in selection.strip().split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) < 2:
+        return None
+    return parts[-2], parts[-1]
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+
+def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, ...]:
+    facts: list[ConditionFact] = []
+    for resource in resources:
+        if resource.get("resourceType") != "Condition":
+            continue
+        verification = _status_code(resource.get("verificationStatus"))
+        if verification in _VOID_VERIFICATION:
+            continue
+        code = resource.get("code")
+        keys = []
+        for coding in _list(_dict(code).get("coding")):
+            c = _dict(coding)
+            if _text(c.get("code")):
+                keys.append(f"{_text(c.get('system')) or ''}|{_text(c.get('code'))}")
+        facts.append(
+            ConditionFact(
+                resource_id=_text(resource.get("id")),
+                clinical_status=_status_code(resource.get("clinicalStatus")),
+                verification_status=verification,
+                codes=tuple(keys),
+                text=" | ".join(dict.fromkeys(t.strip() for t in concept_texts(code))),
+                onset=parse_date(resource.get("onsetDateTime"))
+                or parse_date(_dict(resource.get("onsetPeriod")).get("start")),
+                recorded=parse_date(resource.get("recordedDate")),
+                kinds=condition_kinds(code),
+            )
+        )
+    return tuple(facts)
+
+
+def _status_code(value: object) -> str | None:
+    """An R4 status CodeableConcept (or a DSTU2-style plain code) → its code."""
+    if isinstance(value, str):
+        return _text(value)
+    for coding in _list(_dict(value).get("coding")):
+        code = _text(_dict(coding).get("code"))
+        if code:
+            return code
+    return None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _unique(resources: Iterable[object]) -> list[Mapping[str, Any]]:
+    """Each resource once (by type and id; resources without id are all kept)."""
+    seen: set[tuple[str, str]] = set()
+    out: list[Mapping[str, Any]] = []
+    for resource in resources:
+        if not isinstance(resource, Mapping):
+            continue
+        key = _key(resource)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(resource)
+    return out
+
+
+def _key(resource: Mapping[str, Any]) -> tuple[str, str] | None:
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    if isinstance(rtype, str) and isinstance(rid, str) and rid:
+        return rtype, rid
+    return None
+
+
+def _is_medication(value: object) -> bool:
+    return isinstance(value, Mapping) and value.get("resourceType") == "Medication"
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value] if isinstance(value, Mapping) else []

@@ -1,0 +1,121 @@
+"""Units and their factors to the rule's unit (rules.md Definitions "Units").
+
+The unit of a Quantity is its ``code`` when ``system`` is UCUM, else its ``unit`` text; either is
+trimmed, compared case-insensitively, and µ/μ are read as u. Conversion is exact decimal
+arithmetic (0.07 g/L is exactly 7 mg/dL); the one division (creatinine µmol/L ÷ 88.4) is rounded
+to 6 significant digits, which rules.md allows. Any unit not in a table is not recognised: the
+caller marks the result unusable and the card says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Context, Decimal
+from typing import Any
+
+UCUM = "http://unitsofmeasure.org"
+
+# Division results keep 6 significant digits (rules.md "Units": "or round to 6 significant
+# digits").
+_DIVISION = Context(prec=6)
+
+
+@dataclass(frozen=True)
+class Factor:
+    """value × multiply ÷ divide; ``divide`` is only for factors that are not exact decimals."""
+
+    multiply: Decimal = Decimal(1)
+    divide: Decimal = Decimal(1)
+
+    @property
+    def identity(self) -> bool:
+        return self.multiply == 1 and self.divide == 1
+
+    def apply(self, value: Decimal) -> Decimal:
+        product = value * self.multiply
+        if self.divide == 1:
+            return product
+        return _DIVISION.divide(product, self.divide)
+
+
+_ONE = Factor()
+_LB = Factor(Decimal("0.45359237"))  # international avoirdupois pound, exact
+_INCH = Factor(Decimal("2.54"))  # international inch, exact
+
+# rules.md "Units": factors to the rule's unit, keyed by normalised unit (lower case, µ→u).
+# UCUM codes and the unit texts rules.md names share one table per kind.
+FACTORS: dict[str, dict[str, Factor]] = {
+    "ck": {  # → U/L
+        "u/l": _ONE,
+        "[iu]/l": _ONE,
+        "iu/l": _ONE,
+        "ukat/l": Factor(Decimal(60)),  # 1 µkat/L = 60 U/L (clinical-evidence.md §5.1)
+        "nkat/l": Factor(Decimal("0.06")),
+    },
+    "iga": {  # → mg/dL
+        "mg/dl": _ONE,
+        "g/l": Factor(Decimal(100)),  # 0.07 g/L = 7 mg/dL [ESID]
+        "mg/l": Factor(Decimal("0.1")),
+    },
+    "weight": {  # → kg
+        "kg": _ONE,
+        "[lb_av]": _LB,
+        "lb": _LB,
+        "lbs": _LB,
+        "g": Factor(Decimal("0.001")),
+    },
+    "height": {  # → cm
+        "cm": _ONE,
+        "[in_i]": _INCH,
+        "in": _INCH,
+        "m": Factor(Decimal(100)),
+    },
+    "creatinine": {  # → mg/dL
+        "mg/dl": _ONE,
+        "umol/l": Factor(divide=Decimal("88.4")),  # µmol/L ÷ 88.4 (clinical-evidence.md §5.1)
+    },
+    "egfr": {  # → mL/min/1.73m2
+        "ml/min/{1.73_m2}": _ONE,
+        "ml/min/1.73m2": _ONE,
+    },
+}
+
+# rules.md "Anti-HMGCR positive": the labs' arbitrary units, taken as written, no conversion
+# between them [LABHMG].
+HMGCR_UNITS = frozenset(
+    {"[arb'u]", "[arb'u]/ml", "{u}", "{cu}", "{units}", "u", "u/ml", "cu", "units"}
+)
+
+
+def normalise_unit(unit: str) -> str:
+    """Trimmed, lower case, micro sign and Greek mu read as u."""
+    return unit.strip().replace("\u00b5", "u").replace("\u03bc", "u").lower()
+
+
+def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
+    """The unit a Quantity is in, as written (UCUM code when system is UCUM, else unit text).
+
+    A UCUM quantity without a code falls back to its text, and a text-less one to its code, so
+    the one unit string present is judged rather than discarded.
+    """
+    system = quantity.get("system")
+    code, text = quantity.get("code"), quantity.get("unit")
+    if isinstance(system, str) and system.strip().rstrip("/") == UCUM:
+        chosen = code if _present(code) else text
+    else:
+        chosen = text if _present(text) else code
+    return chosen.strip() if isinstance(chosen, str) and chosen.strip() else None
+
+
+def factor_for(kind: str, unit: str | None) -> Factor | None:
+    """The factor from ``unit`` to the rule's unit for ``kind``, or None if not recognised."""
+    if unit is None:
+        return None
+    if kind == "hmgcr":
+        return _ONE if normalise_unit(unit) in HMGCR_UNITS else None
+    return FACTORS.get(kind, {}).get(normalise_unit(unit))
+
+
+def _present(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())

@@ -1,0 +1,340 @@
+"""One Observation → one ``LabValue``/``CkValue``, an ``UnusableResult``, or nothing.
+
+rules.md Definitions, "Usable observation", "Value", "Units" and "CK ULN", to the letter:
+
+- status ``final``, ``amended``, ``corrected`` or ``preliminary`` is usable; any other status is
+  ignored everywhere (``None`` here: not even an "unusable" note).
+- time = ``effectiveDateTime``, else ``effectivePeriod.start``, else ``issued``; a date-only value
+  is midnight UTC.
+- value = ``valueQuantity`` with its comparator, or a ``valueString`` "[<|<=|≤|>|>=|≥] number
+  [unit]" (no unit → the rule's unit).
+- unit and factors: ``cds_service.record.units``; an unknown or missing unit makes the result
+  unusable with the reason "unit '‹u›' not recognised".
+- ``referenceRange.low/high`` convert with their own unit, else the value's.
+- CK ULN: the result's own ``referenceRange.high`` (converted), else the sex default from settings,
+  flagged ``uln_assumed``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from cds_service.record.model import (
+    RULE_UNITS,
+    USABLE_STATUSES,
+    CkValue,
+    LabValue,
+    UnusableResult,
+)
+from cds_service.record.units import Factor, factor_for, quantity_unit
+from cds_service.settings import ClinicalSettings
+
+# FHIR comparators (R4 QuantityComparator) and the typographic forms labs also write.
+_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": ">="}
+
+# rules.md "Value": "[<|<=|≤|>|>=|≥] number [unit]". A decimal comma or thousands separator is
+# not a number here: "0,07 g/L" could be 0.07 or 7, so it is refused rather than guessed.
+_VALUE_STRING = re.compile(
+    r"^\s*(?P<cmp><=|>=|≤|≥|<|>)?\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>\S.*?)?\s*$"
+)
+
+_DATETIME = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+_INTERPRETATION_SYSTEMS = frozenset(
+    {
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+        "http://hl7.org/fhir/v3/ObservationInterpretation",  # STU3
+        "http://hl7.org/fhir/v2/0078",  # DSTU2
+    }
+)
+
+
+# --- time ------------------------------------------------------------------------------------
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """A FHIR date/dateTime/instant as an aware UTC datetime (partial dates: the first day)."""
+    if not isinstance(value, str):
+        return None
+    m = _DATETIME.match(value.strip())
+    if m is None:
+        return None
+    try:
+        fraction = m["f"] or ""
+        micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
+        tz = UTC
+        if m["tz"] and m["tz"] != "Z":
+            sign = 1 if m["tz"][0] == "+" else -1
+            hours, minutes = int(m["tz"][1:3]), int(m["tz"][4:6])
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        moment = datetime(
+            int(m["y"]),
+            int(m["m"] or 1),
+            int(m["d"] or 1),
+            int(m["H"] or 0),
+            int(m["M"] or 0),
+            int(m["S"] or 0),
+            micro,
+            tzinfo=tz,
+        )
+    except ValueError:  # month 13, hour 25, offset out of range...
+        return None
+    return moment.astimezone(UTC)
+
+
+def parse_date(value: object) -> date | None:
+    """A FHIR date or dateTime as the UTC calendar date."""
+    moment = parse_datetime(value)
+    return moment.date() if moment else None
+
+
+def observation_time(obs: Mapping[str, Any]) -> datetime | None:
+    """rules.md "Usable observation": effectiveDateTime, else effectivePeriod.start, else issued."""
+    for value in (
+        obs.get("effectiveDateTime"),
+        _dict(obs.get("effectivePeriod")).get("start"),
+        obs.get("issued"),
+    ):
+        moment = parse_datetime(value)
+        if moment is not None:
+            return moment
+    return None
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A value as the lab wrote it, before conversion."""
+
+    number: Decimal
+    comparator: str | None
+    unit: str | None  # as written; None: a valueString without unit (→ the rule's unit)
+    unit_text: str | None  # for display: Quantity.unit, else its code
+    original: str
+
+
+def to_decimal(value: object) -> Decimal | None:
+    """A JSON number (or numeric string) as an exact Decimal; floats via their shortest repr."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def read_value(obs: Mapping[str, Any]) -> Reading | str:
+    """The Observation's value, or the reason it has none we can read."""
+    quantity = obs.get("valueQuantity")
+    if isinstance(quantity, Mapping):
+        number = to_decimal(quantity.get("value"))
+        if number is None:
+            return "no numeric value"
+        raw_cmp = quantity.get("comparator")
+        comparator = None
+        if raw_cmp is not None:
+            comparator = _COMPARATORS.get(str(raw_cmp).strip())
+            if comparator is None:
+                return f"comparator '{raw_cmp}' not recognised"
+        unit = quantity_unit(quantity)
+        unit_text = _text(quantity.get("unit")) or _text(quantity.get("code"))
+        original = f"{comparator or ''}{_number_text(quantity.get('value'))}"
+        if unit_text:
+            original += f" {unit_text}"
+        return _checked(Reading(number, comparator, unit, unit_text, original))
+    text = obs.get("valueString")
+    if isinstance(text, str):
+        m = _VALUE_STRING.match(text)
+        if m is None:
+            return f"value '{text.strip()[:40]}' not recognised"
+        number = Decimal(m["num"])
+        unit = m["unit"]
+        comparator = _COMPARATORS[m["cmp"]] if m["cmp"] else None
+        return _checked(Reading(number, comparator, unit, unit, text.strip()))
+    return "no numeric value"
+
+
+def _checked(reading: Reading) -> Reading | str:
+    if reading.number < 0:
+        return f"value '{reading.original}' not recognised"
+    return reading
+
+
+def interpretation_codes(obs: Mapping[str, Any]) -> tuple[str, ...]:
+    codes: list[str] = []
+    for concept in _list(obs.get("interpretation")):
+        for coding in _list(_dict(concept).get("coding")):
+            c = _dict(coding)
+            system, code = c.get("system"), c.get("code")
+            if (system is None or system in _INTERPRETATION_SYSTEMS) and _text(code):
+                codes.append(str(code).strip())
+    return tuple(dict.fromkeys(codes))
+
+
+# --- one observation -------------------------------------------------------------------------
+
+
+def read_observation(
+    obs: Mapping[str, Any], kind: str, gender: str | None, clinical: ClinicalSettings
+) -> LabValue | UnusableResult | None:
+    """rules.md Definitions for one Observation of ``kind`` (a key of RULE_UNITS).
+
+    None: not a usable status (ignored everywhere). UnusableResult: a usable status whose value,
+    unit or time cannot be used; the card of that area says why.
+    """
+    status = obs.get("status")
+    if status not in USABLE_STATUSES:
+        return None
+    resource_id = _text(obs.get("id"))
+    time = observation_time(obs)
+    if time is None:
+        return UnusableResult(kind, resource_id, None, "no effective time")
+    interpretation = interpretation_codes(obs)
+    reading = read_value(obs)
+    if isinstance(reading, str):
+        if kind == "hmgcr" and interpretation:
+            return _qualitative_hmgcr(obs, resource_id, time, str(status), interpretation)
+        return UnusableResult(kind, resource_id, time, reading)
+    if reading.unit is None:
+        factor: Factor | None = Factor()  # valueString without unit: the rule's unit
+    else:
+        factor = factor_for(kind, reading.unit)
+    if factor is None:
+        unit = reading.unit_text or reading.unit
+        reason = f"unit '{unit}' not recognised" if unit else "unit (none) not recognised"
+        return UnusableResult(kind, resource_id, time, reason)
+
+    ref_low, ref_high = reference_range(obs, kind, reading.unit)
+    if kind == "hmgcr":
+        unit_label = reading.unit_text or RULE_UNITS["hmgcr"]
+    else:
+        unit_label = RULE_UNITS[kind]
+    common: dict[str, Any] = {
+        "kind": kind,
+        "value": factor.apply(reading.number),
+        "comparator": reading.comparator,
+        "unit": unit_label,
+        "time": time,
+        "status": str(status),
+        "resource_id": resource_id,
+        "original": reading.original,
+        "converted": not factor.identity,
+        "ref_low": ref_low,
+        "ref_high": ref_high,
+        "interpretation": interpretation,
+    }
+    if kind != "ck":
+        return LabValue(**common)
+    if ref_high is not None and ref_high > 0:
+        return CkValue(**common, uln=ref_high, uln_assumed=False)
+    return CkValue(**common, uln=default_ck_uln(gender, clinical), uln_assumed=True)
+
+
+def default_ck_uln(gender: str | None, clinical: ClinicalSettings) -> Decimal:
+    """rules.md "CK ULN": male 308, female 192, other/unknown 192 U/L (settings; [LABCK])."""
+    if gender == "male":
+        return clinical.ck_uln_male
+    if gender == "female":
+        return clinical.ck_uln_female
+    return clinical.ck_uln_other
+
+
+def reference_range(
+    obs: Mapping[str, Any], kind: str, value_unit: str | None
+) -> tuple[Decimal | None, Decimal | None]:
+    """(low, high) of the normal range in the rule's unit; each bound converts with its own unit,
+    else the value's. A bound whose unit is not recognised is dropped, not guessed."""
+    chosen = _normal_range(obs)
+    if chosen is None:
+        return None, None
+    return _bound(chosen.get("low"), kind, value_unit), _bound(chosen.get("high"), kind, value_unit)
+
+
+def _normal_range(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The first referenceRange that is a normal range (type absent or "normal"), preferring one
+    not restricted by ``appliesTo``."""
+    candidates = []
+    for rng in _list(obs.get("referenceRange")):
+        r = _dict(rng)
+        types = [_dict(c).get("code") for c in _list(_dict(r.get("type")).get("coding"))]
+        if types and "normal" not in types:
+            continue
+        if isinstance(r.get("low"), Mapping) or isinstance(r.get("high"), Mapping):
+            candidates.append(r)
+    unrestricted = [r for r in candidates if not r.get("appliesTo")]
+    preferred = unrestricted or candidates
+    return preferred[0] if preferred else None
+
+
+def _bound(quantity: object, kind: str, value_unit: str | None) -> Decimal | None:
+    q = _dict(quantity)
+    number = to_decimal(q.get("value"))
+    if number is None:
+        return None
+    unit = quantity_unit(q) or value_unit
+    factor = Factor() if unit is None else factor_for(kind, unit)
+    return None if factor is None else factor.apply(number)
+
+
+def _qualitative_hmgcr(
+    obs: Mapping[str, Any],
+    resource_id: str | None,
+    time: datetime,
+    status: str,
+    interpretation: tuple[str, ...],
+) -> LabValue:
+    """rules.md "Anti-HMGCR positive": an interpretation counts "whatever the value", so a result
+    without a number ("Positive") is kept for its interpretation codes."""
+    concept = _dict(obs.get("valueCodeableConcept"))
+    written = (
+        _text(obs.get("valueString"))
+        or _text(concept.get("text"))
+        or next((_text(_dict(c).get("display")) for c in _list(concept.get("coding"))), None)
+        or f"interpretation {'/'.join(interpretation)}"
+    )
+    return LabValue(
+        kind="hmgcr",
+        value=Decimal(0),
+        comparator=None,
+        unit=RULE_UNITS["hmgcr"],
+        time=time,
+        status=status,
+        resource_id=resource_id,
+        original=written,
+        converted=False,
+        interpretation=interpretation,
+        qualitative=True,
+    )
+
+
+def _number_text(value: object) -> str:
+    number = to_decimal(value)
+    return str(number) if number is not None else str(value)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value] if isinstance(value, Mapping) else []
