@@ -1,0 +1,55 @@
+"""How much FHIR content one call may carry: ``settings.max_resources`` resources in total.
+
+The body size and nesting depth are bounded while reading (``protocol.body``); this bounds the
+work after it: every FHIR resource in ``prefetch`` and ``context.draftOrders`` is parsed and
+validated, so their number, not their bytes, is what costs time. Counted on the raw JSON before
+schema validation, so an oversized call is refused (413) before any per-resource work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds_service.errors import PayloadTooLarge
+
+
+def count_resources(value: Any) -> int:
+    """FHIR resources in a prefetch value: the resource, or for a Bundle (a container, not
+    counted itself) every entry resource, recursively since a Bundle may hold Bundles."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, dict) or "resourceType" not in item:
+            continue
+        if item.get("resourceType") != "Bundle":
+            total += 1
+            continue
+        entries = item.get("entry")
+        if isinstance(entries, list):
+            stack.extend(e.get("resource") for e in entries if isinstance(e, dict))
+    return total
+
+
+def resources_in_call(body: Any) -> int:
+    if not isinstance(body, dict):
+        return 0
+    total = 0
+    prefetch = body.get("prefetch")
+    if isinstance(prefetch, dict):
+        total += sum(count_resources(value) for value in prefetch.values())
+    context = body.get("context")
+    if isinstance(context, dict):
+        total += count_resources(context.get("draftOrders"))
+    return total
+
+
+def check_resource_count(body: Any, max_resources: int) -> None:
+    """Raise ``PayloadTooLarge`` (413) when the call carries more than ``max_resources``."""
+    count = resources_in_call(body)
+    if count > max_resources:
+        raise PayloadTooLarge(
+            f"the call carries {count} FHIR resources in prefetch and draftOrders; the limit is "
+            f"{max_resources} (MYOCDS_MAX_RESOURCES)",
+            expression="prefetch",
+        )
