@@ -1,0 +1,410 @@
+"""IVIG dose by dosing weight (rules.md DOSE-01, DOSE-02, DOSE-03, DOSE-04).
+
+The dose is grams per kilogram of the dosing weight (ideal, adjusted or actual per the site
+policy, rules.md "Dosing weight"): induction 2 g/kg over 2–5 days, maintenance 1 g/kg every
+4 weeks, at most 2 g/kg per 4-week cycle [OCTA, ONT, SEED0, SEED4, NBA]. DOSE-01 shows the
+arithmetic a pharmacist checks; DOSE-02 catches a dose calculated on the actual weight of an
+overweight patient; DOSE-03 catches a cycle over the maximum; DOSE-04 says when no dose can be
+checked. All arithmetic is exact; only the displayed numbers are rounded (0.1 g, 0.1 kg, whole
+mL and mL/h).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+
+from cds_service.advice.ivig_order import (
+    common_caveats,
+    day_text,
+    drafted_ivig,
+    ivig_order_hook,
+    lab_fact,
+    number,
+)
+from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.safety import renal_risks, thrombosis_risks
+from cds_service.record.dosing import (
+    DosingWeight,
+    dosing_weight,
+    grams_per_cycle,
+    grams_per_dose,
+    latest_height,
+    latest_weight,
+    needs_height,
+)
+from cds_service.record.ivig import doses_without_grams_between, grams_given_between
+from cds_service.record.model import MedicationUse, PatientRecord
+from cds_service.settings import ClinicalSettings
+
+INDUCTION_G_PER_KG = Decimal("2")  # OCTA: 2 g/kg divided over 2–5 consecutive days [ONT, SEED4]
+INDUCTION_DAYS = (2, 5)  # OCTA: "over 2–5 consecutive days"
+MAINTENANCE_G_PER_KG = Decimal("1")  # SEED4: 1 g/kg monthly; PRIV/GAMG 1 g/kg maintenance
+MAX_G_PER_KG_28D = Decimal("2.2")  # ONT 2 g/kg per 4-week cycle + 10 % (rules.md DOSE-03)
+CYCLE_DAYS = 28  # ONT, OCTA: one cycle every 4 weeks
+TEN_PERCENT_G_PER_ML = Decimal("0.1")  # a 10 % product holds 0.1 g/mL (10 mL per g)
+RATE_INITIAL_ML_KG_MIN = Decimal("0.01")  # OCTA: initial 1 mg/kg/min (0.01 mL/kg/min)
+RATE_MAX_ML_KG_MIN = Decimal("0.04")  # OCTA: maximum 4 mg/kg/min in dermatomyositis
+RATE_AT_RISK_ML_KG_MIN = Decimal("0.03")  # OCTA: ≤ 3.3 mg/kg/min for renal/thrombosis risk
+MINUTES_PER_HOUR = 60
+# rules.md DOSE-02: actual weight more than 10 % over the dosing weight [NBA, OCTEU] ...
+WEIGHT_EXCESS_FRACTION = Decimal("0.10")
+# ... and an order within ±10 % of k g/kg × actual weight, k = 1 (maintenance) or 2 (induction).
+DOSE_MATCH_FRACTION = Decimal("0.10")
+ACTUAL_WEIGHT_MULTIPLES = (1, 2)
+
+WEIGHT_KINDS = ("weight", "height")
+TENTH = Decimal("0.1")
+
+
+def evaluate(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> list[Advice]:
+    if not ivig_order_hook(record, hook):
+        return []
+    dosing = dosing_weight(record, today, clinical)
+    if dosing is None:
+        return [dose_04_no_dosing_weight(record, today, clinical)]
+    advices = (
+        dose_01_calculation(record, today, clinical, dosing),
+        dose_02_actual_weight_dose(record, dosing),
+        dose_03_over_cycle_maximum(record, today, dosing),
+    )
+    return [a for a in advices if a is not None]
+
+
+# --- shared display ---------------------------------------------------------------------------
+
+
+def kg(value: Decimal) -> str:
+    return f"{number(value, 1)} kg"
+
+
+def grams(value: Decimal) -> str:
+    return f"{number(value, 1)} g"
+
+
+def basis_text(dosing: DosingWeight) -> str:
+    """Which weight was used and why, in the card's words."""
+    if dosing.actual_reason is not None:
+        return f"actual weight ({dosing.actual_reason})"
+    if dosing.basis == "actual":
+        return "actual weight (site policy)"
+    return f"{dosing.basis} body weight"
+
+
+def _per_day(total: Decimal, days: int, rounding: str = ROUND_HALF_UP) -> Decimal:
+    return (total / days).quantize(TENTH, rounding=rounding)
+
+
+def _order_text(use: MedicationUse, dosing: DosingWeight | None) -> str:
+    """E.g. "100 g/day × 2 days = 200 g"; the order as written when it is not in grams."""
+    per_dose = grams_per_dose(use, dosing)
+    total = grams_per_cycle(use, dosing)
+    if use.dose is None or per_dose is None or total is None:
+        return use.dose.original if use.dose is not None else "no dose"
+    days = use.dose.days
+    day_word = "day" if days == 1 else "days"
+    return f"{grams(per_dose)}/day × {days} {day_word} = {grams(total)}"
+
+
+def _order_fact(use: MedicationUse, dosing: DosingWeight | None) -> Fact:
+    return Fact(f"IVIG order ({use.medication.display})", _order_text(use, dosing), use.authored_on)
+
+
+def _weight_facts(dosing: DosingWeight) -> tuple[Fact, ...]:
+    facts = [lab_fact(dosing.weight)]
+    if dosing.height is not None:
+        facts.append(lab_fact(dosing.height))
+    return tuple(facts)
+
+
+def _dosing_caveats(record: PatientRecord, dosing: DosingWeight) -> list[str]:
+    caveats = list(
+        common_caveats(
+            record,
+            values=(dosing.weight, dosing.height),
+            kinds=WEIGHT_KINDS,
+            uses=drafted_ivig(record),
+        )
+    )
+    if dosing.sex_assumed:
+        caveats.append("Sex not recorded as male or female: female Devine formula used (lower)")
+    if dosing.age_unknown:
+        caveats.append("No birth date on record: adult assumed for the dosing weight")
+    return caveats
+
+
+# --- DOSE-01 ----------------------------------------------------------------------------------
+
+
+def infusion_rate_ml_h(actual_kg: Decimal, ml_kg_min: Decimal) -> Decimal:
+    """Rate (mL/h) = actual weight × mL/kg/min × 60 (OCTA: rates on body weight)."""
+    return actual_kg * ml_kg_min * MINUTES_PER_HOUR
+
+
+def dose_01_calculation(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, dosing: DosingWeight
+) -> Advice:
+    """The dose arithmetic: weights, induction, maintenance, volumes and infusion rates."""
+    used = dosing.used_kg
+    induction = INDUCTION_G_PER_KG * used
+    maintenance = MAINTENANCE_G_PER_KG * used
+    risk = renal_risks(record, today, clinical) + thrombosis_risks(record, today)
+    max_rate = RATE_AT_RISK_ML_KG_MIN if risk else RATE_MAX_ML_KG_MIN
+    initial_ml_h = infusion_rate_ml_h(dosing.actual_kg, RATE_INITIAL_ML_KG_MIN)
+    max_ml_h = infusion_rate_ml_h(dosing.actual_kg, max_rate)
+
+    rows: list[tuple[str, str]] = [("Actual weight", kg(dosing.actual_kg))]
+    if dosing.height_cm is not None:
+        rows.append(("Height", f"{number(dosing.height_cm, 1)} cm"))
+    if dosing.ideal_kg is not None and dosing.adjusted_kg is not None:
+        rows.append(("Ideal body weight (Devine)", kg(dosing.ideal_kg)))
+        rows.append(("Adjusted weight (IBW + 0.4 × (actual − IBW))", kg(dosing.adjusted_kg)))
+    rows.append(("Dosing weight used", f"{kg(used)}: {basis_text(dosing)}"))
+    rows.append(
+        (
+            "Induction 2 g/kg",
+            f"{grams(induction)} = {_ml_at_10_percent(induction)} mL at 10 %",
+        )
+    )
+    for days in INDUCTION_DAYS:
+        rows.append((f"Induction over {days} days", f"{grams(induction / days)}/day"))
+    rows.append(
+        (
+            "Maintenance 1 g/kg every 4 weeks",
+            f"{grams(maintenance)} = {_ml_at_10_percent(maintenance)} mL at 10 %",
+        )
+    )
+    rows.append(
+        (
+            f"Initial rate {RATE_INITIAL_ML_KG_MIN} mL/kg/min × actual weight",
+            f"{number(initial_ml_h, 0)} mL/h",
+        )
+    )
+    rate_label = f"Maximum rate {max_rate} mL/kg/min × actual weight"
+    if risk:
+        # Age ≥ 65 is both a renal and a thrombosis risk: name it once.
+        rate_label += " (capped: " + ", ".join(dict.fromkeys(f.reason for f in risk)) + ")"
+    rows.append((rate_label, f"{number(max_ml_h, 0)} mL/h"))
+
+    drafts = drafted_ivig(record)
+    caveats = _dosing_caveats(record, dosing)
+    for use in drafts:
+        total = grams_per_cycle(use, dosing)
+        if total is None:
+            caveats.append(
+                f"{use.medication.display}: dose "
+                f"'{use.dose.original if use.dose else 'not given'}' could not be converted to "
+                "grams, so it was not checked against the dosing weight"
+            )
+            continue
+        rows.append(
+            (
+                f"This order ({use.medication.display})",
+                f"{_order_text(use, dosing)} = {number(total / used, 2)} g/kg of dosing weight",
+            )
+        )
+        concentration = use.medication.concentration_g_per_ml
+        if concentration is not None and concentration != TEN_PERCENT_G_PER_ML:
+            caveats.append(
+                f"{use.medication.display} is not a 10 % product: volumes and rates above "
+                "assume 10 %"
+            )
+
+    return Advice(
+        rule_id="DOSE-01",
+        indicator="info",
+        values={
+            "dosing_kg": kg(used),
+            "basis": basis_text(dosing),
+            "policy": dosing.policy,
+            "induction_g": grams(induction),
+            "induction_2d_g": grams(induction / 2),
+            "induction_5d_g": grams(induction / 5),
+            "maintenance_g": grams(maintenance),
+            "initial_ml_h": number(initial_ml_h, 0),
+            "max_ml_h": number(max_ml_h, 0),
+        },
+        facts=(*_weight_facts(dosing), *(_order_fact(u, dosing) for u in drafts)),
+        caveats=tuple(dict.fromkeys(caveats)),
+        rows=tuple(rows),
+    )
+
+
+def _ml_at_10_percent(grams_: Decimal) -> str:
+    return number(grams_ / TEN_PERCENT_G_PER_ML, 0)
+
+
+# --- DOSE-02 ----------------------------------------------------------------------------------
+
+
+def actual_weight_multiple(cycle_g: Decimal, actual_kg: Decimal) -> int | None:
+    """k (1 or 2) when the order is within ±10 % of k g/kg × actual weight, else None."""
+    for k in ACTUAL_WEIGHT_MULTIPLES:
+        target = k * actual_kg
+        if abs(cycle_g - target) <= DOSE_MATCH_FRACTION * target:
+            return k
+    return None
+
+
+def dose_02_actual_weight_dose(record: PatientRecord, dosing: DosingWeight) -> Advice | None:
+    """(actual − dosing weight) / actual > 10 % and the order ≈ 1 or 2 g/kg × actual weight."""
+    if dosing.excess_fraction <= WEIGHT_EXCESS_FRACTION:
+        return None
+    for use in drafted_ivig(record):
+        cycle_g = grams_per_cycle(use, dosing)
+        if cycle_g is None or use.dose is None:
+            continue
+        k = actual_weight_multiple(cycle_g, dosing.actual_kg)
+        if k is None:
+            continue
+        corrected = k * dosing.used_kg
+        days = use.dose.days
+        per_day = _per_day(corrected, days)
+        return Advice(
+            rule_id="DOSE-02",
+            indicator="warning",
+            values={
+                "ordered_g": grams(cycle_g),
+                "k": str(k),
+                "actual_kg": kg(dosing.actual_kg),
+                "dosing_kg": kg(dosing.used_kg),
+                "basis": basis_text(dosing),
+                "excess_percent": number(dosing.excess_fraction * 100, 0),
+                "corrected_g": grams(corrected),
+                "corrected_per_day_g": grams(per_day),
+                "days": str(days),
+            },
+            facts=(*_weight_facts(dosing), _order_fact(use, dosing)),
+            caveats=tuple(_dosing_caveats(record, dosing)),
+            rows=(
+                ("Order", _order_text(use, dosing)),
+                (f"{k} g/kg × actual weight {kg(dosing.actual_kg)}", grams(k * dosing.actual_kg)),
+                (f"{k} g/kg × dosing weight {kg(dosing.used_kg)}", grams(corrected)),
+                ("Corrected order", f"{grams(per_day)}/day × {days} days"),
+            ),
+            suggestions=(
+                Suggestion(
+                    kind="update-draft", target=use, dose_g=per_day, days=days, recommended=True
+                ),
+            ),
+        )
+    return None
+
+
+# --- DOSE-03 ----------------------------------------------------------------------------------
+
+
+def cycle_window(today: date) -> tuple[date, date]:
+    """The 28 days up to today: today and the 27 days before it (both included).
+
+    A dose given exactly 28 days ago belongs to the previous 4-week cycle, so a regular
+    2 g/kg every 4 weeks does not count twice.
+    """
+    return today - timedelta(days=CYCLE_DAYS - 1), today
+
+
+def dose_03_over_cycle_maximum(
+    record: PatientRecord, today: date, dosing: DosingWeight
+) -> Advice | None:
+    """G28 + this draft's grams per cycle > 2.2 g/kg × dosing weight."""
+    start, end = cycle_window(today)
+    given_g = grams_given_between(record, start, end)
+    maximum = MAX_G_PER_KG_28D * dosing.used_kg
+    for use in drafted_ivig(record):
+        cycle_g = grams_per_cycle(use, dosing)
+        if cycle_g is None or use.dose is None or given_g + cycle_g <= maximum:
+            continue
+        days = use.dose.days
+        remaining = max(maximum - given_g, Decimal(0))
+        # The allowance is a ceiling: round the suggested daily dose down, never up.
+        per_day = _per_day(remaining, days, ROUND_DOWN)
+        given = [g for g in record.ivig_given if start <= g.day <= end]
+        caveats = _dosing_caveats(record, dosing)
+        for dose in doses_without_grams_between(record, start, end):
+            caveats.append(
+                f"IVIG given on {day_text(dose.day)} has no dose in grams: not counted in the "
+                "28-day total"
+            )
+        suggestions: tuple[Suggestion, ...] = ()
+        if per_day > 0:
+            suggestions = (Suggestion(kind="update-draft", target=use, dose_g=per_day, days=days),)
+        return Advice(
+            rule_id="DOSE-03",
+            indicator="warning",
+            values={
+                "ordered_g": grams(cycle_g),
+                "given_28d_g": grams(given_g),
+                "total_g": grams(given_g + cycle_g),
+                "max_g": grams(maximum),
+                "dosing_kg": kg(dosing.used_kg),
+                "basis": basis_text(dosing),
+                "remaining_g": grams(remaining),
+                "remaining_per_day_g": grams(per_day),
+                "days": str(days),
+            },
+            facts=(
+                *_weight_facts(dosing),
+                _order_fact(use, dosing),
+                *(
+                    Fact(
+                        "IVIG given",
+                        grams(g.grams) if g.grams is not None else "dose not recorded",
+                        g.day,
+                        note=f"{g.resource_type} {g.status}",
+                    )
+                    for g in given
+                ),
+            ),
+            caveats=tuple(dict.fromkeys(caveats)),
+            rows=(
+                ("Given in the last 28 days", grams(given_g)),
+                ("This order", _order_text(use, dosing)),
+                ("Total", grams(given_g + cycle_g)),
+                (f"Maximum 2.2 g/kg × dosing weight {kg(dosing.used_kg)}", grams(maximum)),
+                ("Remaining allowance", grams(remaining)),
+            ),
+            suggestions=suggestions,
+        )
+    return None
+
+
+# --- DOSE-04 ----------------------------------------------------------------------------------
+
+
+def dose_04_no_dosing_weight(
+    record: PatientRecord, today: date, clinical: ClinicalSettings
+) -> Advice:
+    """No usable weight within 90 days, or no usable height while the policy needs one."""
+    weight = latest_weight(record, today, clinical)
+    height = latest_height(record)
+    weight_missing = weight is None or weight.comparator is not None or weight.value <= 0
+    height_missing = needs_height(clinical.ivig_dosing_weight) and (
+        height is None or height.comparator is not None or height.value <= 0
+    )
+    missing = " and ".join(
+        name for name, absent in (("weight", weight_missing), ("height", height_missing)) if absent
+    )
+    facts: list[Fact] = []
+    if weight_missing:
+        older = max(record.weight, key=lambda w: w.time) if record.weight else None
+        if older is not None:
+            facts.append(lab_fact(older, extra=f"{(today - older.day).days} days old"))
+        else:
+            facts.append(Fact("Weight", "none on file"))
+    if height_missing:
+        facts.append(Fact("Height", "none on file"))
+    drafts = drafted_ivig(record)
+    facts.extend(_order_fact(u, None) for u in drafts)
+    return Advice(
+        rule_id="DOSE-04",
+        indicator="warning",
+        values={
+            "missing": missing,
+            "weight_days": str(clinical.weight_recent_days),
+            "policy": clinical.ivig_dosing_weight,
+        },
+        facts=tuple(facts),
+        caveats=common_caveats(record, kinds=WEIGHT_KINDS, uses=drafts),
+    )
