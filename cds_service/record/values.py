@@ -119,9 +119,12 @@ class Reading:
 
     number: Decimal
     comparator: str | None
-    unit: str | None  # as written; None: a valueString without unit (→ the rule's unit)
+    unit: str | None  # as written
     unit_text: str | None  # for display: Quantity.unit, else its code
     original: str
+    # rules.md "Value": only a valueString may omit its unit (it is then in the rule's unit);
+    # a valueQuantity without one is not usable.
+    unit_optional: bool = False
 
 
 def to_decimal(value: object) -> Decimal | None:
@@ -162,7 +165,7 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
         number = Decimal(m["num"])
         unit = m["unit"]
         comparator = _COMPARATORS[m["cmp"]] if m["cmp"] else None
-        return _checked(Reading(number, comparator, unit, unit, text.strip()))
+        return _checked(Reading(number, comparator, unit, unit, text.strip(), unit_optional=True))
     return "no numeric value"
 
 
@@ -207,7 +210,7 @@ def read_observation(
         if kind == "hmgcr" and interpretation:
             return _qualitative_hmgcr(obs, resource_id, time, str(status), interpretation)
         return UnusableResult(kind, resource_id, time, reading)
-    if reading.unit is None:
+    if reading.unit is None and reading.unit_optional:
         factor: Factor | None = Factor()  # valueString without unit: the rule's unit
     else:
         factor = factor_for(kind, reading.unit)
