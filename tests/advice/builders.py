@@ -210,9 +210,7 @@ def use(
     )
 
 
-def statin(
-    status: str = "active", med: Medication = ATORVASTATIN, **kw: Any
-) -> MedicationUse:
+def statin(status: str = "active", med: Medication = ATORVASTATIN, **kw: Any) -> MedicationUse:
     """A statin order (or, with ``resource_type="MedicationStatement"``, a statement)."""
     return use(med, status, **kw)
 

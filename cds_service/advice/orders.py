@@ -1,0 +1,50 @@
+"""The "unidentified drafted medication" notice (ORDER-UNIDENTIFIED; rules.md "Medication of an
+order").
+
+When the medication of a drafted order cannot be identified (its ``medicationReference`` resolved
+nowhere, a 404 included), no statin or IVIG rule can run on it. Silence would read as "checked
+and fine", so an order hook says which order went unchecked.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from cds_service.advice.model import Advice, Fact
+from cds_service.advice.statin_facts import caveats, count_text, shorten
+from cds_service.record.model import PatientRecord
+from cds_service.settings import ClinicalSettings
+
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+# Longest order text in the summary before "and N more" (summary <= 139 characters).
+ORDER_TEXT_MAX = 45
+
+
+def evaluate(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> list[Advice]:
+    advice = unidentified_drafts(record, hook)
+    return [advice] if advice is not None else []
+
+
+def unidentified_drafts(record: PatientRecord, hook: str) -> Advice | None:
+    """ORDER-UNIDENTIFIED (order-select, order-sign): a drafted order's medication is unknown."""
+    if hook not in ORDER_HOOKS or not record.unidentified_drafts:
+        return None
+    orders = record.unidentified_drafts
+    first = shorten(orders[0] or "unnamed order", ORDER_TEXT_MAX)
+    more = f" and {count_text(len(orders) - 1)} more" if len(orders) > 1 else ""
+    return Advice(
+        rule_id="ORDER-UNIDENTIFIED",
+        indicator="info",
+        values={
+            "order": first + more,
+            "orders": "; ".join(o or "unnamed order" for o in orders),
+            "count": count_text(len(orders)),
+        },
+        facts=tuple(
+            Fact(label="Drafted order", value=o or "unnamed order", note="medication unknown")
+            for o in orders
+        ),
+        caveats=caveats(record, unusable_kinds=()),
+    )

@@ -1,0 +1,334 @@
+"""Statin and CK: stop, rhabdomyolysis, repeat, minor rise, anti-HMGCR, rechallenge
+(rules.md STAT-01…STAT-06).
+
+Each rule is one function ``(record, today, clinical, hook) -> Advice | None`` that reads like its
+row in rules.md. "Recent CK" is the latest usable CK when it is within ``recent_days`` of today
+(rules.md Definitions); STAT-01…04 judge that single value. Every CK comparison is bound-aware
+(``above_uln_multiple`` / ``at_most_uln_multiple``) and exact; only the card rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+
+from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.statin_facts import (
+    caveats,
+    ck_fact,
+    ck_values,
+    count_text,
+    evidence_fact,
+    evidence_values,
+    lab_fact,
+    statin_fact,
+    statin_names,
+)
+from cds_service.record.model import CkValue, LabValue, MedicationUse, PatientRecord
+from cds_service.record.statin import (
+    active_statins,
+    creatinine_rise,
+    days_between,
+    drafted_statins,
+    hmgcr_positive,
+    latest,
+    recent_ck,
+    statin_stop_date,
+    stopped_course,
+    usable,
+)
+from cds_service.settings import ClinicalSettings
+
+PATIENT_VIEW = "patient-view"
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+ALL_HOOKS = ORDER_HOOKS | {PATIENT_VIEW}
+
+# STAT-01: CK > 10×ULN on a statin: stop it [ADV02 "stop when CK >10×ULN"; EAS15 ">10×ULN
+# myopathy"; ACC13 Table 5].
+STOP_MULTIPLE = 10
+# STAT-02: CK > 40×ULN is the rhabdomyolysis band [EAS15 Table 1] ...
+RHABDO_MULTIPLE = 40
+# ... or CK > 10×ULN (admit, hydrate, monitor renal [PMCT2]) with a creatinine rise of at least
+# 0.5 mg/dL over the value before it (NLA14 criterion, UNVERIFIED; rules.md STAT-02).
+CREATININE_RISE_MG_DL = Decimal("0.5")
+# STAT-03: CK > 4×ULN needs repeating [EAS15 Table 1]; up to 10×ULN (above that STAT-01).
+REPEAT_MULTIPLE = 4
+# STAT-04: ULN < CK <= 4×ULN, "may be exercise-related" [EAS15]. The ULN itself is 1×ULN.
+ULN_MULTIPLE = 1
+# STAT-06: the CK > 10×ULN that stopped the course, looked for within 30 days either side of the
+# statin stop date (rules.md STAT-06; window DESIGN) ...
+RECHALLENGE_PEAK_WINDOW_DAYS = 30
+# ... and a rechallenge less than 56 days after the stop is too early [ACC13 Table 5-C: rechallenge
+# after CK normalizes and symptoms resolve; "2 months" as in HMG-01].
+RECHALLENGE_MIN_DAYS = 56
+
+LOINC_CK = "2157-6"
+LOINC_TSH = "3016-3"  # EAS15 "consider thyroid"; ACC13 Table 5-C hypothyroidism as a cause
+
+
+def evaluate(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> list[Advice]:
+    """STAT-01…06 for this record on ``today`` in ``hook``."""
+    rules: tuple[Callable[[PatientRecord, date, ClinicalSettings, str], Advice | None], ...] = (
+        stop_statin,
+        possible_rhabdomyolysis,
+        repeat_ck,
+        minor_ck_rise,
+        hmgcr_positive_on_statin,
+        rechallenge_too_soon,
+    )
+    found = (rule(record, today, clinical, hook) for rule in rules)
+    return [advice for advice in found if advice is not None]
+
+
+def _statins_on(record: PatientRecord) -> tuple[MedicationUse, ...]:
+    """rules.md "Active statin": drafted in this hook, or active / on-hold (drafts first)."""
+    return drafted_statins(record) + active_statins(record)
+
+
+def _stop_suggestions(statins: tuple[MedicationUse, ...]) -> tuple[Suggestion, ...]:
+    """Delete each drafted statin; set each active statin order to stopped."""
+    suggestions = [
+        Suggestion("delete-draft", target=u, recommended=True) for u in statins if u.drafted
+    ]
+    suggestions += [
+        Suggestion("stop-active", target=u)
+        for u in statins
+        if not u.drafted and u.resource_type == "MedicationRequest"
+    ]
+    return tuple(suggestions)
+
+
+def _ck_advice(
+    rule_id: str,
+    indicator: str,
+    record: PatientRecord,
+    ck: CkValue,
+    statins: tuple[MedicationUse, ...],
+    suggestions: tuple[Suggestion, ...] = (),
+) -> Advice:
+    """The card of a rule driven by one CK result on a statin (STAT-01, 03, 04)."""
+    return Advice(
+        rule_id=rule_id,
+        indicator=indicator,
+        values={**ck_values(ck), "statin": statin_names(statins)},
+        facts=(ck_fact(ck), *(statin_fact(u) for u in statins)),
+        caveats=caveats(record, cks=(ck,), statins=statins),
+        suggestions=suggestions,
+        ck_trend=True,
+    )
+
+
+# --- STAT-01 --------------------------------------------------------------------------------
+
+
+def stop_statin(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
+    """STAT-01 (all hooks): recent CK > 10×ULN and a statin active or drafted → stop it."""
+    if hook not in ALL_HOOKS:
+        return None
+    ck = recent_ck(record, today, clinical)
+    if ck is None or not ck.above_uln_multiple(STOP_MULTIPLE):
+        return None
+    statins = _statins_on(record)
+    if not statins:
+        return None
+    return _ck_advice("STAT-01", "critical", record, ck, statins, _stop_suggestions(statins))
+
+
+# --- STAT-02 --------------------------------------------------------------------------------
+
+
+def possible_rhabdomyolysis(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
+    """STAT-02 (all hooks, statin or not): recent CK > 40×ULN, or recent CK > 10×ULN with the
+    latest creatinine recent and >= 0.5 mg/dL above the one just before it."""
+    if hook not in ALL_HOOKS:
+        return None
+    ck = recent_ck(record, today, clinical)
+    if ck is None or not ck.above_uln_multiple(STOP_MULTIPLE):
+        return None
+    over_rhabdo_band = ck.above_uln_multiple(RHABDO_MULTIPLE)
+    rise = creatinine_rise(record, today, clinical, CREATININE_RISE_MG_DL)
+    if not over_rhabdo_band and rise is None:
+        return None
+
+    reasons = []
+    if over_rhabdo_band:
+        reasons.append(f"above {RHABDO_MULTIPLE}×ULN")
+    creatinine_clause = ""
+    creatinine_facts: tuple[Fact, ...] = ()
+    if rise is not None:
+        previous, newest = rise
+        change = f"{previous.display()} → {newest.display()}"
+        creatinine_clause = f", creatinine {change}"
+        reasons.append(
+            f"creatinine rose from {previous.display()} ({previous.day.isoformat()}) "
+            f"to {newest.display()} ({newest.day.isoformat()})"
+        )
+        creatinine_facts = (lab_fact(previous), lab_fact(newest))
+    return Advice(
+        rule_id="STAT-02",
+        indicator="critical",
+        values={
+            **ck_values(ck),
+            "creatinine_clause": creatinine_clause,
+            "reasons": " and ".join(reasons),
+        },
+        facts=(ck_fact(ck), *creatinine_facts),
+        caveats=caveats(
+            record,
+            cks=(ck,),
+            labs=rise or (),
+            unusable_kinds=("ck", "creatinine"),
+        ),
+        ck_trend=True,
+    )
+
+
+# --- STAT-03 --------------------------------------------------------------------------------
+
+
+def repeat_ck(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
+    """STAT-03 (all hooks): 4×ULN < recent CK <= 10×ULN and a statin active or drafted."""
+    if hook not in ALL_HOOKS:
+        return None
+    ck = recent_ck(record, today, clinical)
+    if ck is None:
+        return None
+    if not (ck.above_uln_multiple(REPEAT_MULTIPLE) and ck.at_most_uln_multiple(STOP_MULTIPLE)):
+        return None
+    statins = _statins_on(record)
+    if not statins:
+        return None
+    labs = (
+        Suggestion("order-lab", loinc=LOINC_CK, recommended=True),
+        Suggestion("order-lab", loinc=LOINC_TSH),
+    )
+    return _ck_advice("STAT-03", "warning", record, ck, statins, labs)
+
+
+# --- STAT-04 --------------------------------------------------------------------------------
+
+
+def minor_ck_rise(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
+    """STAT-04 (patient-view): ULN < recent CK <= 4×ULN and a statin active."""
+    if hook != PATIENT_VIEW:
+        return None
+    ck = recent_ck(record, today, clinical)
+    if ck is None:
+        return None
+    if not (ck.above_uln_multiple(ULN_MULTIPLE) and ck.at_most_uln_multiple(REPEAT_MULTIPLE)):
+        return None
+    statins = active_statins(record)
+    if not statins:
+        return None
+    return _ck_advice("STAT-04", "info", record, ck, statins)
+
+
+# --- STAT-05 --------------------------------------------------------------------------------
+
+
+def hmgcr_positive_on_statin(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
+    """STAT-05: anti-HMGCR positive (any date) and a statin drafted (order hooks) or active
+    (patient-view) → no statin re-exposure."""
+    if hook in ORDER_HOOKS:
+        statins = drafted_statins(record)
+    elif hook == PATIENT_VIEW:
+        statins = active_statins(record)
+    else:
+        return None
+    if not statins:
+        return None
+    evidence = hmgcr_positive(record, today)
+    if evidence is None:
+        return None
+    labs = (evidence,) if isinstance(evidence, LabValue) else ()
+    return Advice(
+        rule_id="STAT-05",
+        indicator="critical",
+        values={**evidence_values(evidence), "statin": statin_names(statins)},
+        facts=(evidence_fact(evidence), *(statin_fact(u) for u in statins)),
+        caveats=caveats(record, labs=labs, statins=statins, unusable_kinds=("hmgcr",)),
+        suggestions=tuple(
+            Suggestion("delete-draft", target=u, recommended=True) for u in statins if u.drafted
+        ),
+    )
+
+
+# --- STAT-06 --------------------------------------------------------------------------------
+
+
+def ck_near_stop(record: PatientRecord, stop: date) -> CkValue | None:
+    """The highest usable CK > 10×ULN within 30 days either side of the statin stop date."""
+    near = [
+        ck
+        for ck in usable(record.ck)
+        if abs(days_between(stop, ck.day)) <= RECHALLENGE_PEAK_WINDOW_DAYS
+        and ck.above_uln_multiple(STOP_MULTIPLE)
+    ]
+    return max(near, key=lambda ck: ck.times_uln, default=None)
+
+
+def rechallenge_too_soon(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
+    """STAT-06 (order hooks, a statin drafted): the last course ended with CK > 10×ULN around the
+    stop, and CK is still above the ULN or the stop was under 56 days ago."""
+    if hook not in ORDER_HOOKS:
+        return None
+    drafts = drafted_statins(record)
+    if not drafts:
+        return None
+    stop = statin_stop_date(record)
+    if stop is None:
+        return None
+    peak = ck_near_stop(record, stop)
+    if peak is None:
+        return None
+    current = latest(record.ck)
+    still_raised = current is not None and current.above_uln_multiple(ULN_MULTIPLE)
+    days_since_stop = days_between(stop, today)
+    too_soon = days_since_stop < RECHALLENGE_MIN_DAYS
+    if not (still_raised or too_soon):
+        return None
+
+    assert current is not None  # peak exists, so there is a latest CK
+    if still_raised:
+        why = f"CK still {ck_values(current)['ck_x_uln']}×ULN on {current.day.isoformat()}"
+    else:
+        why = f"stopped only {count_text(days_since_stop)} days ago"
+    course = stopped_course(record)
+    statins = drafts + ((course,) if course is not None else ())
+    cks = (peak,) if current is peak else (peak, current)
+    return Advice(
+        rule_id="STAT-06",
+        indicator="warning",
+        values={
+            **ck_values(peak, "peak"),
+            **ck_values(current, "ck"),
+            "stop_date": stop.isoformat(),
+            "days_since_stop": count_text(days_since_stop),
+            "why": why,
+            "statin": statin_names(drafts),
+            "stopped_statin": statin_names(statins[len(drafts) :]) or "the previous statin",
+            "min_days": str(RECHALLENGE_MIN_DAYS),
+        },
+        facts=(
+            ck_fact(peak, "CK around the stop"),
+            *((ck_fact(current, "Latest CK"),) if current is not peak else ()),
+            *(statin_fact(u) for u in statins),
+        ),
+        caveats=caveats(record, cks=cks, statins=statins),
+        ck_trend=True,
+    )

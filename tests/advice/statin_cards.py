@@ -1,0 +1,59 @@
+"""Checks that the card templates of the statin, anti-HMGCR and order rules fit their Advice:
+every placeholder has a value, the filled summary stays <= 139 characters, and the template
+agrees with the rules.md table (hooks, indicator, sources)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cds_service.advice.model import Advice
+
+REPO = Path(__file__).resolve().parents[2]
+CARDS = REPO / "cards"
+RULES_MD = REPO.parent / "shared" / "knowledge" / "rules.md"
+SUMMARY_MAX = 139  # rules.md "What every card must show"
+
+
+def template(rule: str) -> dict[str, Any]:
+    return json.loads((CARDS / f"{rule}.json").read_text(encoding="utf-8"))
+
+
+def filled(rule: str, advice: Advice) -> dict[str, str]:
+    """The template texts filled with the advice's values (KeyError on a missing value)."""
+    data = template(rule)
+    return {
+        member: data[member].format_map(dict(advice.values))
+        for member in ("summary", "reasoning", "plan")
+        if member in data
+    }
+
+
+def check_card(advice: Advice) -> str:
+    """Assert the advice fills its template; return the filled summary."""
+    data = template(advice.rule_id)
+    texts = filled(advice.rule_id, advice)
+    summary = texts["summary"]
+    assert len(summary) <= SUMMARY_MAX, (len(summary), summary)
+    assert advice.indicator == data["indicator"]
+    kinds = {
+        s.kind if s.kind != "order-lab" else f"order-lab:{s.loinc}" for s in advice.suggestions
+    }
+    assert kinds <= set(data.get("suggestions", {})), kinds
+    return summary
+
+
+def rules_table() -> dict[str, dict[str, Any]]:
+    """rule id -> {hooks text, indicator, sources} from the rules.md rule table."""
+    rows: dict[str, dict[str, Any]] = {}
+    for line in RULES_MD.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and re.fullmatch(r"[A-Z]+-\d\d", cells[0]):
+            rows[cells[0]] = {
+                "hooks": cells[1],
+                "indicator": cells[3],
+                "sources": [s.strip() for s in cells[-1].split(",")],
+            }
+    return rows
