@@ -49,7 +49,8 @@ def rules_table() -> dict[str, dict[str, Any]]:
     """rule id -> {hooks text, indicator, sources} from the rules.md rule table."""
     rows: dict[str, dict[str, Any]] = {}
     for line in RULES_MD.read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        # "\|" inside a cell (DOSE-02's |grams − k × kg|) is a literal bar, not a column break
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
         if len(cells) >= 6 and re.fullmatch(r"[A-Z]+-\d\d", cells[0]):
             rows[cells[0]] = {
                 "hooks": cells[1],
