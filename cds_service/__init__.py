@@ -1,1 +1,78 @@
 """myocds: CDS Hooks 2.0 service for statin myopathy, anti-HMGCR IMNM and IVIG stewardship."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from cds_service.settings import Settings
+
+log = logging.getLogger("myocds")
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """JSON as CDS Hooks and FHIR want it: members in the order written, FHIR decimals as
+    numbers (Flask would write Decimal as a string) and dates in ISO 8601 (Flask: RFC 822)."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(o: Any) -> Any:
+        if isinstance(o, Decimal):
+            return int(o) if o == o.to_integral_value() else float(o)
+        if isinstance(o, datetime | date):
+            return o.isoformat()
+        if isinstance(o, UUID):
+            return str(o)
+        raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask application: settings read once, card templates and the store opened once.
+
+    Raises ``ConfigurationError`` (the service must not start) on bad settings, a broken card
+    template or a database that cannot be opened.
+    """
+    from cds_service import pipeline
+    from cds_service.logs import install_logging
+    from cds_service.protocol.auth import Authenticator
+    from cds_service.protocol.cors import install_cors
+    from cds_service.protocol.errors import register_error_handlers
+    from cds_service.protocol.openapi import install_openapi
+    from cds_service.protocol.routes import cds, discovery_document, health
+    from cds_service.protocol.state import AppState
+    from cds_service.protocol.store import Store
+
+    if settings is None:
+        settings = Settings.from_env()
+    app = Flask(__name__)
+    install_logging(app, settings)
+    if settings.today is not None:
+        log.warning(
+            "MYOCDS_TODAY=%s: the clinical date is PINNED for every call (validation runs only; "
+            "never in clinical use)",
+            settings.today.isoformat(),
+        )
+    app.json = _JSONProvider(app)
+    app.config["MYOCDS_SETTINGS"] = settings
+    # Werkzeug enforces this while reading too; protocol.body checks first for a clear message.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["myocds"] = AppState(
+        settings=settings,
+        authenticator=Authenticator(settings),
+        store=Store(settings.database_url),
+        templates=pipeline.load_templates(),
+        discovery=discovery_document(),
+    )
+    install_cors(app, settings)
+    register_error_handlers(app)
+    app.register_blueprint(cds)
+    app.register_blueprint(health)
+    install_openapi(app, settings)
+    return app

@@ -1,0 +1,34 @@
+# Two entry points, both from a fresh clone: `make run` and `make test` (see README.md).
+# Both create .venv when missing and (re)install the project only when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test test-deps lint clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Development mode: authentication off (said loudly at start-up), feedback in ./var/ (SQLite).
+run: $(STAMP)
+	MYOCDS_AUTH=off $(BIN)/myocds serve
+
+# Extra tools the test suite needs outside pip go here (e.g. the headless browser).
+test-deps: $(STAMP)
+
+test: test-deps
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check cds_service tests
+
+clean-venv:
+	rm -rf $(VENV)

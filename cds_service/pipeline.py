@@ -1,0 +1,82 @@
+"""One hook call end to end: gather FHIR data → normalized record → advice → cards.
+
+The HTTP layer has already authenticated the caller, validated the body against the request
+schema and chosen the service on (id, hook). Everything here is independent of Flask so the CLI,
+the benchmark and the tests can run a hook call directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from datetime import date
+from typing import Any
+
+from cds_service import advice, cards_render
+from cds_service.fhir.gather import gather
+from cds_service.protocol.auth import ANONYMOUS, Caller
+from cds_service.record.build import build_record
+from cds_service.services import ServiceDeclaration
+from cds_service.settings import Settings
+
+
+def load_templates() -> Any:
+    """The card templates, loaded and validated once (a broken one raises ConfigurationError)."""
+    return cards_render.load_templates()
+
+
+def run_hook(
+    service: ServiceDeclaration,
+    body: dict[str, Any],
+    settings: Settings,
+    today: date,
+    caller: Caller = ANONYMOUS,
+    *,
+    templates: Any = None,
+    observe: MutableMapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The CDS Hooks response body for one call: ``{"cards": [...]}``.
+
+    ``templates`` are the ones ``create_app`` loaded at start-up (loaded here when not given);
+    ``observe``, when given, receives what the request log and metrics report about the call:
+    card topics and indicators and the fallback-fetch counts (never patient data).
+    """
+    if templates is None:
+        templates = load_templates()
+    started = time.perf_counter()
+    data = gather(service, body, settings, caller)
+    record = build_record(data, body, settings)
+    advices = advice.evaluate(record, today, settings.clinical, service.hook, service.rules)
+    cards = cards_render.render(advices, record, templates, service.hook)
+    if observe is not None:
+        stats = data.stats
+        observe["fallback_fetches"] = stats.fetches
+        observe["fallback_ms"] = round(stats.fetch_ms, 1)
+        observe["fallback_keys"] = list(stats.keys_fetched)
+        observe["truncated_keys"] = list(stats.truncated)
+        observe["skipped_resources"] = sum(data.skipped.values())
+        observe["card_topics"] = [card_topic(card) for card in cards]
+        observe["card_indicators"] = [card.get("indicator") for card in cards]
+        observe["pipeline_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return response_body(cards)
+
+
+def response_body(
+    cards: list[dict[str, Any]], system_actions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """CDS Hooks 2.0: ``cards`` always (possibly empty); ``systemActions`` only when there are some.
+
+    This service proposes no system actions today: every change it suggests is for a clinician
+    to accept on a card.
+    """
+    body: dict[str, Any] = {"cards": cards}
+    if system_actions:
+        body["systemActions"] = system_actions
+    return body
+
+
+def card_topic(card: dict[str, Any]) -> str | None:
+    """The rule id a card was made by (``source.topic.code``, rules.md "Card identity")."""
+    topic = card.get("source", {}).get("topic") or {}
+    code = topic.get("code")
+    return code if isinstance(code, str) else None

@@ -1,0 +1,166 @@
+"""The CDS Hooks 2.0 endpoints: discovery, service calls, feedback; and the health check.
+
+Discovery, routing and prefetch come from ``cds_service.services.SERVICES``: nothing about a
+service is said here. Authentication (when on) runs before a body is read, so an unauthenticated
+caller cannot make the service parse megabytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from cds_service import pipeline
+from cds_service.errors import BadRequest, NotFound
+from cds_service.protocol.auth import ANONYMOUS, Caller
+from cds_service.protocol.body import read_json_body
+from cds_service.protocol.limits import check_resource_count
+from cds_service.protocol.schemas import validate
+from cds_service.protocol.state import AppState
+from cds_service.protocol.store import IssuedCard
+from cds_service.services import SERVICES, find_service, service_ids
+
+log = logging.getLogger("myocds.protocol")
+
+cds = Blueprint("cds", __name__)
+health = Blueprint("health", __name__)
+
+
+def discovery_document() -> dict[str, Any]:
+    """GET /cds-services, derived from SERVICES; optional members omitted when empty."""
+    services = []
+    for service in SERVICES:
+        entry: dict[str, Any] = {
+            "hook": service.hook,
+            "id": service.id,
+            "title": service.title,
+            "description": service.description,
+        }
+        if service.prefetch:
+            entry["prefetch"] = service.prefetch
+        if service.usage_requirements:
+            entry["usageRequirements"] = service.usage_requirements
+        services.append({k: v for k, v in entry.items() if v})
+    return {"services": services}
+
+
+def state() -> AppState:
+    return current_app.extensions["myocds"]  # type: ignore[no-any-return]
+
+
+@cds.before_request
+def authenticate() -> None:
+    """Every discovery, service and feedback call (not the CORS preflight, answered earlier)."""
+    settings = state().settings
+    g.caller = ANONYMOUS
+    if settings.auth_required:
+        base = (settings.public_base_url or request.root_url).rstrip("/")
+        # aud must equal the URL the client called (CDS Hooks 2.0 §Security).
+        g.caller = state().authenticator.verify(
+            request.headers.get("Authorization"), base + request.path
+        )
+
+
+@cds.after_request
+def finish_call(response: Response) -> Response:
+    # Runs before any app-level after_request hook, so request logging and metrics see the
+    # status and duration in g.call.
+    call = g.get("call")
+    if call is not None:
+        call["status"] = response.status_code
+        call["duration_ms"] = round((time.perf_counter() - call.pop("_started")) * 1000, 1)
+    return response
+
+
+@cds.get("/cds-services")
+def discovery() -> Response:
+    return jsonify(state().discovery)
+
+
+@cds.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    g.call = {"_started": time.perf_counter(), "service": service_id}
+    app_state = state()
+    settings = app_state.settings
+    _require_known(service_id)
+    body = read_json_body(request, settings.max_body_bytes, settings.max_json_depth)
+    check_resource_count(body, settings.max_resources)
+    validate("request", body)
+    hook = body["hook"]
+    g.call.update(hook=hook, hookInstance=body["hookInstance"])
+    service = find_service(service_id, hook)
+    if service is None:
+        answered = ", ".join(s.hook for s in SERVICES if s.id == service_id)
+        raise BadRequest(
+            f"service {service_id} does not answer hook {hook}; it answers: {answered}",
+            expression="hook",
+        )
+    today: date = settings.today or date.today()
+    caller: Caller = g.caller
+    result = pipeline.run_hook(
+        service, body, settings, today, caller, templates=app_state.templates, observe=g.call
+    )
+    _record_cards(service_id, hook, result["cards"])
+    return jsonify(result)
+
+
+@cds.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    g.call = {"_started": time.perf_counter(), "service": service_id, "hook": "feedback"}
+    app_state = state()
+    settings = app_state.settings
+    _require_known(service_id)
+    body = read_json_body(request, settings.max_body_bytes, settings.max_json_depth)
+    validate("feedback", body)
+    items = body["feedback"]
+    result = app_state.store.save_feedback(service_id, items, datetime.now(UTC))
+    g.call.update(feedback_items=len(items), feedback_stored=result.stored)
+    if result.duplicates:
+        log.info(
+            "feedback for %s: %d repeated item(s) already stored", service_id, result.duplicates
+        )
+    if result.unknown_cards:
+        # Stored anyway: another replica, or this one before a restart, may have issued it.
+        log.warning(
+            "feedback for %s: %d item(s) on card uuids this store has no record of",
+            service_id,
+            result.unknown_cards,
+        )
+    return jsonify({})
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    # Liveness only: a database outage must not make an orchestrator restart every replica.
+    return jsonify({"status": "ok"})
+
+
+def _require_known(service_id: str) -> None:
+    if service_id not in service_ids():
+        raise NotFound(f"no CDS service with id {service_id!r}; see GET /cds-services")
+
+
+def _record_cards(service_id: str, hook: str, cards: list[dict[str, Any]]) -> None:
+    now = datetime.now(UTC)
+    issued = [
+        IssuedCard(
+            card_uuid=str(uuid.UUID(card["uuid"])),
+            service_id=service_id,
+            hook=hook,
+            topic=pipeline.card_topic(card),
+            indicator=card["indicator"],
+            issued_at=now,
+        )
+        for card in cards
+        if card.get("uuid")  # the renderer gives every card one; without it no feedback comes
+    ]
+    try:
+        state().store.record_cards(issued)
+    except Exception as exc:
+        # The clinician still gets the advice; only the feedback join for these cards is lost.
+        log.error("could not record %d issued card(s): %s", len(issued), type(exc).__name__)

@@ -1,0 +1,174 @@
+"""Our JSON Schemas for CDS Hooks 2.0 (``cds_service/schemas/*.json``, Draft 2020-12).
+
+Used on input (request and feedback bodies) and, in tests, on output (responses and discovery).
+A violation becomes ``SchemaViolation`` whose message and ``expression`` name the field at fault.
+The message is composed here from the schema, never from the instance: a rejected value may be a
+patient id or a token, and OperationOutcome diagnostics must not carry either.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from cds_service.errors import SchemaViolation
+
+SCHEMA_NAMES = ("common", "request", "response", "feedback", "discovery")
+_BASE = "https://myocds.dev/schemas/"
+
+# RFC 3339 §5.6 date-time: a time zone is mandatory ("Z" or an offset).
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+_FORMATS = FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _is_rfc3339(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not _RFC3339.match(value):
+        return False
+    parse_rfc3339(value)  # raises ValueError on impossible dates (2025-02-30)
+    return True
+
+
+@_FORMATS.checks("uuid", raises=ValueError)
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    UUID(value)
+    # The canonical 8-4-4-4-12 form only: UUID() alone also takes braces and "urn:uuid:".
+    return len(value) == 36 and all(value[i] == "-" for i in (8, 13, 18, 23))
+
+
+@_FORMATS.checks("uri")
+def _is_absolute_uri(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return bool(parts.scheme and parts.netloc) and not any(c.isspace() for c in value)
+
+
+def parse_rfc3339(value: str) -> datetime:
+    """An RFC 3339 date-time as an aware datetime (``fromisoformat`` takes "Z" from 3.11)."""
+    return datetime.fromisoformat(value.replace("t", "T").replace("z", "Z"))
+
+
+@cache
+def _schemas() -> dict[str, dict[str, Any]]:
+    folder = resources.files("cds_service") / "schemas"
+    return {
+        name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        for name in SCHEMA_NAMES
+    }
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """The validator of one schema (``request``, ``response``, ``feedback``, ``discovery``)."""
+    schemas = _schemas()
+    registry: Registry = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
+    )
+    schema = schemas[name]
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, registry=registry, format_checker=_FORMATS)
+
+
+def schema(name: str) -> dict[str, Any]:
+    return _schemas()[name]
+
+
+def validate(name: str, instance: Any) -> None:
+    """Raise ``SchemaViolation`` naming the field when ``instance`` breaks schema ``name``."""
+    error = best_match(validator(name).iter_errors(instance))
+    if error is not None:
+        expression, reason = describe(error)
+        where = expression or "the JSON body"
+        raise SchemaViolation(f"{where} {reason}", expression=expression or None)
+
+
+def errors(name: str, instance: Any) -> list[str]:
+    """Every violation as "<field> <reason>" (for test assertions and reports)."""
+    found = []
+    for error in validator(name).iter_errors(instance):
+        expression, reason = describe(error)
+        found.append(f"{expression or '(root)'} {reason}")
+    return found
+
+
+def describe(error: ValidationError) -> tuple[str, str]:
+    """(FHIRPath-style field expression, reason) for one error, without the rejected value."""
+    path: list[str | int] = list(error.absolute_path)
+    kind = error.validator
+    spec = error.validator_value
+    instance = error.instance
+    if kind == "required":
+        missing = _first_missing(spec, instance)
+        return _expression([*path, missing]), "is required"
+    if kind == "dependentRequired":
+        for trigger, needed in spec.items():
+            if isinstance(instance, dict) and trigger in instance:
+                missing = _first_missing(needed, instance)
+                if missing is not None:
+                    return _expression([*path, missing]), f"is required when {trigger} is present"
+    reason = _REASONS.get(str(kind))
+    text = reason(spec) if reason else f"does not satisfy the schema rule '{kind}'"
+    return _expression(path), text
+
+
+def _first_missing(names: Iterable[str], instance: object) -> str:
+    present = instance if isinstance(instance, dict) else {}
+    return next((n for n in names if n not in present), "")
+
+
+def _expression(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _type_name(spec: object) -> str:
+    names = {"object": "an object", "array": "an array", "string": "a string",
+             "integer": "an integer", "number": "a number", "boolean": "true or false",
+             "null": "null"}
+    if isinstance(spec, list):
+        return " or ".join(names.get(s, s) for s in spec)
+    return names.get(str(spec), str(spec))
+
+
+_REASONS = {
+    "type": lambda spec: f"must be {_type_name(spec)}",
+    "enum": lambda spec: "must be one of " + ", ".join(json.dumps(v) for v in spec),
+    "const": lambda spec: f"must be {json.dumps(spec)}",
+    "minLength": lambda spec: "must not be empty" if spec == 1 else f"is shorter than {spec}",
+    "maxLength": lambda spec: f"is longer than {spec} characters",
+    "minItems": lambda spec: "must not be empty" if spec == 1 else f"needs {spec} items or more",
+    "maxItems": lambda spec: f"has more than {spec} items",
+    "minProperties": lambda spec: "must not be empty",
+    "pattern": lambda spec: "has an invalid form",
+    "format": lambda spec: f"is not a valid {spec}",
+    "minimum": lambda spec: f"must be at least {spec}",
+    "additionalProperties": lambda spec: "has a member that is not allowed here",
+    "not": lambda spec: "has a member that is not allowed here",
+    "anyOf": lambda spec: "matches none of the allowed forms",
+    "oneOf": lambda spec: "matches none of the allowed forms",
+    "maxContains": lambda spec: f"has more than {spec} matching items",
+}

@@ -1,0 +1,19 @@
+"""What ``create_app`` builds once and every request shares (``app.extensions["myocds"]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cds_service.protocol.auth import Authenticator
+from cds_service.protocol.store import Store
+from cds_service.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppState:
+    settings: Settings
+    authenticator: Authenticator
+    store: Store
+    templates: Any  # cards_render.Templates, validated at start-up
+    discovery: dict[str, Any]  # the GET /cds-services document, derived from SERVICES once

@@ -1,0 +1,144 @@
+"""create_app: settings read once, the pinned-date warning, authentication on every CDS endpoint
+(not the preflight, not the health check) with the audience the client signed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+
+import pytest
+
+from cds_service import create_app, pipeline
+from cds_service.errors import Unauthorized
+from cds_service.protocol import auth
+from cds_service.protocol.auth import Caller
+from cds_service.settings import Settings
+from tests.protocol.conftest import patient_view
+
+FEEDBACK = {"feedback": [{"card": "0b3cc6a2-0d5c-4b9e-8f0e-2f4c1d7a9e11",
+                          "outcome": "overridden", "outcomeTimestamp": "2025-07-01T10:00:00Z"}]}
+
+
+def test_settings_are_kept_on_the_app(app, settings):
+    assert app.config["MYOCDS_SETTINGS"] is settings
+
+
+def test_settings_default_to_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MYOCDS_AUTH", "off")
+    monkeypatch.setenv("MYOCDS_DATABASE_URL", f"sqlite:///{tmp_path}/env.sqlite3")
+    monkeypatch.setenv("MYOCDS_MAX_BODY_BYTES", "9999")
+    app = create_app()
+    try:
+        assert app.config["MYOCDS_SETTINGS"] == Settings.from_env()
+        assert app.config["MAX_CONTENT_LENGTH"] == 9999
+    finally:
+        app.extensions["myocds"].store.dispose()
+
+
+def test_pinned_today_is_announced_loudly(make_app, settings, caplog):
+    with caplog.at_level(logging.WARNING, logger="myocds"):
+        make_app(settings.with_overrides(today=date(2025, 7, 1)))
+    [record] = [r for r in caplog.records if "MYOCDS_TODAY" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "2025-07-01" in record.getMessage()
+
+
+def test_no_warning_when_today_is_not_pinned(make_app, settings, caplog):
+    with caplog.at_level(logging.WARNING, logger="myocds"):
+        make_app(settings)
+    assert "MYOCDS_TODAY" not in caplog.text
+
+
+def test_the_pinned_date_reaches_the_pipeline(make_app, settings, monkeypatch):
+    seen = {}
+
+    def fake_run_hook(service, body, settings, today, caller, **kwargs):
+        seen["today"] = today
+        return {"cards": []}
+
+    monkeypatch.setattr(pipeline, "run_hook", fake_run_hook)
+    client = make_app(settings.with_overrides(today=date(2024, 2, 29))).test_client()
+    client.post("/cds-services/myopathy-review", data=json.dumps(patient_view()),
+                content_type="application/json")
+    assert seen["today"] == date(2024, 2, 29)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/cds-services", None),
+        ("post", "/cds-services/myopathy-review", patient_view()),
+        ("post", "/cds-services/myopathy-review/feedback", FEEDBACK),
+    ],
+)
+def test_every_cds_endpoint_needs_authentication(make_app, settings, method, path, body):
+    client = make_app(settings.with_overrides(auth="required")).test_client()
+    kwargs = {"data": json.dumps(body), "content_type": "application/json"} if body else {}
+    response = getattr(client, method)(path, headers={"Authorization": "Bearer not.a.jwt"},
+                                       **kwargs)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.get_json()["issue"][0]["code"] == "login"
+
+
+def test_health_check_needs_no_authentication(make_app, settings):
+    client = make_app(settings.with_overrides(auth="required")).test_client()
+    assert client.get("/healthz").status_code == 200
+
+
+class RecordingAuthenticator:
+    """Stands in for the JWT verifier to observe what the HTTP layer hands it."""
+
+    calls: list[tuple[str | None, str]] = []
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def verify(self, authorization: str | None, audience: str) -> Caller:
+        self.calls.append((authorization, audience))
+        if authorization != "Bearer good":
+            raise Unauthorized("bad token")
+        return Caller(issuer="https://ehr.example.org", tenant=None,
+                      fhir_allow=("https://ehr.example.org/fhir",))
+
+
+@pytest.fixture
+def recording(monkeypatch):
+    RecordingAuthenticator.calls = []
+    # create_app looks the class up when it builds the app.
+    monkeypatch.setattr(auth, "Authenticator", RecordingAuthenticator)
+    return RecordingAuthenticator
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "expected"),
+    [
+        (None, "http://localhost/cds-services/myopathy-review"),
+        ("https://cds.example.org/myocds/", "https://cds.example.org/myocds/cds-services/myopathy-review"),
+    ],
+)
+def test_audience_is_the_called_url_and_the_caller_reaches_the_pipeline(
+    make_app, settings, recording, monkeypatch, public_base_url, expected
+):
+    seen = {}
+
+    def fake_run_hook(service, body, settings, today, caller, **kwargs):
+        seen["caller"] = caller
+        return {"cards": []}
+
+    monkeypatch.setattr(pipeline, "run_hook", fake_run_hook)
+    app = make_app(settings.with_overrides(auth="required", public_base_url=public_base_url))
+    response = app.test_client().post(
+        "/cds-services/myopathy-review", data=json.dumps(patient_view()),
+        content_type="application/json", headers={"Authorization": "Bearer good"})
+    assert response.status_code == 200
+    assert recording.calls == [("Bearer good", expected)]
+    assert seen["caller"].fhir_allow == ("https://ehr.example.org/fhir",)
+
+
+def test_authentication_runs_before_the_body_is_read(make_app, settings, recording):
+    app = make_app(settings.with_overrides(auth="required"))
+    response = app.test_client().post("/cds-services/myopathy-review", data="{not json",
+                                      content_type="application/json")
+    assert response.status_code == 401
