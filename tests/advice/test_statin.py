@@ -441,21 +441,19 @@ def test_templates_agree_with_rules_md(rule: str) -> None:
     assert 2 <= len(data["overrideReasons"]) <= 4
 
 
-WORST = dict(
-    ck=b.ck(123456, 2, comparator=">", uln=100, status="preliminary"),
-    statin=b.medication(
-        "ezetimibe 10 MG / simvastatin 80 MG Oral Tablet [Vytorin] (long text)", statin=True
-    ),
+WORST_CK = b.ck(123456, 2, comparator=">", uln=100, status="preliminary")
+WORST_STATIN = b.medication(
+    "ezetimibe 10 MG / simvastatin 80 MG Oral Tablet [Vytorin] (long text)", statin=True
 )
 
 
 def test_worst_case_summaries_fit() -> None:
-    big = WORST["ck"]
-    draft = b.drafted_statin(WORST["statin"])
+    big = WORST_CK
+    draft = b.drafted_statin(WORST_STATIN)
     record = b.record(
         hook="order-sign",
         ck=(big,),
-        statin_uses=(draft, b.statin("active", WORST["statin"])),
+        statin_uses=(draft, b.statin("active", WORST_STATIN)),
         creatinine=(b.creatinine("10.25", 20), b.creatinine("12.75", 1, comparator=">")),
         hmgcr=(b.hmgcr("1234.5", 30, unit="U/mL", interpretation=("POS", "HH")),),
     )
