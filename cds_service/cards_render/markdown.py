@@ -1,0 +1,80 @@
+"""Markdown building blocks for card ``detail`` (GitHub Flavored Markdown).
+
+Every value that comes from patient data (a medication display, a lab's unit text, a note) goes
+through ``escape`` before it reaches Markdown: clients render ``detail`` with raw HTML enabled (the
+CDS Hooks Sandbox uses rehype-raw), so an unescaped ``<script>`` in a medication name would run
+in the clinician's browser, and a stray ``|`` or ``*`` would break a table or the emphasis.
+Template text itself is trusted Markdown, checked for raw HTML when it is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+
+# Characters with a Markdown meaning inline; a backslash makes each literal (CommonMark allows a
+# backslash escape before any ASCII punctuation).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
+_WHITESPACE = re.compile(r"\s+")
+# At the start of a line these would open a list item or a setext heading underline.
+_LEADING_BLOCK_MARKER = re.compile(r"^(?:([-+=])|(\d+)([.)]))")
+
+
+def escape(value: object) -> str:
+    """``value`` as literal Markdown text on one line: HTML-significant characters become entities
+    (so no tag can form), Markdown punctuation is backslash-escaped, line breaks become spaces."""
+    text = _WHITESPACE.sub(" ", str(value)).strip()
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _LEADING_BLOCK_MARKER.sub(_escape_block_marker, text, count=1)
+
+
+def _escape_block_marker(match: re.Match[str]) -> str:
+    if match.group(1):
+        return "\\" + match.group(1)
+    return match.group(2) + "\\" + match.group(3)
+
+
+class MissingValue(KeyError):
+    """A template placeholder has no value in ``Advice.values``."""
+
+
+def fill(template: str, values: Mapping[str, str], *, markdown: bool) -> str:
+    """Fill ``{placeholders}`` from ``values``; Markdown templates get each value escaped.
+
+    A placeholder missing from ``values`` raises ``MissingValue`` (a programming error: the
+    advice and its template disagree, and the card must not go out half-filled).
+    """
+    out = []
+    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if name is None:
+            continue
+        if name not in values:
+            raise MissingValue(name)
+        value = values[name]
+        out.append(escape(value) if markdown else _WHITESPACE.sub(" ", str(value)).strip())
+    return "".join(out)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GFM table; header cells are trusted text, every body cell is escaped."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(escape(cell) for cell in row) + " |")
+    return "\n".join(lines)
+
+
+def bullet_list(items: Iterable[object]) -> str:
+    return "\n".join(f"- {escape(item)}" for item in items)
+
+
+def link(label: str, url: str) -> str:
+    """``[label](url)``; the URL was checked at load time, parentheses are percent-encoded so the
+    link destination cannot end early."""
+    destination = url.replace("(", "%28").replace(")", "%29")
+    return f"[{escape(label)}]({destination})"

@@ -1,0 +1,451 @@
+"""Card templates (``cards/<RULE-ID>.json``) and sources (``cards/sources.json``): load and check.
+
+Everything a clinician may reword lives in ``cards/`` (docs/ARCHITECTURE.md "Card templates").
+``load_templates`` reads it once at start-up and refuses a broken file with a
+``ConfigurationError`` naming the file and the problem, so a bad template stops the service
+instead of producing a broken card in front of a clinician.
+
+Where ``cards/`` is: the ``cards_dir`` argument, else the ``MYOCDS_CARDS_DIR`` environment
+variable, else ``<repository root>/cards`` (the package sits in the repository; this holds for
+``pip install -e .`` and for running from a checkout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+from markdown_it import MarkdownIt
+
+from cds_service.errors import ConfigurationError
+
+CARDS_DIR_ENV = "MYOCDS_CARDS_DIR"
+SOURCES_FILE = "sources.json"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_CARDS_DIR = _PACKAGE_DIR.parents[1] / "cards"
+# The project's own CodeSystems (docs/ARCHITECTURE.md): a template's rule and display must be a
+# concept of the advice CodeSystem, its override codes concepts of the override-reason one.
+DEFAULT_MAPPINGS_DIR = _PACKAGE_DIR.parents[1] / "fhir_mappings"
+ADVICE_CODESYSTEM = ("CodeSystem-myocds-advice.json", "https://myocds.dev/fhir/CodeSystem/advice")
+OVERRIDE_CODESYSTEM = (
+    "CodeSystem-myocds-override-reason.json",
+    "https://myocds.dev/fhir/CodeSystem/override-reason",
+)
+
+INDICATORS = ("critical", "warning", "info")  # most urgent first (rules.md "Card identity")
+SEED_KIND = "seed"
+
+# Placeholders are plain names of Advice.values keys: no attribute or index access (a template
+# must not reach into objects), no positional fields, no conversions or format specs (the values
+# arrive already formatted).
+_PLACEHOLDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Characters RFC 3986 never allows raw in a URL; a link with one of them may break the Markdown
+# link or the client's URL parser.
+_URL_FORBIDDEN = re.compile(r'[\s"<>\\^`{|}\x00-\x1f\x7f]')
+# The markdown renderer clients use (GFM; the Sandbox passes raw HTML through): a template whose
+# text parses as raw HTML is refused.
+_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    title: str
+    url: str
+    kind: str  # guideline | label | lab | review | seed | design | code
+    verified: str  # V | S | UNVERIFIED | DESIGN
+    note: str | None = None
+
+    @property
+    def is_seed(self) -> bool:
+        return self.kind == SEED_KIND
+
+
+@dataclass(frozen=True)
+class OverrideReason:
+    code: str
+    display: str
+
+
+@dataclass(frozen=True)
+class CardTemplate:
+    rule: str
+    display: str
+    hooks: tuple[str, ...]
+    indicators: tuple[str, ...]
+    summary: str
+    reasoning: str
+    sources: tuple[str, ...]
+    override_reasons: tuple[OverrideReason, ...]
+    suggestions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    plan: str | None = None
+    path: Path | None = None
+
+    @property
+    def indicator_text(self) -> str:
+        return " / ".join(self.indicators)
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Every card template by rule id, and the sources they cite."""
+
+    cards: Mapping[str, CardTemplate]
+    sources: Mapping[str, Source]
+    directory: Path
+
+    def __getitem__(self, rule: str) -> CardTemplate:
+        return self.cards[rule]
+
+    def __contains__(self, rule: object) -> bool:
+        return rule in self.cards
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cards)
+
+    def __len__(self) -> int:
+        return len(self.cards)
+
+    def sources_of(self, template: CardTemplate) -> tuple[Source, ...]:
+        return tuple(self.sources[key] for key in template.sources)
+
+    def require(self, rules: Iterable[str]) -> None:
+        """Raise ``ConfigurationError`` unless every rule in ``rules`` has a template (a service
+        declaring a rule with no template could not show that rule's card)."""
+        missing = sorted(set(rules) - set(self.cards))
+        if missing:
+            raise ConfigurationError(
+                f"{self.directory.name}/: no card template for rule(s) {', '.join(missing)} "
+                f"(expected {', '.join(f'{rule}.json' for rule in missing)})"
+            )
+
+
+def cards_directory(cards_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cards directory: the argument, else ``MYOCDS_CARDS_DIR``, else ``<repo>/cards``."""
+    if cards_dir is not None:
+        return Path(cards_dir)
+    configured = os.environ.get(CARDS_DIR_ENV, "").strip()
+    return Path(configured) if configured else DEFAULT_CARDS_DIR
+
+
+def load_templates(
+    cards_dir: str | os.PathLike[str] | None = None,
+    *,
+    mappings_dir: str | os.PathLike[str] | None = DEFAULT_MAPPINGS_DIR,
+) -> Templates:
+    """Load and check ``cards/sources.json`` and every ``cards/*.json`` template.
+
+    With ``mappings_dir`` (default: the repository's ``fhir_mappings/``), each template's rule and
+    display must also be a concept of the advice CodeSystem and its override codes concepts of the
+    override-reason CodeSystem; ``None`` skips that check (tests of stand-alone templates).
+
+    Raises ``ConfigurationError`` listing every problem found, each prefixed by its file.
+    """
+    directory = cards_directory(cards_dir)
+    if not directory.is_dir():
+        raise ConfigurationError(
+            f"card templates directory {directory} not found (set {CARDS_DIR_ENV} to the "
+            "repository's cards/ directory)"
+        )
+    problems: list[str] = []
+    sources, declared = _load_sources(directory, problems)
+    cards: dict[str, CardTemplate] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.name == SOURCES_FILE or not path.is_file():
+            continue
+        template = _load_template(path, declared, problems)
+        if template is not None:
+            cards[template.rule] = template
+    if mappings_dir is not None:
+        _check_codesystems(cards.values(), Path(mappings_dir), problems)
+    if problems:
+        raise ConfigurationError(
+            "broken card template(s), the service cannot start:\n- " + "\n- ".join(problems)
+        )
+    return Templates(
+        cards=MappingProxyType(cards), sources=MappingProxyType(sources), directory=directory
+    )
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def _load_sources(directory: Path, problems: list[str]) -> tuple[dict[str, Source], set[str]]:
+    """The valid sources, and every key declared (valid or not: a template citing a declared but
+    broken source is not reported twice)."""
+    path = directory / SOURCES_FILE
+    where = _display_path(path)
+    if not path.is_file():
+        problems.append(f"{where}: file not found (every cited source must be declared there)")
+        return {}, set()
+    data = _read_json(path, problems)
+    if data is None:
+        return {}, set()
+    if not isinstance(data, dict):
+        problems.append(f"{where}: must be a JSON object of sources by key")
+        return {}, set()
+    broken: set[str] = set()
+    for error in _validator("sources.schema.json").iter_errors(data):
+        if error.absolute_path:
+            broken.add(str(error.absolute_path[0]))
+        problems.append(f"{where}: {_describe(error)}")
+    sources: dict[str, Source] = {}
+    for key, entry in data.items():
+        if key == "$schema" or key in broken:
+            continue
+        url_problem = absolute_https_problem(entry["url"])
+        if url_problem:
+            problems.append(f"{where}: source {key}: url {entry['url']!r} {url_problem}")
+            continue
+        sources[key] = Source(
+            key=key,
+            title=entry["title"].strip(),
+            url=entry["url"],
+            kind=entry["kind"],
+            verified=entry["verified"],
+            note=entry.get("note"),
+        )
+    return sources, set(data) - {"$schema"}
+
+
+def absolute_https_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute https URL a client can open, or None when it is."""
+    if _URL_FORBIDDEN.search(url):
+        return "contains a space, quote, angle bracket or other character not allowed in a URL"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"cannot be parsed ({exc})"
+    if parts.scheme != "https":
+        return "is not an absolute https URL"
+    if not parts.hostname or "." not in parts.hostname:
+        return "has no host name"
+    return None
+
+
+# --- templates -------------------------------------------------------------------------------
+
+
+def _load_template(path: Path, declared: set[str], problems: list[str]) -> CardTemplate | None:
+    where = _display_path(path)
+    data = _read_json(path, problems)
+    if data is None:
+        return None
+    errors = _schema_errors(_validator("template.schema.json"), data)
+    if errors:
+        problems.extend(f"{where}: {error}" for error in errors)
+        return None
+
+    found: list[str] = []
+    if data["rule"] != path.stem:
+        found.append(f"rule {data['rule']!r} does not match the file name (expected {path.stem!r})")
+    texts = _texts(data)
+    for member, text in texts:
+        found.extend(f"{member}: {problem}" for problem in placeholder_problems(text))
+    for member in ("reasoning", "plan"):
+        if member in data and contains_raw_html(data[member]):
+            found.append(
+                f"{member}: contains raw HTML (write < and > as &lt; and &gt;, or add a space)"
+            )
+    for key in data["sources"]:
+        if key not in declared:
+            found.append(f"source {key!r} is not declared in {SOURCES_FILE}")
+    codes = [reason["code"] for reason in data["overrideReasons"]]
+    duplicates = sorted({code for code in codes if codes.count(code) > 1})
+    if duplicates:
+        found.append(f"overrideReasons: duplicate code(s) {', '.join(duplicates)}")
+    if found:
+        problems.extend(f"{where}: {problem}" for problem in found)
+        return None
+
+    indicator = data["indicator"]
+    indicators = (indicator,) if isinstance(indicator, str) else tuple(indicator)
+    return CardTemplate(
+        rule=data["rule"],
+        display=data["display"].strip(),
+        hooks=tuple(data["hooks"]),
+        indicators=tuple(i for i in INDICATORS if i in indicators),
+        summary=data["summary"].strip(),
+        reasoning=data["reasoning"].strip(),
+        plan=data["plan"].strip() if "plan" in data else None,
+        sources=tuple(data["sources"]),
+        suggestions=MappingProxyType(dict(data.get("suggestions", {}))),
+        override_reasons=tuple(
+            OverrideReason(code=r["code"], display=r["display"].strip())
+            for r in data["overrideReasons"]
+        ),
+        path=path,
+    )
+
+
+def _texts(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every (member, text) of a template that may hold placeholders."""
+    texts = [(m, data[m]) for m in ("summary", "reasoning", "plan") if m in data]
+    texts.extend((f"suggestions[{k!r}]", v) for k, v in data.get("suggestions", {}).items())
+    texts.extend(
+        (f"overrideReasons[{i}].display", r["display"])
+        for i, r in enumerate(data["overrideReasons"])
+    )
+    return texts
+
+
+def placeholder_names(text: str) -> tuple[str, ...]:
+    """The placeholder names in a (well-formed) template text, in order of appearance."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(text) if name is not None)
+
+
+def placeholder_problems(text: str) -> list[str]:
+    """What is wrong with the ``{placeholders}`` of ``text`` (empty when all are well-formed)."""
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        return [f"malformed placeholder ({exc}; write a literal brace as {{{{ or }}}})"]
+    problems = []
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        shown = (
+            "{"
+            + name
+            + ("!" + conversion if conversion else "")
+            + (":" + spec if spec else "")
+            + "}"
+        )
+        if not name:
+            problems.append(f"empty placeholder {shown} (name the Advice value)")
+        elif not _PLACEHOLDER.match(name):
+            problems.append(f"placeholder {shown} is not a plain name (letters, digits, _)")
+        elif conversion or spec:
+            problems.append(f"placeholder {shown} has a conversion or format spec; use {{{name}}}")
+    return problems
+
+
+def contains_raw_html(markdown: str) -> bool:
+    """Does this Markdown contain raw HTML (a tag, comment or HTML block) once rendered?"""
+    for token in _MARKDOWN.parse(markdown):
+        if token.type == "html_block":
+            return True
+        if any(child.type == "html_inline" for child in token.children or ()):
+            return True
+    return False
+
+
+# --- CodeSystems -----------------------------------------------------------------------------
+
+
+def codesystem_concepts(path: Path, canonical: str, problems: list[str]) -> dict[str, str] | None:
+    """code -> display of a CodeSystem file, or None (with the problem noted) when unusable."""
+    where = _display_path(path)
+    if not path.is_file():
+        problems.append(f"{where}: file not found")
+        return None
+    data = _read_json(path, problems)
+    if data is None:
+        return None
+    if not isinstance(data, dict) or data.get("resourceType") != "CodeSystem":
+        problems.append(f"{where}: not a FHIR CodeSystem")
+        return None
+    if data.get("url") != canonical:
+        problems.append(f"{where}: url is {data.get('url')!r}, expected {canonical!r}")
+        return None
+    concepts: dict[str, str] = {}
+    for concept in data.get("concept") or ():
+        if not isinstance(concept, dict) or not isinstance(concept.get("code"), str):
+            problems.append(f"{where}: a concept has no code")
+            continue
+        concepts[concept["code"]] = str(concept.get("display", ""))
+    return concepts
+
+
+def _check_codesystems(
+    templates: Iterable[CardTemplate], mappings_dir: Path, problems: list[str]
+) -> None:
+    advice_file, advice_url = ADVICE_CODESYSTEM
+    override_file, override_url = OVERRIDE_CODESYSTEM
+    advice = codesystem_concepts(mappings_dir / advice_file, advice_url, problems)
+    overrides = codesystem_concepts(mappings_dir / override_file, override_url, problems)
+    if advice is None or overrides is None:
+        return
+    for template in templates:
+        where = _display_path(template.path) if template.path else template.rule
+        if template.rule not in advice:
+            problems.append(f"{where}: rule {template.rule} is not a concept of {advice_file}")
+        elif advice[template.rule] != template.display:
+            problems.append(
+                f"{where}: display {template.display!r} differs from {advice_file}'s "
+                f"{advice[template.rule]!r} (source.topic must match the CodeSystem)"
+            )
+        for reason in template.override_reasons:
+            if reason.code not in overrides:
+                problems.append(
+                    f"{where}: override reason {reason.code!r} is not a concept of {override_file}"
+                )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _display_path(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    where = _display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{where}: cannot be read as UTF-8 ({exc})")
+        return None
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        problems.append(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
+    except ValueError as exc:
+        problems.append(f"{where}: invalid JSON: {exc}")
+    return None
+
+
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+
+
+def _validator(schema_file: str) -> jsonschema.protocols.Validator:
+    if schema_file not in _VALIDATORS:
+        schema = json.loads((_PACKAGE_DIR / schema_file).read_text(encoding="utf-8"))
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+        _VALIDATORS[schema_file] = validator_class(schema)
+    return _VALIDATORS[schema_file]
+
+
+def _schema_errors(validator: jsonschema.protocols.Validator, data: Any) -> list[str]:
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [_describe(error) for error in errors]
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(part) for part in error.absolute_path)
+    # A oneOf/anyOf failure's own message dumps the whole value; its best sub-error is clearer.
+    if error.context:
+        best = jsonschema.exceptions.best_match(error.context)
+        message = best.message
+    else:
+        message = error.message
+    return f"{where}: {message}" if where else message
