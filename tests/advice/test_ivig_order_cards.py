@@ -11,6 +11,7 @@ import dataclasses
 import string
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def worst_records() -> list[PatientRecord]:
             condition("Chronic pulmonary embolism", clinical_status="resolved"), kinds=("vte",)
         ),
     )
-    base = dict(hook="order-sign", gender="female", birth_date=elderly)
+    base: dict[str, Any] = dict(hook="order-sign", gender="female", birth_date=elderly)
     return [
         # IGA-01, DOSE-04 (both missing), SAFE-01 (last eGFR long ago), SAFE-02/03 every risk
         record(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from cds_service.record.dosing import (
     dosing_weight,
     grams_per_cycle,
 )
-from cds_service.record.model import OrderedDose
+from cds_service.record.model import OrderedDose, PatientRecord
 from cds_service.settings import ClinicalSettings
 from tests.advice.builders import GAMUNEX, TODAY, lab, medication, record, use
 
@@ -32,12 +33,12 @@ ACTUAL = ClinicalSettings(ivig_dosing_weight="actual")
 ADULT = date(1970, 1, 1)
 
 
-def patient(sex: str, height_cm: str | None, weight_kg: str, **kw: object):
+def patient(sex: str, height_cm: str | None, weight_kg: str, **kw: Any) -> PatientRecord:
     return record(
         hook="order-sign",
         gender=sex,
-        birth_date=kw.pop("birth_date", ADULT),  # type: ignore[arg-type]
-        weight=(lab("weight", weight_kg, kw.pop("weight_days", 5)),),  # type: ignore[arg-type]
+        birth_date=kw.pop("birth_date", ADULT),
+        weight=(lab("weight", weight_kg, kw.pop("weight_days", 5)),),
         height=() if height_cm is None else (lab("height", height_cm, 400),),
         **kw,
     )
