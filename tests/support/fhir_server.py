@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -54,6 +54,7 @@ class RecordedRequest:
     path: str  # below the base, e.g. "Observation"
     query: str
     authorization: str | None
+    client_port: int  # the client's side of the connection: equal ports = a reused connection
     started: float  # time.monotonic()
     finished: float | None = None
 
@@ -77,6 +78,7 @@ class FhirTestServer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._stop = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -163,15 +165,14 @@ class FhirTestServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
-                old = self.requests[index]
-                self.requests[index] = RecordedRequest(
-                    old.method,
-                    old.path,
-                    old.query,
-                    old.authorization,
-                    old.started,
-                    time.monotonic(),
-                )
+                self.requests[index] = replace(self.requests[index], finished=time.monotonic())
+                if self._in_flight == 0:
+                    self._idle.notify_all()
+
+    def wait_until_idle(self, timeout: float) -> bool:
+        """Block until no request is being answered (handlers noticed the client left)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout)
 
     def _wait(self, seconds: float) -> bool:
         """Wait ``seconds``; False when the server is stopping."""
@@ -203,7 +204,12 @@ class _Handler(BaseHTTPRequestHandler):
         fhir = self.fhir
         relative = path[len(fhir.base_path) :].strip("/") if path.startswith(fhir.base_path) else ""
         recorded = RecordedRequest(
-            method, relative, query, self.headers.get("Authorization"), time.monotonic()
+            method,
+            relative,
+            query,
+            self.headers.get("Authorization"),
+            self.client_address[1],
+            time.monotonic(),
         )
         with fhir._track(recorded):
             if fhir.latency and not fhir._wait(fhir.latency):

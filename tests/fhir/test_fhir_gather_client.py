@@ -1,0 +1,629 @@
+"""``gather`` against a mocked FHIR server (``responses``): what is fetched, how, and what fails.
+
+The mock answers with ``cds_service.fhir.search`` over a small record, like a real server would,
+unless a test registers a specific answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+from cds_service.errors import DataUnavailable, FhirServerRefused, Unprocessable
+from cds_service.fhir import gather as gather_module
+from cds_service.fhir.gather import gather
+from cds_service.fhir.search import build_prefetch, search
+from cds_service.services import LOINC, ServiceDeclaration, find_service
+from cds_service.settings import Settings
+
+BASE = "https://fhir.test.example/r4"
+TOKEN = "secret-token-123"
+PATIENT_ID = "pat-9f3"
+SERVICE = find_service("myopathy-review", "patient-view")
+assert SERVICE is not None
+
+
+def _obs(ident: str, code: str, when: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": ident,
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": 250, "unit": "U/L"},
+    }
+
+
+def _med_request(ident: str, **medication: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": ident,
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        **(medication or {"medicationCodeableConcept": {"text": "atorvastatin 40 mg"}}),
+    }
+
+
+RECORD: dict[str, Any] = {
+    "resourceType": "Bundle",
+    "type": "collection",
+    "entry": [
+        {"resource": {"resourceType": "Patient", "id": PATIENT_ID, "gender": "male"}},
+        {"resource": _obs("ck1", "2157-6", "2025-01-02")},
+        {"resource": _obs("ck2", "2157-6", "2025-02-02")},
+        {"resource": _obs("ck3", "2157-6", "2025-03-02")},
+        {"resource": _obs("wt", "29463-7", "2025-03-01")},
+        {"resource": _med_request("mr1")},
+    ],
+}
+CONTEXT = {"patientId": PATIENT_ID, "userId": "Practitioner/u1"}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings().with_overrides(
+        auth="off", fhir_allow=(BASE,), fhir_timeout_seconds=1.0, hook_deadline_seconds=2.0
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[responses.RequestsMock]:
+    """A mocked fhirServer answering from RECORD; specific answers registered by a test win."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def _serve_record(mock: responses.RequestsMock, record: dict[str, Any] = RECORD) -> None:
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        assert request.url is not None
+        relative = request.url[len(BASE) + 1 :]
+        result = search(record, relative, base=BASE)
+        if result is None:
+            return 404, {}, json.dumps({"resourceType": "OperationOutcome", "issue": []})
+        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(result)
+
+    mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=answer)
+
+
+def _body(prefetch: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "fhirServer": BASE,
+        "context": copy.deepcopy(CONTEXT),
+    }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    body.update(extra)
+    return body
+
+
+def _full_prefetch(service: ServiceDeclaration = SERVICE) -> dict[str, Any]:
+    return build_prefetch(service, CONTEXT, RECORD)
+
+
+def _paths(mock: responses.RequestsMock) -> list[str]:
+    return [urlsplit(c.request.url).path.removeprefix("/r4/") for c in mock.calls]
+
+
+def _ids(resources: Any, resource_type: str) -> list[str]:
+    return [r["id"] for r in resources if r["resourceType"] == resource_type]
+
+
+# -- prefetch as sent --------------------------------------------------------------------------
+
+
+def test_complete_prefetch_needs_no_request(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    data = gather(SERVICE, _body(_full_prefetch()), settings)
+    assert len(server.calls) == 0
+    assert data.stats.fetches == 0 and data.stats.keys_fetched == ()
+    assert _ids(data.resources, "Observation") == ["ck3", "wt", "ck2", "ck1"]
+    assert _ids(data.resources, "Patient") == [PATIENT_ID]
+
+
+def test_null_means_no_data_and_is_not_fetched(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    prefetch = _full_prefetch()
+    prefetch["observations"] = None
+    prefetch["patient"] = None
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert len(server.calls) == 0
+    assert _ids(data.resources, "Observation") == [] and _ids(data.resources, "Patient") == []
+
+
+# -- fallback fetch ----------------------------------------------------------------------------
+
+
+def test_absent_key_is_fetched_with_the_bearer_token(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    _serve_record(server)
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    body = _body(prefetch, fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
+    data = gather(SERVICE, body, settings)
+    assert _paths(server) == ["Observation"]
+    request = server.calls[0].request
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "fhir+json" in request.headers["Accept"]
+    query = parse_qs(urlsplit(request.url).query)
+    assert query["patient"] == [PATIENT_ID]
+    assert query["_sort"] == ["-date"]
+    assert f"{LOINC}|2157-6" in query["code"][0].split(",")
+    assert _ids(data.resources, "Observation") == ["ck3", "wt", "ck2", "ck1"]
+    assert data.stats.fetches == 1 and data.stats.keys_fetched == ("observations",)
+
+
+def test_without_fhir_authorization_no_authorization_header_is_sent(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    _serve_record(server)
+    data = gather(SERVICE, _body(), settings)  # no prefetch at all: every key fetched
+    assert sorted(_paths(server)) == sorted(
+        [
+            f"Patient/{PATIENT_ID}",
+            "Observation",
+            "MedicationRequest",
+            "MedicationAdministration",
+            "MedicationStatement",
+            "Condition",
+        ]
+    )
+    assert all("Authorization" not in c.request.headers for c in server.calls)
+    assert data.stats.keys_fetched == tuple(SERVICE.prefetch)
+    # The same resources as a complete prefetch gives, in the same order.
+    assert data.resources == gather(SERVICE, _body(_full_prefetch()), settings).resources
+
+
+@pytest.mark.parametrize(
+    "outcome_value",
+    [
+        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]},
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {"resource": {"resourceType": "OperationOutcome", "issue": []}},
+            ],
+        },
+    ],
+    ids=["outcome", "bundle-with-outcome"],
+)
+def test_operation_outcome_value_is_treated_as_absent(
+    server: responses.RequestsMock, settings: Settings, outcome_value: dict
+) -> None:
+    _serve_record(server)
+    prefetch = _full_prefetch()
+    prefetch["observations"] = outcome_value
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert _paths(server) == ["Observation"]
+    assert len(_ids(data.resources, "Observation")) == 4
+
+
+def test_read_answered_404_is_no_data(server: responses.RequestsMock, settings: Settings) -> None:
+    server.add(responses.GET, f"{BASE}/Patient/{PATIENT_ID}", status=404, json={})
+    prefetch = _full_prefetch()
+    del prefetch["patient"]
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert _ids(data.resources, "Patient") == []
+
+
+# -- paging ------------------------------------------------------------------------------------
+
+
+def _page(ids: list[str], next_url: str | None) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": "x"}],
+        "entry": [{"resource": _obs(i, "2157-6", "2025-01-01")} for i in ids],
+    }
+    if next_url:
+        bundle["link"].append({"relation": "next", "url": next_url})
+    return bundle
+
+
+def _register_pages(mock: responses.RequestsMock, pages: int) -> None:
+    from responses import matchers
+
+    for n in range(pages):
+        next_url = f"{BASE}/Observation?page={n + 1}" if n + 1 < pages else None
+        match = [matchers.query_param_matcher({"page": str(n)})] if n else []
+        url = f"{BASE}/Observation" if n else re.compile(re.escape(BASE) + r"/Observation\?.*")
+        mock.add(responses.GET, url, json=_page([f"p{n}a", f"p{n}b"], next_url), match=match)
+
+
+def test_next_links_are_followed(server: responses.RequestsMock, settings: Settings) -> None:
+    _register_pages(server, 3)
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert len(server.calls) == 3
+    assert _ids(data.resources, "Observation") == ["p0a", "p0b", "p1a", "p1b", "p2a", "p2b"]
+    assert data.stats.truncated == ()
+
+
+def test_paging_stops_at_the_page_cap_and_says_so(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    _register_pages(server, 3)
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    data = gather(SERVICE, _body(prefetch), settings.with_overrides(fhir_page_cap=2))
+    assert len(server.calls) == 2
+    assert _ids(data.resources, "Observation") == ["p0a", "p0b", "p1a", "p1b"]
+    assert data.stats.truncated == ("observations",)
+
+
+def test_a_paged_prefetch_bundle_is_completed_from_the_server(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    server.add(responses.GET, f"{BASE}/Observation", json=_page(["p1a"], None))
+    prefetch = _full_prefetch()
+    prefetch["observations"] = _page(["p0a"], f"{BASE}/Observation?page=1")
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert _paths(server) == ["Observation"]
+    assert _ids(data.resources, "Observation") == ["p0a", "p1a"]
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "https://evil.example/r4/Observation?page=1",
+        "https://fhir.test.example/other/Observation?page=1",
+        "http://fhir.test.example/r4/Observation?page=1",
+        "https://fhir.test.example/r4/../admin/Observation?page=1",
+        "https://fhir.test.example:8443/r4/Observation?page=1",
+    ],
+)
+def test_next_link_off_the_fhir_server_is_refused(
+    server: responses.RequestsMock, settings: Settings, elsewhere: str
+) -> None:
+    server.add(responses.GET, f"{BASE}/Observation", json=_page(["a"], elsewhere))
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    body = _body(prefetch, fhirAuthorization={"access_token": TOKEN})
+    with pytest.raises(DataUnavailable, match="'observations'.*outside fhirServer"):
+        gather(SERVICE, body, settings)
+    assert len(server.calls) == 1  # the token never went to the other address
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ({"status": 401, "json": {}}, "refused access \\(HTTP 401\\)"),
+        ({"status": 403, "json": {}}, "refused access \\(HTTP 403\\)"),
+        ({"status": 500, "json": {}}, "HTTP 500"),
+        ({"status": 503, "body": "busy"}, "HTTP 503"),
+        ({"status": 404, "json": {"resourceType": "OperationOutcome"}}, "HTTP 404"),
+        ({"status": 302, "headers": {"Location": "https://evil.example/"}}, "redirect"),
+        ({"status": 200, "body": '{"resourceType": "Bundle", "entry": ['}, "not JSON"),
+        ({"status": 200, "body": "<html>login</html>"}, "not JSON"),
+        ({"status": 200, "json": {"resourceType": "Patient", "id": "x"}}, "a Patient where"),
+        ({"status": 200, "json": [1, 2]}, "not a FHIR resource"),
+        ({"status": 200, "json": {"resourceType": "OperationOutcome"}}, "an OperationOutcome"),
+        (
+            {"status": 200, "json": {"resourceType": "Bundle", "entry": "x"}},
+            "malformed Bundle",
+        ),
+        ({"body": requests.ConnectionError("refused")}, "could not be reached"),
+        ({"body": requests.ReadTimeout("slow")}, "did not answer in time"),
+    ],
+)
+def test_search_failures_are_412_naming_the_key_and_the_reason(
+    server: responses.RequestsMock, settings: Settings, answer: dict[str, Any], reason: str
+) -> None:
+    server.add(responses.GET, f"{BASE}/Observation", **answer)
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    body = _body(prefetch, fhirAuthorization={"access_token": TOKEN})
+    with pytest.raises(DataUnavailable) as caught:
+        gather(SERVICE, body, settings)
+    message = caught.value.message
+    assert "prefetch key 'observations'" in message
+    assert re.search(reason, message), message
+    assert caught.value.status == 412
+    assert TOKEN not in message and PATIENT_ID not in message and "evil" not in message
+    assert len(server.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ({"status": 401, "json": {}}, "HTTP 401"),
+        ({"status": 500, "json": {}}, "HTTP 500"),
+        ({"status": 200, "json": {"resourceType": "Bundle"}}, "a Bundle where a Patient"),
+        ({"status": 200, "json": {"resourceType": "Patient", "id": "other"}}, "different"),
+        (
+            {
+                "status": 200,
+                "json": {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "soon"},
+            },
+            "invalid resource \\(Patient: invalid birthDate\\)",
+        ),
+    ],
+)
+def test_read_failures_are_412_naming_the_key(
+    server: responses.RequestsMock, settings: Settings, answer: dict[str, Any], reason: str
+) -> None:
+    server.add(responses.GET, f"{BASE}/Patient/{PATIENT_ID}", **answer)
+    prefetch = _full_prefetch()
+    del prefetch["patient"]
+    with pytest.raises(DataUnavailable, match="prefetch key 'patient'") as caught:
+        gather(SERVICE, _body(prefetch), settings)
+    assert re.search(reason, caught.value.message), caught.value.message
+
+
+def test_no_fhir_server_means_412_naming_the_missing_keys(settings: Settings) -> None:
+    prefetch = _full_prefetch()
+    del prefetch["observations"], prefetch["conditions"]
+    body = _body(prefetch)
+    del body["fhirServer"]
+    with pytest.raises(DataUnavailable, match="'observations', 'conditions'.*no fhirServer"):
+        gather(SERVICE, body, settings)
+
+
+def test_fhir_server_refused_by_the_allow_list_is_412_before_any_request(
+    server: responses.RequestsMock,
+) -> None:
+    settings = Settings().with_overrides(auth="off")  # BASE not allow-listed; plain http refused
+    body = _body(fhirServer="http://fhir.test.example/r4")
+    with pytest.raises(FhirServerRefused, match="https") as caught:
+        gather(SERVICE, body, settings)
+    assert caught.value.status == 412
+    assert len(server.calls) == 0
+
+
+def test_template_that_cannot_be_filled_is_412(settings: Settings) -> None:
+    body = _body(_full_prefetch())
+    del body["prefetch"]["patient"]
+    del body["context"]["patientId"]
+    with pytest.raises(DataUnavailable, match="'patient'.*cannot be filled"):
+        gather(SERVICE, body, settings)
+
+
+def test_dot_segment_patient_id_is_not_requested(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    body = _body()
+    body["context"]["patientId"] = ".."
+    with pytest.raises(DataUnavailable, match="'patient'"):
+        gather(SERVICE, body, settings)
+    assert all("/.." not in c.request.url for c in server.calls)
+
+
+def test_response_over_the_size_cap_is_refused(
+    server: responses.RequestsMock, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gather_module, "MAX_RESPONSE_BYTES", 100)
+    server.add(responses.GET, f"{BASE}/Observation", json=_page(["a", "b", "c"], None))
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    with pytest.raises(DataUnavailable, match="larger than the limit"):
+        gather(SERVICE, _body(prefetch), settings)
+
+
+# -- prefetch content the client got wrong ---------------------------------------------------
+
+
+def test_malformed_single_resource_prefetch_is_422_naming_the_key(settings: Settings) -> None:
+    prefetch = _full_prefetch()
+    prefetch["patient"] = {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1958-13-45"}
+    with pytest.raises(Unprocessable) as caught:
+        gather(SERVICE, _body(prefetch), settings)
+    assert caught.value.status == 422
+    assert "prefetch key 'patient'" in caught.value.message
+    assert "birthDate" in caught.value.message and "1958" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"resourceType": "Observation", "id": "x", "status": "final", "code": {}}, "expected a"),
+        ("Patient/1", "not a FHIR resource"),
+        ({"resourceType": "Patient", "id": "someone-else"}, "not the one the template reads"),
+    ],
+)
+def test_wrong_prefetch_values_are_422(settings: Settings, value: Any, reason: str) -> None:
+    prefetch = _full_prefetch()
+    prefetch["patient"] = value
+    with pytest.raises(Unprocessable, match=f"'patient'.*{reason}"):
+        gather(SERVICE, _body(prefetch), settings)
+
+
+def test_malformed_resource_in_a_prefetch_bundle_is_skipped_and_counted(settings: Settings) -> None:
+    prefetch = _full_prefetch()
+    prefetch["observations"]["entry"].append(
+        {"resource": {"resourceType": "Observation", "id": "bad", "status": "final"}}
+    )
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert "bad" not in _ids(data.resources, "Observation")
+    assert len(_ids(data.resources, "Observation")) == 4
+    assert dict(data.skipped) == {"Observation": 1}
+
+
+def test_malformed_resource_in_a_fetched_page_is_skipped_and_counted(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    page = _page(["good"], None)
+    page["entry"].append({"resource": {"resourceType": "Observation", "id": "bad"}})
+    server.add(responses.GET, f"{BASE}/Observation", json=page)
+    prefetch = _full_prefetch()
+    del prefetch["observations"]
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert _ids(data.resources, "Observation") == ["good"]
+    assert dict(data.skipped) == {"Observation": 1}
+
+
+# -- drafts and selections ---------------------------------------------------------------------
+
+
+def _order_body(*entries: dict[str, Any], prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = _body(prefetch if prefetch is not None else _full_prefetch(_ORDER_SERVICE))
+    body["hook"] = "order-select"
+    body["context"]["draftOrders"] = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": list(entries),
+    }
+    body["context"]["selections"] = ["MedicationRequest/draft-1"]
+    return body
+
+
+_ORDER_SERVICE = find_service("statin-order-check", "order-select")
+assert _ORDER_SERVICE is not None
+
+
+def test_drafts_are_parsed_with_dstu2_tolerance_and_selections_kept(settings: Settings) -> None:
+    dstu2 = {
+        "resourceType": "MedicationOrder",
+        "id": "draft-1",
+        "status": "draft",
+        "dateWritten": "2025-07-01",
+        "patient": {"reference": f"Patient/{PATIENT_ID}"},
+        "medicationCodeableConcept": {"text": "atorvastatin 20 MG Oral Tablet"},
+    }
+    data = gather(_ORDER_SERVICE, _order_body({"resource": dstu2}), settings)
+    assert [d["resourceType"] for d in data.drafts] == ["MedicationRequest"]
+    assert data.drafts[0]["authoredOn"] == "2025-07-01" and data.drafts[0]["intent"] == "order"
+    assert data.selections == ("MedicationRequest/draft-1",)
+
+
+def test_invalid_draft_is_422_pointing_at_the_entry(settings: Settings) -> None:
+    bad = {"resourceType": "MedicationRequest", "status": "draft", "subject": 7}
+    with pytest.raises(Unprocessable) as caught:
+        gather(
+            _ORDER_SERVICE,
+            _order_body({"resource": {"resourceType": "Patient"}}, {"resource": bad}),
+            settings,
+        )
+    assert caught.value.expression == "context.draftOrders.entry[1]"
+
+
+# -- medication references ---------------------------------------------------------------------
+
+
+def _medication(ident: str, text: str) -> dict[str, Any]:
+    return {"resourceType": "Medication", "id": ident, "code": {"text": text}}
+
+
+def _referring_draft(reference: str) -> dict[str, Any]:
+    return {
+        "resource": {
+            "resourceType": "MedicationRequest",
+            "id": "draft-1",
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{PATIENT_ID}"},
+            "medicationReference": {"reference": reference},
+        }
+    }
+
+
+def test_medication_in_draft_orders_resolves_without_a_request(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    body = _order_body(
+        _referring_draft("urn:uuid:med-1"),
+        {"fullUrl": "urn:uuid:med-1", "resource": _medication("m1", "Zocor 20 mg")},
+    )
+    data = gather(_ORDER_SERVICE, body, settings)
+    assert len(server.calls) == 0
+    assert data.medications["urn:uuid:med-1"]["code"]["text"] == "Zocor 20 mg"
+    assert data.medications["Medication/m1"] is data.medications["urn:uuid:med-1"]
+    assert [d["resourceType"] for d in data.drafts] == ["MedicationRequest"]
+
+
+def test_medication_in_a_prefetch_bundle_resolves_and_is_not_a_record_resource(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    prefetch = _full_prefetch(_ORDER_SERVICE)
+    prefetch["medicationRequests"]["entry"].append(
+        {"fullUrl": f"{BASE}/Medication/m7", "resource": _medication("m7", "Lipitor")}
+    )
+    data = gather(
+        _ORDER_SERVICE, _order_body(_referring_draft("Medication/m7"), prefetch=prefetch), settings
+    )
+    assert len(server.calls) == 0
+    assert data.medications["Medication/m7"]["code"]["text"] == "Lipitor"
+    assert data.medications[f"{BASE}/Medication/m7"]["id"] == "m7"
+    assert _ids(data.resources, "Medication") == []
+
+
+def test_missing_medications_are_read_from_the_server_and_failures_are_not_fatal(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    server.add(responses.GET, f"{BASE}/Medication/m2", json=_medication("m2", "Crestor"))
+    server.add(responses.GET, f"{BASE}/Medication/m3", status=404, json={})
+    server.add(responses.GET, f"{BASE}/Medication/m4", status=500, json={})
+    server.add(
+        responses.GET, f"{BASE}/Medication/m5", json={"resourceType": "Medication", "code": 5}
+    )
+    server.add(responses.GET, f"{BASE}/Medication/m6", json=_medication("m6", "Gamunex-C"))
+    prefetch = _full_prefetch(_ORDER_SERVICE)
+    references = [
+        "Medication/m3",
+        "Medication/m4",
+        "Medication/m5",
+        f"{BASE}/Medication/m6",
+        "https://elsewhere.example/fhir/Medication/m8",
+        "urn:uuid:not-sent",
+        "#contained",
+    ]
+    prefetch["medicationRequests"]["entry"] = [
+        {"resource": _med_request(f"mr-{n}", medicationReference={"reference": ref})}
+        for n, ref in enumerate(references)
+    ]
+    body = _order_body(_referring_draft("Medication/m2"), prefetch=prefetch)
+    body["fhirAuthorization"] = {"access_token": TOKEN}
+    data = gather(_ORDER_SERVICE, body, settings)
+    assert sorted(_paths(server)) == [f"Medication/m{n}" for n in (2, 3, 4, 5, 6)]
+    assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in server.calls)
+    assert data.medications["Medication/m2"]["code"]["text"] == "Crestor"
+    assert data.medications[f"{BASE}/Medication/m6"]["code"]["text"] == "Gamunex-C"
+    for absent in ("Medication/m3", "Medication/m4", "Medication/m5", "urn:uuid:not-sent"):
+        assert absent not in data.medications
+    assert data.stats.medications_fetched == 2
+    # m3, m4, m5 failed; m8 lives on another server; the urn:uuid was never sent.
+    assert data.stats.medications_unresolved == 5
+    assert data.stats.fetches == 5
+
+
+def test_medications_without_fhir_server_stay_unresolved(settings: Settings) -> None:
+    body = _order_body(_referring_draft("Medication/m2"))
+    del body["fhirServer"]
+    data = gather(_ORDER_SERVICE, body, settings)
+    assert "Medication/m2" not in data.medications
+    assert data.stats.medications_unresolved == 1
+
+
+def test_reference_to_a_medication_already_at_hand_is_not_fetched_twice(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    server.add(responses.GET, f"{BASE}/Medication/m2", json=_medication("m2", "Crestor"))
+    prefetch = _full_prefetch(_ORDER_SERVICE)
+    prefetch["medicationRequests"]["entry"] = [
+        {"resource": _med_request("a", medicationReference={"reference": "Medication/m2"})},
+        {"resource": _med_request("b", medicationReference={"reference": f"{BASE}/Medication/m2"})},
+    ]
+    data = gather(
+        _ORDER_SERVICE, _order_body(_referring_draft("Medication/m2"), prefetch=prefetch), settings
+    )
+    assert _paths(server) == ["Medication/m2"]
+    assert data.medications[f"{BASE}/Medication/m2"] is data.medications["Medication/m2"]
