@@ -15,19 +15,32 @@ from collections.abc import Iterable, Mapping, Sequence
 
 # Characters with a Markdown meaning inline; a backslash makes each literal (CommonMark allows a
 # backslash escape before any ASCII punctuation).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
-_WHITESPACE = re.compile(r"\s+")
-# At the start of a line these would open a list item or a setext heading underline.
-_LEADING_BLOCK_MARKER = re.compile(r"^(?:([-+=])|(\d+)([.)]))")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+# Line breaks inside a value would end a table row or a list item: they become spaces. Other
+# spacing is kept (" (preliminary)" relies on its leading space).
+_LINE_BREAKS = re.compile(r"[\r\n\t\f\v\u2028\u2029\x85]+")
+# A value follows only these on its line: it starts the line's content (a paragraph, list item or
+# quote), where a leading marker would be read as Markdown structure.
+_BLOCK_PREFIX = re.compile(r"^\s*(?:(?:[-+*]|\d+[.)])\s+)*$")
+# At the start of a line these would open a list item, a heading or a setext underline; elsewhere
+# they are plain text and stay unescaped (EHRs that show detail as plain text show it as is).
+_LEADING_BLOCK_MARKER = re.compile(r"^(?:([-+=#])|(\d+)([.)]))")
 
 
-def escape(value: object) -> str:
+def escape(value: object, *, line_start: bool = False) -> str:
     """``value`` as literal Markdown text on one line: HTML-significant characters become entities
-    (so no tag can form), Markdown punctuation is backslash-escaped, line breaks become spaces."""
-    text = _WHITESPACE.sub(" ", str(value)).strip()
+    (so no tag can form), inline Markdown punctuation is backslash-escaped, line breaks become
+    spaces; ``line_start``: also a leading list, heading or underline marker."""
+    text = one_line(value)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-    return _LEADING_BLOCK_MARKER.sub(_escape_block_marker, text, count=1)
+    if line_start:
+        text = _LEADING_BLOCK_MARKER.sub(_escape_block_marker, text.lstrip(), count=1)
+    return text
+
+
+def one_line(value: object) -> str:
+    return _LINE_BREAKS.sub(" ", str(value))
 
 
 def _escape_block_marker(match: re.Match[str]) -> str:
@@ -54,7 +67,11 @@ def fill(template: str, values: Mapping[str, str], *, markdown: bool) -> str:
         if name not in values:
             raise MissingValue(name)
         value = values[name]
-        out.append(escape(value) if markdown else _WHITESPACE.sub(" ", str(value)).strip())
+        if markdown:
+            line_so_far = "".join(out).rsplit("\n", 1)[-1]
+            out.append(escape(value, line_start=bool(_BLOCK_PREFIX.match(line_so_far))))
+        else:
+            out.append(one_line(value))
     return "".join(out)
 
 
@@ -65,12 +82,12 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
         "|" + "|".join("---" for _ in header) + "|",
     ]
     for row in rows:
-        lines.append("| " + " | ".join(escape(cell) for cell in row) + " |")
+        lines.append("| " + " | ".join(escape(cell).strip() for cell in row) + " |")
     return "\n".join(lines)
 
 
 def bullet_list(items: Iterable[object]) -> str:
-    return "\n".join(f"- {escape(item)}" for item in items)
+    return "\n".join(f"- {escape(str(item).strip(), line_start=True)}" for item in items)
 
 
 def link(label: str, url: str) -> str:

@@ -256,10 +256,6 @@ def _suggestion(
     key = label_key(suggestion)
     if key not in template.suggestions:
         raise CardRenderError(f"{template.rule}: no label for suggestion {key!r} in the template")
-    # A label may use the advice's values and the suggestion's own ({medication}, {dose_g}...).
-    values = {**advice_values, **label_values(suggestion)}
-    member = f"suggestions[{key!r}]"
-    label = _fill(template, member, template.suggestions[key], values, is_markdown=False)
     try:
         actions = build_actions(suggestion, record.patient_id, template.display)
     except SuggestionError as exc:
@@ -269,6 +265,10 @@ def _suggestion(
         # still says what to do) rather than hand the EHR a resource it would reject.
         log.warning("%s: suggestion %s left out: %s", template.rule, key, exc)
         return None
+    # A label may use the advice's values and the suggestion's own ({medication}, {dose_g}...).
+    values = {**advice_values, **label_values(suggestion)}
+    member = f"suggestions[{key!r}]"
+    label = _fill(template, member, template.suggestions[key], values, is_markdown=False)
     built: dict[str, Any] = {"label": label, "uuid": str(uuid.uuid4())}
     if suggestion.recommended:
         built["isRecommended"] = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,6 +55,10 @@ LAB_TESTS: Mapping[str, LabTest] = {
 _LAB_CATEGORY = {
     "coding": [{"system": SNOMED, "code": "108252007", "display": "Laboratory procedure"}]
 }
+
+
+# FHIR R4 "id" datatype: what may follow "Patient/" or "MedicationRequest/" in a reference.
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 class SuggestionError(ValueError):
@@ -106,6 +111,8 @@ def _order_lab(suggestion: Suggestion, patient_id: str, reason: str) -> dict[str
         raise SuggestionError(f"order-lab for LOINC {suggestion.loinc!r}, not a known lab test")
     if not patient_id:
         raise SuggestionError("order-lab needs the patient id for ServiceRequest.subject")
+    if not _FHIR_ID.match(patient_id):
+        raise UnbuildableResource("the patient id is not a FHIR id: no valid subject reference")
     coding: dict[str, Any] = {"system": LOINC, "code": suggestion.loinc}
     if test.display:
         coding["display"] = test.display
@@ -134,6 +141,8 @@ def _draft_target(suggestion: Suggestion) -> MedicationUse:
         raise SuggestionError(f"{suggestion.kind} targets an order that is not drafted")
     if target.resource_type != "MedicationRequest":
         raise SuggestionError(f"{suggestion.kind} targets a {target.resource_type}")
+    if not _FHIR_ID.match(target.resource_id):
+        raise UnbuildableResource("the drafted order's id is not a FHIR id")
     return target
 
 
@@ -221,12 +230,18 @@ def _stop_active(suggestion: Suggestion, reason: str) -> dict[str, Any]:
 
 
 def _own_copy(target: MedicationUse) -> dict[str, Any]:
+    """A deep copy of the target's resource as received, checked to be valid R4 before it is
+    changed (an update is only as good as the resource it starts from)."""
     resource = copy.deepcopy(dict(target.raw))
     if (
         resource.get("resourceType") != target.resource_type
         or resource.get("id") != target.resource_id
     ):
         raise SuggestionError("the target order's resource is missing or does not match its id")
+    model = (
+        MedicationStatement if target.resource_type == "MedicationStatement" else MedicationRequest
+    )
+    validated(model, resource)
     return resource
 
 
