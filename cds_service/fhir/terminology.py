@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,12 @@ class CompiledValueSet:
     prefixes: tuple[tuple[str, str], ...]  # (system, normalised code prefix): is-a filters
     texts: tuple[TextRule, ...]
     concentrations: Mapping[tuple[str, str], Decimal]  # (system, normalised code) -> g/mL
+    # One alternation of every text rule: most texts match none, and one search says so.
+    any_text: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        combined = "|".join(f"(?:{rule.pattern.pattern})" for rule in self.texts) or r"(?!)"
+        object.__setattr__(self, "any_text", re.compile(combined, re.IGNORECASE))
 
     def has_code(self, system: str, code: str) -> bool:
         key = (system, code)
@@ -103,8 +109,11 @@ class CompiledValueSet:
 
     def text_rule(self, texts: Iterable[str]) -> TextRule | None:
         for text in texts:
+            bounded = text[:_MAX_TEXT]
+            if not self.any_text.search(bounded):
+                continue
             for rule in self.texts:
-                if rule.pattern.search(text[:_MAX_TEXT]):
+                if rule.pattern.search(bounded):
                     return rule
         return None
 

@@ -13,6 +13,7 @@ Nothing here raises on odd content: a resource that cannot be read is left out (
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -192,12 +193,13 @@ class _MedicationResolver:
             for r in resources
             if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
         }
+        self._classified: dict[str, Medication] = {}
 
-    def medication(self, resource: Mapping[str, Any], field: str = "medication") -> Medication:
-        concept = resource.get(f"{field}CodeableConcept")
+    def medication(self, resource: Mapping[str, Any]) -> Medication:
+        concept = resource.get("medicationCodeableConcept")
         if isinstance(concept, Mapping):
-            return classify_medication(concept)
-        reference = _dict(resource.get(f"{field}Reference"))
+            return self._classify(concept, None)
+        reference = _dict(resource.get("medicationReference"))
         target = self._resolve(resource, reference)
         if target is None:
             display = (
@@ -205,7 +207,19 @@ class _MedicationResolver:
                 or "medication not stated"
             )
             return unidentified_medication(display)
-        return classify_medication(None, target)
+        return self._classify(None, target)
+
+    def _classify(
+        self, concept: Mapping[str, Any] | None, medication: Mapping[str, Any] | None
+    ) -> Medication:
+        # A chart repeats one product on every administration: classify each one once per call.
+        try:
+            key = json.dumps([concept, medication], sort_keys=True)
+        except (TypeError, ValueError):
+            return classify_medication(concept, medication)
+        if key not in self._classified:
+            self._classified[key] = classify_medication(concept, medication)
+        return self._classified[key]
 
     def _resolve(
         self, resource: Mapping[str, Any], reference: Mapping[str, Any]
