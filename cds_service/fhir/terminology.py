@@ -354,7 +354,8 @@ def classify_medication(
     ``concept`` is its ``medicationCodeableConcept`` (None when it refers to a Medication);
     ``medication_resource`` the resolved Medication, whose ``code`` and every
     ``ingredient.itemCodeableConcept`` count. Codes decide first; the names of ``text-match``
-    are the fallback, and a class decided only by them sets ``matched_by_name``.
+    are the fallback; ``matched_by_name`` is set when a name decided a class and no code
+    matched anything.
     """
     concepts: list[object] = []
     if concept is not None:
@@ -366,13 +367,13 @@ def classify_medication(
     pairs = [pair for c in concepts for pair in codings(c)]
     texts = [t for c in concepts for t in concept_texts(c)]
 
-    by_name = False
+    by_code = by_name = False
     found: dict[str, bool] = {}
     brand: TextRule | None = None
     for name in ("statin", "ivig", "estrogen"):
         vs = VALUESETS[name]
         if any(vs.has_code(s, c) for s, c in pairs):
-            found[name] = True
+            found[name] = by_code = True
             continue
         rule = vs.text_rule(texts)
         found[name] = rule is not None
@@ -392,7 +393,8 @@ def classify_medication(
         is_statin=found["statin"],
         is_ivig=found["ivig"],
         is_estrogen=found["estrogen"],
-        matched_by_name=by_name,
+        # rules.md: "matched by name" only when no code matched at all.
+        matched_by_name=by_name and not by_code,
         identified=True,
         codes=codes,
         concentration_g_per_ml=concentration,

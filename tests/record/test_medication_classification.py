@@ -129,6 +129,13 @@ def test_code_match_is_not_flagged_as_name_match() -> None:
     assert med.is_statin and not med.matched_by_name
 
 
+def test_no_name_flag_when_any_code_matched() -> None:
+    # A statin code with an estrogen name in the text: the code decided, so no "matched by name".
+    med = classify_medication(concept(RX, "617311", text="atorvastatin; estradiol"))
+    assert med.is_statin and med.is_estrogen
+    assert not med.matched_by_name
+
+
 @pytest.mark.parametrize(
     "text", ["Lipitorx", "xLipitor", "Lipitor2", "Simvastatinum", "Mevacorine", "statin", "Zetia"]
 )
