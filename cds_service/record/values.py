@@ -98,9 +98,13 @@ def parse_date(value: object) -> date | None:
 
 
 def observation_time(obs: Mapping[str, Any]) -> datetime | None:
-    """rules.md "Usable observation": effectiveDateTime, else effectivePeriod.start, else issued."""
+    """rules.md "Usable observation": effectiveDateTime, else effectivePeriod.start, else issued.
+
+    ``effectiveInstant`` is the same R4 element (effective[x]) as a precise instant, read with
+    effectiveDateTime."""
     for value in (
         obs.get("effectiveDateTime"),
+        obs.get("effectiveInstant"),
         _dict(obs.get("effectivePeriod")).get("start"),
         obs.get("issued"),
     ):

@@ -333,6 +333,12 @@ def test_time_falls_back_to_issued() -> None:
     assert lab(resource, "ck").time == datetime(2025, 6, 21, 13, 45, 10, 123000, tzinfo=UTC)
 
 
+def test_effective_instant_is_the_effective_time() -> None:
+    resource = obs(quantity(1, code="U/L"), when={
+        "effectiveInstant": "2025-06-20T08:30:00.000Z", "issued": "2025-06-21T00:00:00Z"})
+    assert lab(resource, "ck").time == datetime(2025, 6, 20, 8, 30, tzinfo=UTC)
+
+
 def test_date_only_is_midnight_utc() -> None:
     result = lab(obs(quantity(1, code="U/L")), "ck")
     assert result.time == datetime(2025, 6, 20, tzinfo=UTC)
