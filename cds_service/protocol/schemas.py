@@ -125,6 +125,9 @@ def describe(error: ValidationError) -> tuple[str, str]:
                 missing = _first_missing(needed, instance)
                 if missing is not None:
                     return _expression([*path, missing]), f"is required when {trigger} is present"
+    if kind in ("anyOf", "oneOf") and all(set(branch) == {"required"} for branch in spec):
+        options = " or ".join(", ".join(branch["required"]) for branch in spec)
+        return _expression(path), f"needs {options}"
     reason = _REASONS.get(str(kind))
     text = reason(spec) if reason else f"does not satisfy the schema rule '{kind}'"
     return _expression(path), text

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from cds_service.protocol.store import IssuedCard
 from tests.protocol.conftest import ck_observation, searchset, statin_order_sign
@@ -137,6 +138,20 @@ def test_invalid_feedback_is_400_naming_the_field(client, item, field):
     assert issue["expression"][0].startswith(field), issue
 
 
+def test_override_reason_needs_a_reason_or_a_comment(client):
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden",
+            "outcomeTimestamp": "2025-07-01T10:00:00Z", "overrideReason": {}}
+    issue = post(client, {"feedback": [item]}).get_json()["issue"][0]
+    assert issue["diagnostics"] == "feedback[0].overrideReason needs reason or userComment"
+
+
+def test_more_than_1000_items_is_400(client):
+    items = [accepted(str(uuid.uuid4()), "s-1") for _ in range(1001)]
+    issue = post(client, {"feedback": items}).get_json()["issue"][0]
+    assert issue["expression"] == ["feedback"]
+    assert "1000" in issue["diagnostics"]
+
+
 def test_empty_feedback_list_is_400(client):
     response = post(client, {"feedback": []})
     assert response.status_code == 400
@@ -159,3 +174,21 @@ def test_cards_issued_by_a_call_are_recorded_for_the_feedback_join(make_app, set
         assert issued.service_id == "statin-order-check" and issued.hook == "order-sign"
         assert issued.topic == card["source"]["topic"]["code"]
         assert issued.indicator == card["indicator"]
+
+
+def test_advice_is_answered_even_when_cards_cannot_be_recorded(make_app, settings, monkeypatch,
+                                                               caplog):
+    app = make_app(settings.with_overrides(today=date(2025, 7, 1)))
+
+    def broken(cards):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store(app), "record_cards", broken)
+    body = statin_order_sign()
+    body["prefetch"]["observations"] = searchset(ck_observation("ck-1", 5000, "2025-06-28"))
+    with caplog.at_level(logging.ERROR):
+        response = app.test_client().post("/cds-services/statin-order-check",
+                                          data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 200
+    assert response.get_json()["cards"]
+    assert "could not record" in caplog.text
