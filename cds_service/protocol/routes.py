@@ -50,7 +50,8 @@ def discovery_document() -> dict[str, Any]:
 
 
 def state() -> AppState:
-    return current_app.extensions["myocds"]  # type: ignore[no-any-return]
+    app_state: AppState = current_app.extensions["myocds"]
+    return app_state
 
 
 @cds.before_request

@@ -123,7 +123,7 @@ def describe(error: ValidationError) -> tuple[str, str]:
         for trigger, needed in spec.items():
             if isinstance(instance, dict) and trigger in instance:
                 missing = _first_missing(needed, instance)
-                if missing is not None:
+                if missing:
                     return _expression([*path, missing]), f"is required when {trigger} is present"
     if kind in ("anyOf", "oneOf") and all(set(branch) == {"required"} for branch in spec):
         options = " or ".join(", ".join(branch["required"]) for branch in spec)
@@ -153,7 +153,7 @@ def _type_name(spec: object) -> str:
              "integer": "an integer", "number": "a number", "boolean": "true or false",
              "null": "null"}
     if isinstance(spec, list):
-        return " or ".join(names.get(s, s) for s in spec)
+        return " or ".join(names.get(str(s), str(s)) for s in spec)
     return names.get(str(spec), str(spec))
 
 

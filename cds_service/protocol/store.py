@@ -35,6 +35,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
@@ -42,6 +43,9 @@ from cds_service.errors import ConfigurationError
 from cds_service.protocol.schemas import parse_rfc3339
 
 log = logging.getLogger("myocds.store")
+
+# INSERT ... ON CONFLICT DO NOTHING, spelled the same way by both.
+_DIALECT_INSERT: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 metadata = MetaData()
 
@@ -162,12 +166,8 @@ class Store:
             return 0
         dialect = self.engine.dialect.name
         if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
             statement = (
-                dialect_insert(table)
+                _DIALECT_INSERT[dialect](table)
                 .on_conflict_do_nothing(index_elements=[key])
                 .returning(table.c[key])
             )
