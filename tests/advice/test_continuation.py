@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,14 @@ import pytest
 
 from cds_service.advice import continuation
 from cds_service.advice.model import Advice
+from cds_service.fhir.gather import gather
+from cds_service.fhir.search import build_prefetch
+from cds_service.record.build import build_record
 from cds_service.record.model import CkValue, MedicationUse, PatientRecord
-from cds_service.settings import ClinicalSettings
+from cds_service.services import services_for_hook
+from cds_service.settings import ClinicalSettings, Settings
 from tests.advice.builders import GAMUNEX, TODAY, ck, given, medication, record, unusable, use
+from tests.conftest import load_scenarios
 
 CLINICAL = ClinicalSettings()
 REPO = Path(__file__).resolve().parents[2]
@@ -452,3 +458,96 @@ def test_template_matches_rules_md_and_covers_advice_values(rule: str) -> None:
     assert 2 <= len(template["overrideReasons"]) <= 4
     assert all(r["code"] and r["display"] for r in template["overrideReasons"])
     assert 2 <= len(template["reasoning"].splitlines()) <= 3
+
+
+# --- the shared scenarios, judged on the CONT topics --------------------------------------------
+
+SCENARIO_SETTINGS = Settings(auth="off")
+
+
+def scenario_advice(scenario: dict[str, Any]) -> dict[str, Advice]:
+    """CONT advice per rule id across the services of the scenario's hook, each run on the record
+    its own prefetch templates give (as a hook call builds it)."""
+    today = date.fromisoformat(scenario["today"])
+    hook = scenario["hook"]
+    found: dict[str, Advice] = {}
+    for service in services_for_hook(hook):
+        body = {
+            "hook": hook,
+            "hookInstance": "5b0e7d0e-8a43-4a43-9d1f-3d6c2f0c7a11",
+            "context": scenario["context"],
+            "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
+        }
+        rec = build_record(gather(service, body, SCENARIO_SETTINGS), body, SCENARIO_SETTINGS)
+        for advice in continuation.evaluate(rec, today, SCENARIO_SETTINGS.clinical, hook):
+            if advice.rule_id in service.rules:
+                found.setdefault(advice.rule_id, advice)
+    return found
+
+
+def test_scenario_cont_topics(scenario: dict[str, Any]) -> None:
+    found = scenario_advice(scenario)
+    expected = {
+        p["topic"]: p["indicator"]
+        for p in scenario["expect"]["present"]
+        if p["topic"].startswith("CONT-")
+    }
+    absent = [t for t in scenario["expect"].get("absent", []) if t.startswith("CONT-")]
+    assert {t: found[t].indicator for t in expected if t in found} == expected
+    assert [t for t in absent if t in found] == []
+
+
+def _scenario(name: str) -> dict[str, Any]:
+    scenarios = load_scenarios()
+    if name not in scenarios:
+        pytest.skip(f"scenario {name} not found")
+    return scenarios[name]
+
+
+def test_scenario_ck_monitoring_overdue_numbers() -> None:
+    # notes: last IVIG 2025-02-02 (149 days ago), stopped; latest CK 108 days ago > 56 days
+    advice = scenario_advice(_scenario("ck-monitoring-overdue"))["CONT-02"]
+    assert advice.values["stop_date"] == "2025-02-02"
+    assert advice.values["days_since_last"] == "149"
+    assert advice.values["last_ck_date"] == "2025-03-15"
+    assert advice.values["interval_days"] == "56"
+    assert advice.values["due_date"] == "2025-05-10"
+    assert advice.suggestions[0].loinc == "2157-6"
+
+
+def test_scenario_relapse_numbers() -> None:
+    # notes: last IVIG 2025-01-11 (171 days ago), CK 1,500 / 192 = 7.8×ULN after it
+    advice = scenario_advice(_scenario("relapse-after-ivig-stop"))["CONT-03"]
+    assert advice.values["ck"] == "1,500" and advice.values["ck_x_uln"] == "7.8"
+    assert advice.values["last_ivig"] == "2025-01-11"
+    assert advice.values["days_since_last"] == "171"
+
+
+def test_scenario_no_response_numbers() -> None:
+    # notes: course since 2024-10-02 (272 days), ongoing; latest CK 900 / 192 = 4.7×
+    advice = scenario_advice(_scenario("ivig-no-ck-response"))["CONT-04"]
+    assert advice.values["course_start"] == "2024-10-02"
+    assert advice.values["course_days"] == "272"
+    assert advice.values["ck"] == "900" and advice.values["ck_x_uln"] == "4.7"
+
+
+@pytest.mark.parametrize(
+    ("name", "indicator", "suggested"),
+    [
+        ("seed-remission-chart-open", "info", []),
+        ("seed-remission-ivig-order", "warning", [("delete-draft", "mr-34"), ("order-lab", None)]),
+    ],
+)
+def test_scenario_seed_remission_numbers(
+    name: str, indicator: str, suggested: list[tuple[str, str | None]]
+) -> None:
+    # notes: last two CKs 110 and 96 U/L (ULN 308), 101 days apart; IVIG since 2022-05
+    advice = scenario_advice(_scenario(name))["CONT-01"]
+    assert advice.indicator == indicator
+    assert (advice.values["ck_prev"], advice.values["ck"]) == ("110", "96")
+    assert advice.values["gap_days"] == "101"
+    assert advice.values["ck_uln"] == "308"
+    assert advice.values["course_start"] == "2022-05-02"
+    assert [
+        (s.kind, s.target.resource_id if s.target else None) for s in advice.suggestions
+    ] == suggested
