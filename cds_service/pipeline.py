@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from cds_service import advice, cards_render
+from cds_service.cards_render import Templates
 from cds_service.fhir.gather import gather
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.record.build import build_record
@@ -20,7 +21,7 @@ from cds_service.services import ServiceDeclaration
 from cds_service.settings import Settings
 
 
-def load_templates() -> Any:
+def load_templates() -> Templates:
     """The card templates, loaded and validated once (a broken one raises ConfigurationError)."""
     return cards_render.load_templates()
 
@@ -32,7 +33,7 @@ def run_hook(
     today: date,
     caller: Caller = ANONYMOUS,
     *,
-    templates: Any = None,
+    templates: Templates | None = None,
     observe: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call: ``{"cards": [...]}``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cds_service.cards_render import Templates
 from cds_service.protocol.auth import Authenticator
 from cds_service.protocol.store import Store
 from cds_service.settings import Settings
@@ -15,5 +16,5 @@ class AppState:
     settings: Settings
     authenticator: Authenticator
     store: Store
-    templates: Any  # cards_render.Templates, validated at start-up
+    templates: Templates  # loaded and validated at start-up
     discovery: dict[str, Any]  # the GET /cds-services document, derived from SERVICES once
