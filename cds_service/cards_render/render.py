@@ -226,7 +226,7 @@ def _sources_line(template: CardTemplate, templates: Templates) -> str:
         elif source.verified == "UNVERIFIED":
             entry += " (not verified)"
         cited.append(entry)
-    return "**Sources:** " + "; ".join(cited)
+    return "**Sources:**\n\n" + "\n".join(f"- {entry}" for entry in cited)
 
 
 def _day(day: date | None) -> str:
