@@ -350,20 +350,21 @@ def _course_facts(context: _Context) -> tuple[Fact, ...]:
     last = status.last_given
     if status.course_start is None or last is None:
         return ()
-    course_note = (
-        f"{format_number(Decimal(status.course_days or 0))} days "
-        f"({_whole_months(status.course_start, context.today)} months) ago"
+    course_length = (
+        f"{_whole_months(status.course_start, context.today)} months "
+        f"({format_number(Decimal(status.course_days or 0))} days)"
     )
+    first_note = "course ≥ 6 months" if status.course_six_months else "course < 6 months"
     last_value = f"{format_number(last.grams)} g" if last.grams is not None else "dose not recorded"
     last_note = f"{format_number(Decimal(status.days_since_last or 0))} days ago"
     if last.resource_type == "MedicationRequest":
         last_note += "; from the order (no administration recorded)"
     return (
         Fact(
-            label="IVIG course start",
-            value=status.course_start.isoformat(),
+            label="IVIG course (first dose)",
+            value=course_length,
             day=status.course_start,
-            note=course_note,
+            note=first_note,
         ),
         Fact(label="Last IVIG", value=last_value, day=last.day, note=last_note),
         Fact(label="IVIG status", value=_ivig_state(status)),

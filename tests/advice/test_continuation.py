@@ -99,7 +99,7 @@ def test_cont01_seed_remission_on_patient_view_is_info_without_suggestions() -> 
     assert [f.day for f in ck_facts] == [REMISSION_CKS[0].day, REMISSION_CKS[1].day]
     assert "0.3×ULN" in ck_facts[1].value
     labels = {f.label for f in advice.facts}
-    assert {"IVIG course start", "Last IVIG", "IVIG status"} <= labels
+    assert {"IVIG course (first dose)", "Last IVIG", "IVIG status"} <= labels
 
 
 @pytest.mark.parametrize("hook", ["order-select", "order-sign"])
