@@ -31,7 +31,7 @@ def _sort_key(rule: str) -> tuple[int, str, int, str]:
 
 def catalogue(templates: Templates) -> list[tuple[str, ...]]:
     """One row per rule: id, hooks, indicator(s), sources, short name."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for rule in sorted(templates, key=_sort_key):
         template = templates[rule]
         rows.append(
