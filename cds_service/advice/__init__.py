@@ -6,26 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import date
 
+from cds_service.advice import continuation, dosing, hmgcr, iga, orders, safety, statin
 from cds_service.advice.model import INDICATOR_ORDER, Advice
 from cds_service.record.model import PatientRecord
 from cds_service.settings import ClinicalSettings
 
 Evaluator = Callable[[PatientRecord, date, ClinicalSettings, str], list[Advice]]
 
-
-def _evaluators() -> tuple[Evaluator, ...]:
-    # Imported here so each advisory module stays independent of this registry.
-    from cds_service.advice import continuation, dosing, hmgcr, iga, orders, safety, statin
-
-    return (
-        statin.evaluate,
-        hmgcr.evaluate,
-        iga.evaluate,
-        dosing.evaluate,
-        safety.evaluate,
-        continuation.evaluate,
-        orders.evaluate,
-    )
+# One evaluator per advisory area; each module is independent of the others and of this list.
+EVALUATORS: tuple[Evaluator, ...] = (
+    statin.evaluate,
+    hmgcr.evaluate,
+    iga.evaluate,
+    dosing.evaluate,
+    safety.evaluate,
+    continuation.evaluate,
+    orders.evaluate,
+)
 
 
 def evaluate(
@@ -42,7 +39,7 @@ def evaluate(
     wanted = set(rules)
     seen: set[str] = set()
     advices: list[Advice] = []
-    for evaluator in _evaluators():
+    for evaluator in EVALUATORS:
         for advice in evaluator(record, today, clinical, hook):
             if advice.rule_id in wanted and advice.rule_id not in seen:
                 seen.add(advice.rule_id)
