@@ -71,7 +71,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"myocds: cannot start: {exc}", file=sys.stderr)
         return 2
 
-    class _Server(BaseApplication):  # type: ignore[misc]
+    class _Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings).items():
                 self.cfg.set(key, value)
