@@ -22,7 +22,7 @@ class FetchStats:
     """How the data was had, for the request log (no identifiers, no URLs)."""
 
     fetches: int = 0  # HTTP requests sent to fhirServer (search pages + reads)
-    fetch_ms: float = 0.0  # wall-clock time spent waiting on fhirServer
+    fetch_ms: float = 0.0  # wall-clock time of the fetch phases (keys, then medication reads)
     keys_fetched: tuple[str, ...] = ()  # prefetch keys that were absent and fetched
     # Keys whose search had more pages than MYOCDS_FHIR_PAGE_CAP allowed: their data is partial.
     truncated: tuple[str, ...] = ()
@@ -33,7 +33,8 @@ class FetchStats:
 @dataclass(frozen=True)
 class FhirData:
     # Every resource gathered (prefetch + fetched), Bundles unpacked, each validated one by one,
-    # duplicates (same resourceType/id) kept once, in arrival order.
+    # duplicates (same resourceType/id) kept once, in the service's prefetch key order. Medication
+    # resources are not here: they are all in ``medications``.
     resources: tuple[dict[str, Any], ...]
     # The drafted resources of context.draftOrders (R4; a DSTU2 MedicationOrder is converted to a
     # MedicationRequest). Medication entries of draftOrders go to ``medications``, not here.

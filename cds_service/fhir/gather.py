@@ -58,6 +58,8 @@ Resource = dict[str, Any]
 # body is refused rather than buffered.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
+# A socket wait cut to the time left ends a few milliseconds around the deadline.
+_DEADLINE_SLACK = 0.05
 _ACCEPT = "application/fhir+json, application/json;q=0.9"
 # Order-like resources whose medication[x] may be a reference to a Medication.
 _MEDICATION_USERS = frozenset(
@@ -184,6 +186,10 @@ def _read_body(response: requests.Response, budget: _Budget) -> bytes:
             # often enough to check the deadline, where read(n) would wait for all n bytes.
             chunk = raw.read1(_READ_CHUNK)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            if budget.remaining() <= _DEADLINE_SLACK:  # the wait was cut to the deadline
+                raise _FetchFailed(
+                    "fhirServer did not finish its response before the hook deadline"
+                ) from None
             raise _FetchFailed("fhirServer did not finish its response in time") from None
         except (urllib3.exceptions.HTTPError, OSError):
             raise _FetchFailed("fhirServer sent an incomplete response") from None
@@ -456,6 +462,7 @@ def gather(
             continuations[key] = next_url
 
     fetches = 0
+    fetch_seconds = 0.0
     truncated: list[str] = []
     if missing or continuations:
         transport = _transport(settings)
@@ -480,7 +487,9 @@ def gather(
         for key, next_url in continuations.items():
             absolute = urljoin(server.base + "/", next_url)
             tasks[key] = (_fetch_search, key, absolute, server, budget, settings, 1)
+        phase_started = time.monotonic()
         results = _run_parallel(tasks, transport, budget)
+        fetch_seconds += time.monotonic() - phase_started
         for key in service.prefetch:
             if key in results:
                 result = results[key]
@@ -491,13 +500,16 @@ def gather(
                     truncated.append(key)
 
     resources = _ordered_resources(service.prefetch, collected)
+    phase_started = time.monotonic()
     medication_stats = _resolve_medications(
         drafts, resources, collected, body, settings, caller, budget, server
     )
-    fetches += medication_stats[0]
+    if medication_stats[0]:
+        fetches += medication_stats[0]
+        fetch_seconds += time.monotonic() - phase_started
     stats = FetchStats(
         fetches=fetches,
-        fetch_ms=round((time.monotonic() - started) * 1000, 1) if fetches else 0.0,
+        fetch_ms=round(fetch_seconds * 1000, 1),
         keys_fetched=tuple(k for k in service.prefetch if k in missing),
         truncated=tuple(truncated),
         medications_fetched=medication_stats[1],

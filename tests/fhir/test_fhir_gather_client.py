@@ -27,8 +27,15 @@ from cds_service.settings import Settings
 BASE = "https://fhir.test.example/r4"
 TOKEN = "secret-token-123"
 PATIENT_ID = "pat-9f3"
-SERVICE = find_service("myopathy-review", "patient-view")
-assert SERVICE is not None
+
+
+def _service(service_id: str, hook: str) -> ServiceDeclaration:
+    service = find_service(service_id, hook)
+    assert service is not None, (service_id, hook)
+    return service
+
+
+SERVICE = _service("myopathy-review", "patient-view")
 
 
 def _obs(ident: str, code: str, when: str) -> dict[str, Any]:
@@ -113,7 +120,7 @@ def _full_prefetch(service: ServiceDeclaration = SERVICE) -> dict[str, Any]:
 
 
 def _paths(mock: responses.RequestsMock) -> list[str]:
-    return [urlsplit(c.request.url).path.removeprefix("/r4/") for c in mock.calls]
+    return [urlsplit(str(c.request.url)).path.removeprefix("/r4/") for c in mock.calls]
 
 
 def _ids(resources: Any, resource_type: str) -> list[str]:
@@ -159,7 +166,7 @@ def test_absent_key_is_fetched_with_the_bearer_token(
     request = server.calls[0].request
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert "fhir+json" in request.headers["Accept"]
-    query = parse_qs(urlsplit(request.url).query)
+    query = parse_qs(urlsplit(str(request.url)).query)
     assert query["patient"] == [PATIENT_ID]
     assert query["_sort"] == ["-date"]
     assert f"{LOINC}|2157-6" in query["code"][0].split(",")
@@ -405,7 +412,7 @@ def test_dot_segment_patient_id_is_not_requested(
     body["context"]["patientId"] = ".."
     with pytest.raises(DataUnavailable, match="'patient'"):
         gather(SERVICE, body, settings)
-    assert all("/.." not in c.request.url for c in server.calls)
+    assert all("/.." not in str(c.request.url) for c in server.calls)
 
 
 def test_response_over_the_size_cap_is_refused(
@@ -486,8 +493,7 @@ def _order_body(*entries: dict[str, Any], prefetch: dict[str, Any] | None = None
     return body
 
 
-_ORDER_SERVICE = find_service("statin-order-check", "order-select")
-assert _ORDER_SERVICE is not None
+_ORDER_SERVICE = _service("statin-order-check", "order-select")
 
 
 def test_drafts_are_parsed_with_dstu2_tolerance_and_selections_kept(settings: Settings) -> None:

@@ -16,14 +16,21 @@ import pytest
 from cds_service.errors import DataUnavailable
 from cds_service.fhir.gather import gather
 from cds_service.fhir.search import build_prefetch
-from cds_service.services import LOINC, find_service
+from cds_service.services import LOINC, ServiceDeclaration, find_service
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
 
 PATIENT_ID = "srv-1"
-STATIN = find_service("statin-order-check", "order-sign")
-REVIEW = find_service("myopathy-review", "patient-view")
-assert STATIN is not None and REVIEW is not None
+
+
+def _service(service_id: str, hook: str) -> ServiceDeclaration:
+    service = find_service(service_id, hook)
+    assert service is not None, (service_id, hook)
+    return service
+
+
+STATIN = _service("statin-order-check", "order-sign")
+REVIEW = _service("myopathy-review", "patient-view")
 TOKEN = "tok-abc"
 # Margin for thread start-up and a loaded CI machine; far below what a sequential or uncut fetch
 # would take in each test.
@@ -134,6 +141,8 @@ def test_four_missing_keys_finish_within_two_latencies(
     assert not isinstance(data, Exception), data
     assert server.request_count == 4 and server.max_in_flight == 4
     assert elapsed < 0.4, f"{elapsed:.3f} s"
+    assert 200 <= data.stats.fetch_ms <= elapsed * 1000
+    assert data.stats.fetches == 4
 
 
 def test_a_server_that_never_answers_gives_412_within_the_deadline(

@@ -108,8 +108,7 @@ class FhirTestServer:
     @property
     def origin(self) -> str:
         assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._httpd.server_port}"
 
     @property
     def base_url(self) -> str:
