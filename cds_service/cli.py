@@ -42,4 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m cds_service.cli``: use the imported module's registry, the one the
+    # subcommand modules register into, not this ``__main__`` copy.
+    from cds_service.cli import main as _main
+
+    sys.exit(_main())

@@ -17,13 +17,17 @@ from cds_service.cards_render import Templates
 from cds_service.fhir.gather import gather
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.record.build import build_record
-from cds_service.services import ServiceDeclaration
+from cds_service.services import SERVICES, ServiceDeclaration
 from cds_service.settings import Settings
 
 
 def load_templates() -> Templates:
-    """The card templates, loaded and validated once (a broken one raises ConfigurationError)."""
-    return cards_render.load_templates()
+    """The card templates, loaded and validated once (a broken one raises ConfigurationError),
+    including that every rule a declared service runs has its template: a missing one stops
+    start-up instead of failing a call."""
+    templates = cards_render.load_templates()
+    templates.require(rule for service in SERVICES for rule in service.rules)
+    return templates
 
 
 def run_hook(
