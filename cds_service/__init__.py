@@ -41,9 +41,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     """
     from cds_service import pipeline
     from cds_service.logs import install_logging
+    from cds_service.metrics import install_metrics
     from cds_service.protocol.auth import Authenticator
     from cds_service.protocol.cors import install_cors
     from cds_service.protocol.errors import register_error_handlers
+    from cds_service.protocol.floor import install_floor
     from cds_service.protocol.openapi import install_openapi
     from cds_service.protocol.routes import cds, discovery_document, health
     from cds_service.protocol.state import AppState
@@ -75,4 +77,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(cds)
     app.register_blueprint(health)
     install_openapi(app, settings)
+    install_metrics(app, settings)
+    install_floor(app, settings)
     return app

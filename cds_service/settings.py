@@ -70,6 +70,10 @@ class Settings:
     port: int = 8080
     workers: int = 2
     threads: int = 8
+    # Operations (issue 6): /metrics without authentication even when auth is required (for a
+    # scraper inside the cluster network); the benchmark's no-op floor endpoint.
+    metrics_public: bool = False
+    bench_noop: bool = False
     clinical: ClinicalSettings = field(default_factory=ClinicalSettings)
 
     @property
@@ -115,6 +119,8 @@ class Settings:
             port=reader.integer("MYOCDS_PORT", 8080, low=1),
             workers=reader.integer("MYOCDS_WORKERS", 2, low=1),
             threads=reader.integer("MYOCDS_THREADS", 8, low=1),
+            metrics_public=reader.flag("MYOCDS_METRICS_PUBLIC", False),
+            bench_noop=reader.flag("MYOCDS_BENCH_NOOP", False),
             clinical=ClinicalSettings(
                 recent_days=reader.integer("MYOCDS_RECENT_DAYS", 30, low=1),
                 ck_uln_male=reader.decimal("MYOCDS_CK_ULN_MALE", Decimal("308")),
