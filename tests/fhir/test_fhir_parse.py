@@ -220,3 +220,28 @@ def test_a_non_bundle_is_rejected_as_a_whole(bundle: dict) -> None:
 def test_empty_bundle_has_no_entries() -> None:
     assert unpack_bundle({"resourceType": "Bundle", "type": "searchset"}).entries == []
     assert unpack_bundle({"resourceType": "Bundle", "entry": None}).entries == []
+
+
+def test_validation_verdicts_are_remembered_by_content_not_by_identity() -> None:
+    resource = {
+        "resourceType": "Observation",
+        "id": "v1",
+        "status": "final",
+        "code": {"text": "CK"},
+    }
+    validate(resource)
+    validate(copy.deepcopy(resource))  # same content: the remembered verdict
+    broken = {**resource, "valueQuantity": {"value": "lots"}}
+    for _ in range(2):  # a remembered rejection is still a rejection, with the same message
+        with pytest.raises(InvalidResource, match="Observation: invalid valueQuantity.value"):
+            validate(broken)
+    resource["effectiveDateTime"] = "not a date"  # changed content is validated afresh
+    with pytest.raises(InvalidResource, match="effectiveDateTime"):
+        validate(resource)
+
+
+def test_resources_that_are_not_plain_json_are_still_validated() -> None:
+    odd = {"resourceType": "Observation", "status": "final", "code": {"text": "CK"}}
+    odd["valueQuantity"] = {"value": float("nan")}
+    with pytest.raises(InvalidResource):
+        validate(odd)
