@@ -94,18 +94,32 @@ def normalise_unit(unit: str) -> str:
 
 
 def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
-    """The unit a Quantity is in, as written (UCUM code when system is UCUM, else unit text).
+    """The unit a Quantity is in, as written: its ``code`` when ``system`` is UCUM, else its
+    ``unit`` text (rules.md "Units"), or None.
 
-    A UCUM quantity without a code falls back to its text, and a text-less one to its code, so
-    the one unit string present is judged rather than discarded.
+    The other field is never read in its place: a UCUM quantity without a code, or a non-UCUM one
+    without unit text, has no unit, so its result is not usable (``unreadable_unit`` says why).
     """
-    system = quantity.get("system")
+    chosen = quantity.get("code") if is_ucum(quantity) else quantity.get("unit")
+    return chosen.strip() if _present(chosen) else None
+
+
+def unreadable_unit(quantity: Mapping[str, Any]) -> str | None:
+    """Why a Quantity whose ``quantity_unit`` is None still shows a unit, for the card:
+    "'g/L' ... (UCUM quantity without a code)"; None when it carries no unit at all."""
+    if quantity_unit(quantity) is not None:
+        return None
     code, text = quantity.get("code"), quantity.get("unit")
-    if isinstance(system, str) and system.strip().rstrip("/") == UCUM:
-        chosen = code if _present(code) else text
-    else:
-        chosen = text if _present(text) else code
-    return chosen.strip() if isinstance(chosen, str) and chosen.strip() else None
+    if is_ucum(quantity) and _present(text):
+        return f"'{str(text).strip()}' not recognised (UCUM quantity without a code)"
+    if not is_ucum(quantity) and _present(code):
+        return f"'{str(code).strip()}' not recognised (code without unit text, system not UCUM)"
+    return None
+
+
+def is_ucum(quantity: Mapping[str, Any]) -> bool:
+    system = quantity.get("system")
+    return isinstance(system, str) and system.strip().rstrip("/") == UCUM
 
 
 def factor_for(kind: str, unit: str | None) -> Factor | None:

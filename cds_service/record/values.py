@@ -31,7 +31,7 @@ from cds_service.record.model import (
     LabValue,
     UnusableResult,
 )
-from cds_service.record.units import Factor, factor_for, quantity_unit
+from cds_service.record.units import Factor, factor_for, quantity_unit, unreadable_unit
 from cds_service.settings import ClinicalSettings
 
 # FHIR comparators (R4 QuantityComparator) and the typographic forms labs also write.
@@ -129,6 +129,9 @@ class Reading:
     # rules.md "Value": only a valueString may omit its unit (it is then in the rule's unit);
     # a valueQuantity without one is not usable.
     unit_optional: bool = False
+    # A unit shown in the field rules.md "Units" does not read ("'g/L' not recognised (UCUM
+    # quantity without a code)"), for the card's reason.
+    unreadable: str | None = None
 
 
 def to_decimal(value: object) -> Decimal | None:
@@ -160,7 +163,10 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
         original = f"{comparator or ''}{_number_text(quantity.get('value'))}"
         if unit_text:
             original += f" {unit_text}"
-        return _checked(Reading(number, comparator, unit, unit_text, original))
+        return _checked(
+            Reading(number, comparator, unit, unit_text, original,
+                    unreadable=unreadable_unit(quantity))
+        )
     text = obs.get("valueString")
     if isinstance(text, str):
         m = _VALUE_STRING.match(text)
@@ -219,8 +225,12 @@ def read_observation(
     else:
         factor = factor_for(kind, reading.unit)
     if factor is None:
-        unit = reading.unit_text or reading.unit
-        reason = f"unit '{unit}' not recognised" if unit else "unit (none) not recognised"
+        if reading.unreadable:
+            reason = f"unit {reading.unreadable}"
+        elif reading.unit:
+            reason = f"unit '{reading.unit}' not recognised"
+        else:
+            reason = "unit (none) not recognised"
         return UnusableResult(kind, resource_id, time, reason)
 
     ref_low, ref_high = reference_range(obs, kind, reading.unit)
@@ -290,6 +300,8 @@ def _bound(quantity: object, kind: str, value_unit: str | None) -> Decimal | Non
     number = to_decimal(q.get("value"))
     if number is None:
         return None
+    if unreadable_unit(q) is not None:
+        return None  # it has a unit, just not in the field rules.md reads: never the value's
     unit = quantity_unit(q) or value_unit
     factor = Factor() if unit is None else factor_for(kind, unit)
     return None if factor is None else factor.apply(number)

@@ -132,12 +132,38 @@ def test_non_ucum_system_reads_the_unit_text_not_the_code() -> None:
 
 
 def test_quantity_unit_choice() -> None:
+    # rules.md "Units": the unit is valueQuantity.code when system is UCUM, else .unit; the
+    # other field is never read in its place (a missing unit makes the result unusable).
     assert quantity_unit({"system": UCUM, "code": "g/L", "unit": "x"}) == "g/L"
-    assert quantity_unit({"system": UCUM, "unit": "g/L"}) == "g/L"
+    assert quantity_unit({"system": UCUM, "unit": "g/L"}) is None
     assert quantity_unit({"unit": " mg/dL ", "code": "ignored"}) == "mg/dL"
-    assert quantity_unit({"code": "mg/dL"}) == "mg/dL"
+    assert quantity_unit({"code": "mg/dL"}) is None
     assert quantity_unit({}) is None
     assert normalise_unit(" \u00b5mol/L") == "umol/l"
+
+
+def test_ucum_quantity_without_code_is_not_usable() -> None:
+    # rules.md "Units": UCUM system → the unit is the code; none here, so no unit at all.
+    result = unusable(obs(quantity(0.07, unit="g/L")), "iga")
+    assert result.reason == "unit 'g/L' not recognised (UCUM quantity without a code)"
+
+
+def test_non_ucum_quantity_without_unit_text_is_not_usable() -> None:
+    # rules.md "Units": no UCUM system → the unit is .unit; the code is not read in its place.
+    result = unusable(obs(quantity(5200, code="U/L", system="http://example.org/units")), "ck")
+    assert result.reason == "unit 'U/L' not recognised (code without unit text, system not UCUM)"
+
+
+def test_reference_range_bound_with_an_unreadable_unit_is_dropped_not_given_the_value_unit() -> (
+    None
+):
+    # 0.4 g/L written as UCUM without a code: not "the value's unit" (mg/dL), which would make a
+    # lower limit of 0.4 mg/dL; the bound is dropped.
+    resource = obs(quantity(40, code="mg/dL"), referenceRange=[
+        {"low": {"value": 0.4, "system": UCUM, "unit": "g/L"}, "high": {"value": 356}}])
+    result = lab(resource, "iga")
+    assert result.ref_low is None
+    assert result.ref_high == Decimal(356)
 
 
 def test_unknown_unit_is_not_usable_and_says_which() -> None:
