@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # Development mode: authentication off (said loudly at start-up), feedback in ./var/ (SQLite).
 run: $(STAMP)
-	MYOCDS_AUTH=off $(BIN)/myocds serve
+	@echo "make run: development mode, MYOCDS_AUTH=off (no authentication); feedback in ./var/"
+	MYOCDS_AUTH=off exec $(BIN)/myocds serve
 
 # Extra tools the test suite needs outside pip go here (e.g. the headless browser).
 test-deps: $(STAMP)

@@ -4,8 +4,14 @@ EHR's FHIR server does not block the other calls of its worker)."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 from cds_service.cli import command
@@ -20,6 +26,48 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port (default MYOCDS_PORT, 8080)")
     parser.add_argument("--workers", type=int, help="worker processes (default MYOCDS_WORKERS)")
     parser.add_argument("--threads", type=int, help="threads per worker (default MYOCDS_THREADS)")
+
+
+def prepare_metrics_directory(
+    settings: Settings, environ: MutableMapping[str, str] | None = None
+) -> str | None:
+    """Prometheus multiprocess mode for several workers: each worker writes its values to files
+    in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, whichever worker is scraped.
+
+    A directory given in the environment is emptied (values left by an earlier run would be
+    counted again); otherwise a fresh one is made in memory (/dev/shm, writable under a read-only
+    root filesystem) and removed at exit. One worker needs none: its own registry is the truth.
+    Must run before the first metric is created (prometheus-client picks its value class then).
+    """
+    env = os.environ if environ is None else environ
+    from cds_service.metrics import MULTIPROC_ENV
+
+    directory = env.get(MULTIPROC_ENV, "").strip()
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    elif settings.workers > 1:
+        shm = Path("/dev/shm")
+        parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+        directory = tempfile.mkdtemp(prefix="myocds-metrics-", dir=parent)
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        env[MULTIPROC_ENV] = directory
+    else:
+        return None
+    # prometheus-client chose its value class when first imported; choose again now.
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+    return directory
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
@@ -39,6 +87,10 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Load the app in the master: a broken card template or bad setting stops start-up
         # once, clearly, instead of crash-looping every worker.
         "preload_app": True,
+        "child_exit": _child_exit,
+        # No gunicornc control socket (gunicorn >= 25.1): it is a management interface we do not
+        # use, and its default path in $HOME is read-only in the container.
+        "control_socket_disable": True,
     }
 
 
@@ -58,6 +110,14 @@ def serve(args: argparse.Namespace) -> int:
         for name in ("host", "port", "workers", "threads")
         if getattr(args, name) is not None
     }
+    bad = [
+        f"--{name} must be at least 1"
+        for name, value in overrides.items()
+        if name != "host" and value < 1
+    ]
+    if bad:
+        print(f"myocds: {'; '.join(bad)}", file=sys.stderr)
+        return 2
     settings = settings.with_overrides(**overrides)
     if not settings.auth_required:
         print(
@@ -65,6 +125,9 @@ def serve(args: argparse.Namespace) -> int:
             "Never expose this instance to a network.",
             file=sys.stderr,
         )
+    metrics_directory = prepare_metrics_directory(settings)
+    if metrics_directory:
+        print(f"myocds: metrics of all workers collected in {metrics_directory}", file=sys.stderr)
     try:
         app = create_app(settings)
     except ConfigurationError as exc:
@@ -74,7 +137,8 @@ def serve(args: argparse.Namespace) -> int:
     class _Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings).items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # older gunicorn lacks the newest settings
+                    self.cfg.set(key, value)
 
         def load(self) -> Any:
             return app
