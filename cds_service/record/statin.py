@@ -21,6 +21,7 @@ from cds_service.record.model import (
     MedicationUse,
     PatientRecord,
 )
+from cds_service.record.values import HMGCR_POSITIVE_INTERPRETATIONS
 from cds_service.settings import ClinicalSettings
 
 V = TypeVar("V", bound=LabValue)
@@ -39,8 +40,6 @@ COURSE_STATUSES = frozenset({"stopped", "completed"})
 # rules.md "Anti-HMGCR positive": a number >= 20 in the lab's arbitrary unit [LABHMG: ARUP
 # 0-19 Units negative; Mayo < 20.0 CU or U/mL].
 HMGCR_POSITIVE_CUTOFF = Decimal("20")
-# rules.md "Anti-HMGCR positive": these v3 ObservationInterpretation codes count whatever the value.
-HMGCR_POSITIVE_INTERPRETATIONS = frozenset({"POS", "H", "HH", "A"})
 # rules.md "Anti-HMGCR positive": Condition text that names the disease (case-insensitive). The
 # record also classifies conditions with fhir_mappings/ValueSet-hmgcr-myopathy.json (kind
 # HMGCR_CONDITION_KIND), which matches the same wording a little more loosely; either counts.

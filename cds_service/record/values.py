@@ -185,6 +185,15 @@ def _checked(reading: Reading) -> Reading | str:
     return reading
 
 
+# rules.md "Anti-HMGCR positive": these v3 ObservationInterpretation codes count whatever the value.
+HMGCR_POSITIVE_INTERPRETATIONS = frozenset({"POS", "H", "HH", "A"})
+
+
+def positive_flag(interpretation: tuple[str, ...]) -> bool:
+    """rules.md "Anti-HMGCR positive": interpretation POS, H, HH or A."""
+    return bool(HMGCR_POSITIVE_INTERPRETATIONS.intersection(interpretation))
+
+
 def interpretation_codes(obs: Mapping[str, Any]) -> tuple[str, ...]:
     codes: list[str] = []
     for concept in _list(obs.get("interpretation")):
@@ -224,6 +233,12 @@ def read_observation(
         factor: Factor | None = Factor()  # valueString without unit: the rule's unit
     else:
         factor = factor_for(kind, reading.unit)
+    if factor is None and kind == "hmgcr" and positive_flag(interpretation):
+        # rules.md "Anti-HMGCR positive": a positive interpretation counts "whatever the value",
+        # so a number in an unlisted unit is kept for its flag (its number is not compared).
+        return _qualitative_hmgcr(
+            obs, resource_id, time, str(status), interpretation, written=reading.original
+        )
     if factor is None:
         if reading.unreadable:
             reason = f"unit {reading.unreadable}"
@@ -313,12 +328,15 @@ def _qualitative_hmgcr(
     time: datetime,
     status: str,
     interpretation: tuple[str, ...],
+    written: str | None = None,
 ) -> LabValue:
     """rules.md "Anti-HMGCR positive": an interpretation counts "whatever the value", so a result
-    without a number ("Positive") is kept for its interpretation codes."""
+    without a number ("Positive"), or with one in an unlisted unit, is kept for its
+    interpretation codes."""
     concept = _dict(obs.get("valueCodeableConcept"))
     written = (
-        _text(obs.get("valueString"))
+        written
+        or _text(obs.get("valueString"))
         or _text(concept.get("text"))
         or next((_text(_dict(c).get("display")) for c in _list(concept.get("coding"))), None)
         or f"interpretation {'/'.join(interpretation)}"

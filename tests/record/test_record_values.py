@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cds_service.record.model import CkValue, LabValue, UnusableResult
+from cds_service.record.statin import hmgcr_result_positive
 from cds_service.record.units import factor_for, normalise_unit, quantity_unit
 from cds_service.record.values import parse_datetime, read_observation
 from cds_service.settings import ClinicalSettings
@@ -230,6 +231,23 @@ def test_hmgcr_positive_without_a_number_is_kept_for_its_interpretation() -> Non
     assert result.interpretation == ("POS",)
     assert result.display() == "Positive"
     assert not result.meets_above(Decimal(20), inclusive=True)
+
+
+def test_hmgcr_positive_flag_counts_whatever_the_unit() -> None:
+    # rules.md "Anti-HMGCR positive": an interpretation POS/H/HH/A counts "whatever the value";
+    # a number in a unit of no listed kind is kept, by its flag, not dropped as unusable.
+    interpretation = [{"coding": [{"code": "POS"}]}]
+    result = lab(obs(quantity(35, code="AU/mL"), interpretation=interpretation), "hmgcr")
+    assert result.qualitative is True
+    assert result.interpretation == ("POS",)
+    assert result.display() == "35 AU/mL"
+    assert not result.meets_above(Decimal(20), inclusive=True)  # the number itself is not read
+    assert hmgcr_result_positive(result)
+    # A negative flag does not lift the unit rule: that result stays unusable.
+    negative = [{"coding": [{"code": "N"}]}]
+    assert unusable(obs(quantity(5, code="AU/mL"), interpretation=negative), "hmgcr").reason == (
+        "unit 'AU/mL' not recognised"
+    )
 
 
 def test_hmgcr_text_without_interpretation_is_unusable() -> None:
