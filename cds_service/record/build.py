@@ -298,7 +298,10 @@ def _end_date(resource: Mapping[str, Any]) -> date | None:
         parse_date(_dict(_dict(resource.get("dispenseRequest")).get("validityPeriod")).get("end")),
         parse_date(_dict(resource.get("effectivePeriod")).get("end")),
     ]
-    for dosage in _dosages(resource):
+    # dosageInstruction is a MedicationRequest's; a MedicationStatement ends with its
+    # effectivePeriod (its dosage bounds are not one of the three ends rules.md names).
+    dosages = _dosages(resource) if resource.get("resourceType") == "MedicationRequest" else []
+    for dosage in dosages:
         repeat = _dict(_dict(dosage.get("timing")).get("repeat"))
         ends.append(parse_date(_dict(repeat.get("boundsPeriod")).get("end")))
     known = [d for d in ends if d is not None]

@@ -161,8 +161,10 @@ def test_end_date_is_the_latest_of_the_three_ends() -> None:
          "dosage": [{"timing": {"repeat": {"boundsPeriod": {"end": "2025-02-10"}}}}]},
         request("s4", ATORVASTATIN, status="stopped"),
     ])
+    # rules.md names dosageInstruction (a MedicationRequest's) and, for a MedicationStatement,
+    # effectivePeriod.end only: the statement's dosage bounds (2025-02-10) are not an end.
     assert {u.resource_id: u.end_date for u in record.statin_uses} == {
-        "s1": date(2025, 4, 15), "s2": date(2025, 5, 1), "s3": date(2025, 2, 10), "s4": None}
+        "s1": date(2025, 4, 15), "s2": date(2025, 5, 1), "s3": date(2025, 2, 1), "s4": None}
 
 
 def test_contained_medication_reference() -> None:
