@@ -21,6 +21,7 @@ from cds_service.advice.ivig_order import (
     ivig_order_hook,
     lab_fact,
     number,
+    value_caveats,
 )
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.advice.safety import renal_risks, thrombosis_risks
@@ -190,6 +191,8 @@ def dose_01_calculation(
 
     drafts = drafted_ivig(record)
     caveats = _dosing_caveats(record, dosing)
+    # The results behind the rate cap are values this card used (converted, preliminary).
+    caveats += value_caveats(f.value for f in risk)
     for use in drafts:
         total = grams_per_cycle(use, dosing)
         if total is None:

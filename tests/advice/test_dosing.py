@@ -137,6 +137,16 @@ def test_dose_01_caps_the_maximum_rate_with_renal_or_thrombosis_risk():
     assert r["Maximum rate 0.03 mL/kg/min × actual weight (capped: eGFR 50)"] == "180 mL/h"
 
 
+def test_dose_01_says_when_the_rate_cap_rests_on_a_preliminary_result():
+    # rules.md "Usable observation": a card whose decision used a preliminary value says so.
+    egfr = lab("egfr", "50", 5, status="preliminary")
+    advice = rules(patient(egfr=(egfr,)))["DOSE-01"]
+    assert rows(advice)["Maximum rate 0.03 mL/kg/min × actual weight (capped: eGFR 50)"] == (
+        "180 mL/h"
+    )
+    assert "eGFR 50 mL/min/1.73m2 (2025-06-26) is a preliminary result" in advice.caveats
+
+
 def test_dose_01_rates_use_the_actual_weight_and_round_to_whole_ml_per_hour():
     # 82.28 kg actual (hypothetical): 0.01 × 82.28 × 60 = 49.37 → 49; 0.04 → 197.47 → 197
     rec = patient(kg="82.28", cm="175")
