@@ -110,16 +110,60 @@ def _errors(*codes: str) -> dict[str, Any]:
     }
 
 
+def _service_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """One path per declared service (its hooks narrow the request schema), and its feedback."""
+    hooks_by_id: dict[str, list[str]] = {}
+    titles: dict[str, list[str]] = {}
+    for service in SERVICES:
+        hooks_by_id.setdefault(service.id, []).append(service.hook)
+        titles.setdefault(service.id, []).append(service.title)
+    paths: dict[str, Any] = {}
+    for service_id, hooks in hooks_by_id.items():
+        request_schema = {
+            "allOf": [
+                {"$ref": "#/components/schemas/request"},
+                {"properties": {"hook": {"enum": hooks}}},
+            ]
+        }
+        paths[f"/cds-services/{service_id}"] = {
+            "post": {
+                "operationId": f"call:{service_id}",
+                "summary": "; ".join(titles[service_id]),
+                "description": f"Answers the hook(s) {', '.join(hooks)}. Unknown service ids "
+                "are 404.",
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": request_schema}},
+                },
+                "responses": {
+                    "200": {"description": "Cards (possibly none).", "content": _json("response")},
+                    **_errors("400", "401", "404", "405", "412", "413", "415", "422"),
+                },
+            }
+        }
+        paths[f"/cds-services/{service_id}/feedback"] = {
+            "post": {
+                "operationId": f"feedback:{service_id}",
+                "summary": "CDS Hooks feedback on cards: accepted or overridden (idempotent)",
+                "security": security,
+                "requestBody": {"required": True, "content": _json("feedback")},
+                "responses": {
+                    "200": {
+                        "description": "Stored (repeated feedback is stored once).",
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "maxProperties": 0}}
+                        },
+                    },
+                    **_errors("400", "401", "404", "405", "413", "415"),
+                },
+            }
+        }
+    return paths
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
-    service_ids = sorted({service.id for service in SERVICES})
     security: list[dict[str, list[str]]] = [{"cdsHooksJwt": []}] if settings.auth_required else []
-    service_id = {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "description": "A service id from discovery.",
-        "schema": {"type": "string", "enum": service_ids},
-    }
     paths: dict[str, Any] = {
         "/cds-services": {
             "get": {
@@ -132,37 +176,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
             }
         },
-        "/cds-services/{id}": {
-            "post": {
-                "operationId": "callService",
-                "summary": "Call a CDS service: cards for the hook in the request",
-                "security": security,
-                "parameters": [service_id],
-                "requestBody": {"required": True, "content": _json("request")},
-                "responses": {
-                    "200": {"description": "Cards (possibly none).", "content": _json("response")},
-                    **_errors("400", "401", "404", "405", "412", "413", "415", "422"),
-                },
-            }
-        },
-        "/cds-services/{id}/feedback": {
-            "post": {
-                "operationId": "feedback",
-                "summary": "CDS Hooks feedback on cards: accepted or overridden (idempotent)",
-                "security": security,
-                "parameters": [service_id],
-                "requestBody": {"required": True, "content": _json("feedback")},
-                "responses": {
-                    "200": {
-                        "description": "Stored (repeated feedback is stored once).",
-                        "content": {
-                            "application/json": {"schema": {"type": "object", "maxProperties": 0}}
-                        },
-                    },
-                    **_errors("400", "401", "404", "405", "413", "415"),
-                },
-            }
-        },
+        **_service_paths(security),
         "/healthz": {
             "get": {
                 "operationId": "health",
