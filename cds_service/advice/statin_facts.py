@@ -47,11 +47,12 @@ def count_text(n: int) -> str:
 
 
 def times_uln_text(ck: CkValue) -> str:
-    """×ULN to one decimal, with the value's comparator ("22.6", ">16.2")."""
+    """×ULN to one decimal (rules.md "CK ULN"), with the value's comparator ("22.6", "13.0",
+    ">16.2"); the decimal is kept so 10.0 reads as rounded, not as exactly 10."""
     rounded = ck.times_uln.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
     if rounded == 0 and ck.value > 0:
         return "<0.1"
-    return f"{ck.comparator or ''}{format_number(rounded)}"
+    return f"{ck.comparator or ''}{rounded:,}"
 
 
 def ck_number(ck: CkValue) -> str:

@@ -198,12 +198,12 @@ def test_hmg02_hooks(hook: str, fires: bool) -> None:
 
 def test_hmg02_card_scenario_numbers() -> None:
     advice = fired(stopped(35, b.ck(4000, 2)))["HMG-02"]
-    assert advice.values["ck_x_uln"] == "13"
+    assert advice.values["ck_x_uln"] == "13.0"
     assert advice.values["trend"] == "above 10×ULN"
     assert advice.values["withdrawal_days"] == "56"
     assert [f.label for f in advice.facts] == ["Latest CK", "Statin"]
     summary = check_card(advice)
-    assert summary.startswith("CK 4,000 U/L = 13×ULN 35 days after stopping the statin")
+    assert summary.startswith("CK 4,000 U/L = 13.0×ULN 35 days after stopping the statin")
 
 
 # --- HMG-03 ---------------------------------------------------------------------------------

@@ -217,7 +217,7 @@ def test_stat02_all_hooks(hook: str) -> None:
 def test_stat02_with_stat01_over_40x_on_a_statin() -> None:
     found = fired(on_statin(b.ck(14000, 2, uln=200)))
     assert {"STAT-01", "STAT-02"} <= set(found)
-    assert found["STAT-02"].values["ck_x_uln"] == "70"
+    assert found["STAT-02"].values["ck_x_uln"] == "70.0"
     assert "above 40×ULN" in found["STAT-02"].values["reasons"]
 
 
@@ -396,7 +396,7 @@ def test_stat06_latest_ck_above_uln_even_long_after(latest: int, fires: bool) ->
     advice = fired(record, "order-sign").get("STAT-06")
     assert (advice is not None) is fires
     if advice is not None:
-        assert advice.values["why"].startswith("CK still 1×ULN")
+        assert advice.values["why"].startswith("CK still 1.0×ULN")
 
 
 def test_stat06_peak_must_be_above_10x() -> None:
@@ -482,5 +482,6 @@ def test_registry_reaches_these_rules() -> None:
 def test_thresholds_are_exact_not_rounded() -> None:
     # 3,080.4 U/L / 308 = 10.001×ULN: above 10×ULN though it shows as 10.0.
     advice = fired(on_statin(b.ck("3080.4", 2)))["STAT-01"]
-    assert advice.values["ck_x_uln"] == "10"
+    # rules.md "CK ULN": "only the display is rounded (one decimal)".
+    assert advice.values["ck_x_uln"] == "10.0"
     assert replace(b.ck("3080.4", 2)).times_uln > Decimal(10)
