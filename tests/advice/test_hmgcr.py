@@ -133,7 +133,11 @@ def test_hmg01_card() -> None:
     assert any(c.startswith("Assumed ULN 192 U/L") for c in advice.caveats)
     assert [f.label for f in advice.facts] == ["Latest CK", "Statin"]
     summary = check_card(advice)
-    assert "9.4×ULN" in summary and "122 days" in summary
+    # The CK is 2 days old; the 122 days are since the stop, not the CK's age after it.
+    assert summary == (
+        "CK still 9.4×ULN (1,800 U/L, 2025-06-29); statin stopped 122 days ago: "
+        "test anti-HMGCR antibodies"
+    )
 
 
 # --- HMG-02 ---------------------------------------------------------------------------------
@@ -203,7 +207,10 @@ def test_hmg02_card_scenario_numbers() -> None:
     assert advice.values["withdrawal_days"] == "56"
     assert [f.label for f in advice.facts] == ["Latest CK", "Statin"]
     summary = check_card(advice)
-    assert summary.startswith("CK 4,000 U/L = 13.0×ULN 35 days after stopping the statin")
+    assert summary == (
+        "CK 4,000 U/L = 13.0×ULN on 2025-06-29, above 10×ULN; statin stopped 35 days ago: "
+        "consider anti-HMGCR testing"
+    )
 
 
 # --- HMG-03 ---------------------------------------------------------------------------------
