@@ -127,7 +127,10 @@ def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
     if iga.ref_low is None:
         caveats.append(f"No lab reference range: assumed lower limit {format_number(lower)} mg/dL")
     if bound_undecided:
-        caveats.append(f"IgA reported as {iga.display()}: deficiency (< 7 mg/dL) not excluded")
+        caveats.append(
+            f"IgA reported as {iga.display()}: deficiency (< 7 mg/dL) not excluded; ask the "
+            "laboratory for the exact value or repeat the test"
+        )
     return Advice(
         rule_id="IGA-03",
         indicator="info",

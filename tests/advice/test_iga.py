@@ -12,6 +12,7 @@ from cds_service.advice import iga
 from cds_service.record.model import Medication, OrderedDose, PatientRecord
 from cds_service.settings import ClinicalSettings
 from tests.advice.builders import GAMUNEX, TODAY, lab, record, unusable, use
+from tests.advice.statin_cards import filled
 
 CLINICAL = ClinicalSettings()
 
@@ -197,6 +198,18 @@ def test_iga_03_upper_bound_cannot_exclude_deficiency(value, comparator, fires):
         advice = result["IGA-03"]
         assert advice.values["bound_note"] == "; deficiency (< 7 mg/dL) not excluded"
         assert any("not excluded" in c for c in advice.caveats)
+
+
+def test_iga_03_bound_advice_only_when_the_result_is_a_bound():
+    # An exact 40 mg/dL is not "reported only as below a limit": the card must not say it is.
+    exact = rules(order(iga_value("40")))["IGA-03"]
+    assert "below a limit" not in filled("IGA-03", exact)["reasoning"]
+    assert not any("exact value" in c for c in exact.caveats)
+    bound = rules(order(iga_value("10", "<")))["IGA-03"]
+    assert (
+        "IgA reported as <10 mg/dL: deficiency (< 7 mg/dL) not excluded; ask the laboratory "
+        "for the exact value or repeat the test"
+    ) in bound.caveats
 
 
 def test_iga_03_only_on_order_hooks_with_ivig_drafted():
