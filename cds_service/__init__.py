@@ -62,6 +62,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.today.isoformat(),
         )
     app.json = _JSONProvider(app)
+    # A doubled slash (a discovery URL entered with a trailing slash) would otherwise get
+    # werkzeug's HTML redirect, which a CORS preflight cannot follow: answer 404 JSON instead.
+    app.url_map.merge_slashes = False
     app.config["MYOCDS_SETTINGS"] = settings
     # Werkzeug enforces this while reading too; protocol.body checks first for a clear message.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

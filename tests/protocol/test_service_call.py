@@ -212,6 +212,16 @@ def test_unknown_path_is_404_operation_outcome(client):
     assert outcome(response)["code"] == "not-found"
 
 
+@pytest.mark.parametrize(
+    "path", ["/cds-services//myopathy-review", "/cds-services/myopathy-review//feedback",
+             "/cds-services/"])
+def test_doubled_or_trailing_slash_is_404_json_not_a_redirect(client, path):
+    response = client.post(path, data=json.dumps(patient_view()), content_type="application/json")
+    assert response.status_code == 404
+    assert outcome(response)["code"] == "not-found"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
 # What real clients send (clients.md): accepted by the schema and answered.
 
 def _sandbox_rx_sign() -> dict[str, Any]:
