@@ -146,10 +146,11 @@ def evidence_day(evidence: LabValue | ConditionFact) -> date | None:
 
 
 def evidence_text(evidence: LabValue | ConditionFact) -> str:
-    """Short wording for a summary: "anti-HMGCR 85 U" or "diagnosis: immune-mediated ..."."""
+    """Short wording for a summary: "anti-HMGCR 85 U, flagged POS" or "diagnosis: ..."."""
     if isinstance(evidence, LabValue):
-        flag = f" ({', '.join(evidence.interpretation)})" if evidence.interpretation else ""
-        return f"anti-HMGCR {evidence.display()}{flag}"
+        flag = f", flagged {'/'.join(evidence.interpretation)}" if evidence.interpretation else ""
+        preliminary = ", preliminary" if evidence.preliminary else ""
+        return f"anti-HMGCR {evidence.display()}{flag}{preliminary}"
     return "diagnosis: " + shorten(evidence.text)
 
 

@@ -248,7 +248,8 @@ def test_hmg03_card() -> None:
     record = b.record(hmgcr=(b.hmgcr(85, 30, status="preliminary", interpretation=("H",)),))
     advice = fired(record)["HMG-03"]
     assert advice.indicator == "critical" and not advice.ck_trend
-    assert advice.values["hmgcr"] == "anti-HMGCR 85 U (H)"
+    # No nested parentheses in the summary, and a preliminary result says so there too.
+    assert advice.values["hmgcr"] == "anti-HMGCR 85 U, flagged H, preliminary"
     assert advice.values["hmgcr_date"] == b.day_of(30).isoformat()
     assert advice.facts[0].note == "flagged H; preliminary"
     assert any("preliminary" in c for c in advice.caveats)
