@@ -14,7 +14,7 @@ from cds_service.errors import Unauthorized
 from cds_service.protocol import auth
 from cds_service.protocol.auth import Caller
 from cds_service.settings import Settings
-from tests.protocol.conftest import patient_view
+from tests.protocol.conftest import ck_observation, patient_view, searchset
 
 FEEDBACK = {"feedback": [{"card": "0b3cc6a2-0d5c-4b9e-8f0e-2f4c1d7a9e11",
                           "outcome": "overridden", "outcomeTimestamp": "2025-07-01T10:00:00Z"}]}
@@ -142,3 +142,35 @@ def test_authentication_runs_before_the_body_is_read(make_app, settings, recordi
     response = app.test_client().post("/cds-services/myopathy-review", data="{not json",
                                       content_type="application/json")
     assert response.status_code == 401
+
+
+def test_call_observations_are_in_g_call_for_after_request_hooks(make_app, settings):
+    from flask import g
+
+    app = make_app(settings.with_overrides(today=date(2025, 7, 1)))
+    seen: list[dict] = []
+
+    @app.after_request
+    def capture(response):
+        seen.append(dict(g.get("call") or {}))
+        return response
+
+    body = patient_view()
+    body["prefetch"]["medicationRequests"] = searchset({
+        "resourceType": "MedicationRequest", "id": "mr-1", "status": "active", "intent": "order",
+        "subject": {"reference": "Patient/pat-1"}, "authoredOn": "2025-01-01",
+        "medicationCodeableConcept": {"coding": [{
+            "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "198211",
+            "display": "simvastatin 40 MG Oral Tablet"}]}})
+    body["prefetch"]["observations"] = searchset(ck_observation("ck-1", 5000, "2025-06-28"))
+    response = app.test_client().post("/cds-services/myopathy-review", data=json.dumps(body),
+                                      content_type="application/json")
+    assert response.status_code == 200
+    [call] = seen
+    assert call["service"] == "myopathy-review" and call["hook"] == "patient-view"
+    assert call["hookInstance"] == body["hookInstance"]
+    assert call["status"] == 200 and call["duration_ms"] >= call["pipeline_ms"] > 0
+    assert "STAT-01" in call["card_topics"]
+    assert len(call["card_indicators"]) == len(call["card_topics"])
+    assert call["fallback_fetches"] == 0  # every key was prefetched
+    assert "_started" not in call
