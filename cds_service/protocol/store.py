@@ -94,6 +94,13 @@ class FeedbackResult:
     unknown_cards: int  # feedback on a card uuid this store has not recorded
 
 
+@dataclass
+class RuleCounts:
+    issued: int = 0
+    accepted: int = 0
+    overridden: int = 0
+
+
 class Store:
     def __init__(self, database_url: str) -> None:
         self.engine = _engine(database_url)
@@ -154,6 +161,33 @@ class Store:
             query = query.where(feedback.c.card_uuid == card_uuid)
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
+
+    def rule_report(self) -> dict[str | None, RuleCounts]:
+        """Cards issued and feedback outcomes per rule topic (``None``: feedback on a card this
+        store did not record). Each feedback row counts once, whatever its suggestions."""
+        report: dict[str | None, RuleCounts] = {}
+        with self.engine.connect() as connection:
+            issued = connection.execute(
+                select(issued_cards.c.topic, func.count()).group_by(issued_cards.c.topic)
+            )
+            for topic, count in issued:
+                report[topic] = RuleCounts(issued=int(count))
+            outcomes = connection.execute(
+                select(issued_cards.c.topic, feedback.c.outcome, func.count())
+                .select_from(
+                    feedback.outerjoin(
+                        issued_cards, issued_cards.c.card_uuid == feedback.c.card_uuid
+                    )
+                )
+                .group_by(issued_cards.c.topic, feedback.c.outcome)
+            )
+            for topic, outcome, count in outcomes:
+                counts = report.setdefault(topic, RuleCounts())
+                if outcome == "accepted":
+                    counts.accepted += int(count)
+                else:
+                    counts.overridden += int(count)
+        return report
 
     def count_feedback(self) -> int:
         with self.engine.connect() as connection:

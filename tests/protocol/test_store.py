@@ -98,3 +98,25 @@ def test_dedup_key_normalises_time_zone_and_suggestion_order():
     c = item(card, at="2025-07-01T10:15:01Z", suggestions=("a", "b"))
     assert dedup_key(a) == dedup_key(b) != dedup_key(c)
     assert dedup_key(item(card, "overridden", suggestions=())) != dedup_key(a)
+
+
+def test_rule_report_joins_feedback_to_the_rule_of_its_card(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'report.sqlite3'}")
+    try:
+        stat, dose = str(uuid.uuid4()), str(uuid.uuid4())
+        store.record_cards([
+            IssuedCard(stat, "myopathy-review", "patient-view", "STAT-01", "critical", NOW),
+            IssuedCard(dose, "ivig-order-check", "order-sign", "DOSE-02", "warning", NOW),
+            IssuedCard(str(uuid.uuid4()), "ivig-order-check", "order-sign", "DOSE-02",
+                       "warning", NOW),
+        ])
+        store.save_feedback("myopathy-review", [item(stat), item(stat, "overridden",
+                                                                suggestions=())], NOW)
+        store.save_feedback("ivig-order-check", [item(dose, "overridden", suggestions=())], NOW)
+        store.save_feedback("ivig-order-check", [item(str(uuid.uuid4()))], NOW)
+        report = store.rule_report()
+        assert vars(report["STAT-01"]) == {"issued": 1, "accepted": 1, "overridden": 1}
+        assert vars(report["DOSE-02"]) == {"issued": 2, "accepted": 0, "overridden": 1}
+        assert vars(report[None]) == {"issued": 0, "accepted": 1, "overridden": 0}
+    finally:
+        store.dispose()
