@@ -33,7 +33,7 @@ def test_depth_scan_is_linear_on_large_bodies():
     text = json.dumps({"entry": [{"resource": {"id": "x" * 50, "v": [1, 2, 3]}}] * 40_000})
     started = time.perf_counter()
     assert json_depth(text) == 5
-    assert time.perf_counter() - started < 2.0  # ~3 MB; quadratic behaviour would take minutes
+    assert time.perf_counter() - started < 5.0  # ~3 MB in ~0.1 s; quadratic would take minutes
 
 
 def test_parse_json_refuses_depth_over_the_limit():
