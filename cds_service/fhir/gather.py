@@ -109,10 +109,17 @@ class _FetchFailed(Exception):
 
 @dataclass(frozen=True)
 class _Budget:
+    """The time one hook call may spend on fhirServer, shared by all its fetches."""
+
     deadline: float  # time.monotonic() value
     request_timeout: float
+    # Set when the call has already failed: the other keys' fetches stop at their next request or
+    # chunk instead of paging on for nothing.
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
     def remaining(self) -> float:
+        if self.abandoned.is_set():
+            return 0.0
         return self.deadline - time.monotonic()
 
     def timeout(self) -> float:
@@ -375,8 +382,9 @@ def _run_parallel(
     done, pending = wait(futures, timeout=max(budget.remaining(), 0), return_when=FIRST_EXCEPTION)
     failed = [f for f in done if f.exception() is not None]
     if failed or pending:
+        budget.abandoned.set()  # running fetches stop at their next request or chunk
         for future in pending:
-            future.cancel()  # queued work never starts; running work stops at its own deadline
+            future.cancel()  # queued work never starts
     if failed:
         # Report the first failing key in the service's order, so the message is stable.
         first = min(failed, key=lambda f: list(tasks).index(futures[f]))

@@ -274,3 +274,17 @@ def test_post_search_is_answered_like_get(server: FhirTestServer) -> None:
     bundle = response.json()
     assert response.status_code == 200 and bundle["total"] == 6 and len(bundle["entry"]) == 2
     assert server.requests[0].method == "POST"
+
+
+def test_after_one_key_fails_the_others_stop_paging(
+    server: FhirTestServer, fhir_settings: Settings
+) -> None:
+    server.page_size = 1  # 6 Observation pages, 100 ms each if they were all fetched
+    server.latency = 0.1
+    server.add_fault("status", match="Condition", status=500)
+    error, elapsed = _timed(gather, REVIEW, _body(server), fhir_settings)
+    assert isinstance(error, DataUnavailable) and "'conditions'" in error.message
+    assert server.wait_until_idle(timeout=2.0)
+    observation_pages = [p for p in server.paths() if p == "Observation"]
+    assert 1 <= len(observation_pages) <= 2, observation_pages
+    assert elapsed < 0.1 + MARGIN

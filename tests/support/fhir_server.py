@@ -185,6 +185,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet test output
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:
+            pass  # the client reset a kept-alive connection (it gave up at its deadline)
+
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         self._serve("GET", parts.path, parts.query)
