@@ -42,7 +42,7 @@ COURSE_STATUSES = frozenset({"stopped", "completed"})
 HMGCR_POSITIVE_CUTOFF = Decimal("20")
 # rules.md "Anti-HMGCR positive": Condition text that names the disease (case-insensitive). The
 # record also classifies conditions with fhir_mappings/ValueSet-hmgcr-myopathy.json (kind
-# HMGCR_CONDITION_KIND), which matches the same wording a little more loosely; either counts.
+# HMGCR_CONDITION_KIND) with the same wording; either counts.
 HMGCR_CONDITION_WORDS = ("hmgcr", "necrotizing myopathy", "necrotising myopathy")
 HMGCR_CONDITION_KIND = "hmgcr-myopathy"
 # A Condition the clinician refuted or entered in error is not evidence of anything.

@@ -413,7 +413,7 @@ def test_not_venous_thromboembolism(coded: dict[str, Any]) -> None:
         concept(ICD, "G72.49", display="Anti-HMGCR myopathy"),
         concept(text="Immune-mediated necrotizing myopathy"),
         concept(text="Necrotising myopathy"),
-        concept(text="necrotizing autoimmune myopathy"),
+        concept(text="Statin-associated necrotizing  myopathy"),
         concept(SCT, "1234", display="HMGCR antibody positive myositis"),
     ],
 )
@@ -427,6 +427,11 @@ def test_hmgcr_myopathy_by_text(coded: dict[str, Any]) -> None:
         concept(ICD, "G72.49", display="Other inflammatory and immune myopathies, NEC"),
         concept(text="Necrotizing fasciitis"),
         concept(text="Polymyositis"),
+        # rules.md: the text must contain "necrotizing"/"necrotising myopathy"; words between
+        # them are not read, so two conditions in one text do not make one.
+        concept(text="Necrotizing fasciitis; steroid myopathy"),
+        concept(text="Necrotizing pancreatitis with myopathy"),
+        concept(text="Necrotizing autoimmune myopathy"),
     ],
 )
 def test_not_hmgcr_myopathy(coded: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from cds_service.fhir.terminology import condition_kinds
 from cds_service.record.statin import (
     active_statins,
     at_least_above,
@@ -303,6 +304,13 @@ def test_hmgcr_condition_text(text: str) -> None:
 def test_hmgcr_condition_code_alone_is_not_enough() -> None:
     record = b.record(conditions=(b.condition("Other inflammatory and immune myopathies"),))
     assert hmgcr_positive(record, TODAY) is None
+
+
+def test_hmgcr_condition_text_must_name_necrotizing_myopathy() -> None:
+    # rules.md "Anti-HMGCR positive": contains "HMGCR" or "necrotizing"/"necrotising myopathy".
+    text = "Necrotizing fasciitis; steroid myopathy"
+    fasciitis = replace(b.condition(text), kinds=condition_kinds({"text": text}))
+    assert hmgcr_positive(b.record(conditions=(fasciitis,)), TODAY) is None
 
 
 def test_hmgcr_condition_by_terminology_kind() -> None:
