@@ -101,7 +101,7 @@ def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
     without unit text, has no unit, so its result is not usable (``unreadable_unit`` says why).
     """
     chosen = quantity.get("code") if is_ucum(quantity) else quantity.get("unit")
-    return chosen.strip() if _present(chosen) else None
+    return chosen.strip() if isinstance(chosen, str) and chosen.strip() else None
 
 
 def unreadable_unit(quantity: Mapping[str, Any]) -> str | None:
