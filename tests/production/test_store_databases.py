@@ -1,0 +1,206 @@
+"""The feedback store on SQLite (the default) and PostgreSQL (by URL), the same tests on both.
+
+PostgreSQL runs on 127.0.0.1:5432, database ``test``, trust auth (this machine and CI); when it
+is not reachable the PostgreSQL half skips and says so. Each test gets its own PostgreSQL schema
+(``search_path`` in the URL), dropped afterwards, so parallel runs never see each other's rows.
+
+Concurrency is real: threads released together by a barrier, through the store API and through
+the HTTP app, and two stores on one database (two replicas). 200 distinct feedback posts must
+store exactly 200 rows; 200 posts of one feedback must store exactly one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, inspect, text
+
+from cds_service.protocol.store import FeedbackResult, IssuedCard, Store
+from cds_service.settings import Settings
+
+POSTGRES_SERVER = "postgresql+psycopg://@127.0.0.1:5432/test"
+CONCURRENT = 200
+NOW = datetime(2025, 7, 1, 10, 0, tzinfo=UTC)
+SERVICE = "myopathy-review"
+T = TypeVar("T")
+
+
+def _postgres_unreachable_reason() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_SERVER, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:
+        return f"PostgreSQL not reachable at 127.0.0.1:5432/test ({type(exc).__name__})"
+
+
+@pytest.fixture(scope="module")
+def postgres_reason() -> str | None:
+    return _postgres_unreachable_reason()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_reason: str | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    if postgres_reason is not None:
+        pytest.skip(postgres_reason)
+    schema = f"myocds_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_SERVER)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_SERVER}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    instance = Store(database_url)
+    yield instance
+    instance.dispose()
+
+
+def feedback_item(card: str, outcome: str = "overridden") -> dict[str, Any]:
+    item: dict[str, Any] = {"card": card, "outcome": outcome,
+                            "outcomeTimestamp": "2025-07-01T10:15:00Z"}
+    if outcome == "overridden":
+        item["overrideReason"] = {"reason": {
+            "system": "https://myocds.dev/fhir/CodeSystem/override-reason",
+            "code": "not-statin-related"}}
+    else:
+        item["acceptedSuggestions"] = [{"id": str(uuid.uuid4())}]
+    return item
+
+
+def all_at_once(jobs: list[Callable[[], T]]) -> list[T]:
+    """Run every job on its own thread, all released together by a barrier, so they race."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
+    failures: list[BaseException] = []
+
+    def run(index: int, job: Callable[[], T]) -> None:
+        try:
+            barrier.wait(timeout=60)
+            results[index] = job()
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if failures:
+        raise failures[0]
+    return results
+
+
+def test_schema_is_created_on_start_and_start_is_repeatable(database_url: str) -> None:
+    first = Store(database_url)
+    names = set(inspect(first.engine).get_table_names())
+    assert {"issued_cards", "feedback"} <= names
+    first.record_cards([IssuedCard(str(uuid.uuid4()), SERVICE, "patient-view", "STAT-01",
+                                   "critical", NOW)])
+    first.dispose()
+    again = Store(database_url)  # a restart (or another replica) finds the tables and the row
+    with again.engine.connect() as connection:
+        assert connection.execute(text("select count(*) from issued_cards")).scalar_one() == 1
+    again.dispose()
+
+
+def test_200_concurrent_posts_store_200_rows(store: Store) -> None:
+    cards = [str(uuid.uuid4()) for _ in range(CONCURRENT)]
+    results: list[FeedbackResult] = all_at_once(
+        [lambda c=card: store.save_feedback(SERVICE, [feedback_item(c)], NOW) for card in cards]
+    )
+    assert sum(r.stored for r in results) == CONCURRENT
+    assert sum(r.duplicates for r in results) == 0
+    rows = store.feedback_rows()
+    assert len(rows) == CONCURRENT
+    assert sorted(row["card_uuid"] for row in rows) == sorted(cards)
+
+
+def test_200_concurrent_repeats_of_one_feedback_store_one_row(store: Store) -> None:
+    card = str(uuid.uuid4())
+    item = feedback_item(card, "accepted")
+    results = all_at_once([lambda: store.save_feedback(SERVICE, [item], NOW)] * CONCURRENT)
+    assert [r.stored for r in results].count(1) == 1
+    assert sum(r.duplicates for r in results) == CONCURRENT - 1
+    assert len(store.feedback_rows(card)) == 1
+
+
+def test_two_replicas_on_one_database_store_each_feedback_once(database_url: str) -> None:
+    replicas = [Store(database_url), Store(database_url)]
+    try:
+        cards = [str(uuid.uuid4()) for _ in range(CONCURRENT // 2)]
+        # Every feedback posted once to each replica, all at once.
+        jobs = [
+            lambda c=card, s=replica: s.save_feedback(SERVICE, [feedback_item(c)], NOW)
+            for card in cards
+            for replica in replicas
+        ]
+        results = all_at_once(jobs)
+        assert sum(r.stored for r in results) == len(cards)
+        assert replicas[0].count_feedback() == len(cards)
+    finally:
+        for replica in replicas:
+            replica.dispose()
+
+
+# --- through the HTTP app --------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_app(
+    settings: Settings, make_app: Callable[[Settings], Flask], database_url: str
+) -> Flask:
+    return make_app(settings.with_overrides(database_url=database_url))
+
+
+def _post(app: Flask, body: dict[str, Any]) -> int:
+    # A test client per request: each thread its own, like separate client connections.
+    response = app.test_client().post(
+        f"/cds-services/{SERVICE}/feedback", data=json.dumps(body),
+        content_type="application/json",
+    )
+    return response.status_code
+
+
+def test_200_concurrent_http_posts_store_200_rows(http_app: Flask) -> None:
+    cards = [str(uuid.uuid4()) for _ in range(CONCURRENT)]
+    statuses = all_at_once(
+        [lambda c=card: _post(http_app, {"feedback": [feedback_item(c)]}) for card in cards]
+    )
+    assert statuses == [200] * CONCURRENT
+    store: Store = http_app.extensions["myocds"].store
+    rows = store.feedback_rows()
+    assert len(rows) == CONCURRENT
+    assert sorted(row["card_uuid"] for row in rows) == sorted(cards)
+    assert {row["override_code"] for row in rows} == {"not-statin-related"}
+
+
+def test_200_concurrent_http_repeats_store_one_row(http_app: Flask) -> None:
+    card = str(uuid.uuid4())
+    body = {"feedback": [feedback_item(card, "accepted")]}
+    statuses = all_at_once([lambda: _post(http_app, body)] * CONCURRENT)
+    assert statuses == [200] * CONCURRENT  # a repeat is accepted (CDS Hooks), not stored again
+    store: Store = http_app.extensions["myocds"].store
+    assert store.count_feedback() == 1
+    assert len(store.feedback_rows(card)) == 1
