@@ -80,6 +80,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(cds)
     app.register_blueprint(health)
     install_openapi(app, settings)
+    if settings.try_enabled:
+        # The try-it pages exist only when enabled: otherwise /try is an ordinary 404.
+        from cds_service.tryit import install_tryit
+
+        install_tryit(app, settings)
     install_metrics(app, settings)
     install_floor(app, settings)
     return app
