@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             "never in clinical use)",
             settings.today.isoformat(),
         )
+    # Templates first: a broken one stops start-up before anything is opened or created.
+    templates = pipeline.load_templates()
     app.json = _JSONProvider(app)
     # A doubled slash (a discovery URL entered with a trailing slash) would otherwise get
     # werkzeug's HTML redirect, which a CORS preflight cannot follow: answer 404 JSON instead.
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         authenticator=Authenticator(settings),
         store=Store(settings.database_url),
-        templates=pipeline.load_templates(),
+        templates=templates,
         discovery=discovery_document(),
     )
     install_cors(app, settings)

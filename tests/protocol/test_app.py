@@ -174,3 +174,19 @@ def test_call_observations_are_in_g_call_for_after_request_hooks(make_app, setti
     assert len(call["card_indicators"]) == len(call["card_topics"])
     assert call["fallback_fetches"] == 0  # every key was prefetched
     assert "_started" not in call
+
+
+def test_a_broken_card_template_stops_create_app(settings, tmp_path, monkeypatch):
+    import shutil
+
+    from cds_service.errors import ConfigurationError
+    from tests.conftest import REPO_ROOT
+
+    cards = tmp_path / "cards"
+    shutil.copytree(REPO_ROOT / "cards", cards)
+    template = json.loads((cards / "STAT-01.json").read_text())
+    del template["summary"]
+    (cards / "STAT-01.json").write_text(json.dumps(template))
+    monkeypatch.setenv("MYOCDS_CARDS_DIR", str(cards))
+    with pytest.raises(ConfigurationError, match="STAT-01"):
+        create_app(settings)
