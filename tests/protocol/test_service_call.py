@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 import io
 import json
+from datetime import date
 from typing import Any
 
 import pytest
 
 from cds_service.protocol.schemas import errors, validate
-from tests.protocol.conftest import patient_view, statin_order_sign
+from tests.protocol.conftest import ck_observation, patient_view, searchset, statin_order_sign
 
 URL = "/cds-services/myopathy-review"
 
@@ -274,3 +275,24 @@ def test_no_prefetch_and_no_fhir_server_is_412(client):
     response = post_json(client, URL, body)
     assert response.status_code == 412
     assert outcome(response)["code"] in ("not-found", "security")
+
+
+def test_sandbox_rx_sign_is_answered_with_the_card_its_draft_needs(make_app, settings):
+    """The Sandbox's DSTU2 draft (MedicationOrder, category object, no Bundle.type) on a patient
+    whose CK is 26×ULN: the statin draft gets STAT-01. All keys are prefetched, so the
+    fhirServer (not in any allow-list) is never contacted."""
+    body = _sandbox_rx_sign()
+    body["prefetch"] = {
+        "patient": {"resourceType": "Patient", "id": "smart-1288992", "gender": "female",
+                    "birthDate": "1955-01-01"},
+        "observations": searchset(ck_observation("ck-1", 5000, "2025-06-28", "smart-1288992")),
+        "medicationRequests": searchset(),
+        "medicationStatements": searchset(),
+        "conditions": searchset(),
+    }
+    client = make_app(settings.with_overrides(today=date(2025, 7, 1))).test_client()
+    response = post_json(client, "/cds-services/statin-order-check", body)
+    assert response.status_code == 200, response.get_json()
+    cards = response.get_json()["cards"]
+    assert ("STAT-01", "critical") in {(c["source"]["topic"]["code"], c["indicator"])
+                                       for c in cards}
