@@ -201,7 +201,7 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
         ),
         "due_date": due.isoformat(),
         "overdue_days": format_number(Decimal(context.days_ago(due))),
-        "last_ck_date": latest.day.isoformat() if latest else "none on file",
+        "last_ck_clause": f"last CK {latest.day.isoformat()}" if latest else "no CK on file",
         "last_ck": f"{_ck_text(latest)} ({latest.day.isoformat()})" if latest else "none on file",
         "horizon_days": str(MONITORING_HORIZON_DAYS),
     }

@@ -230,7 +230,7 @@ def test_cont02_watches_the_first_365_days(last: int, fires: bool) -> None:
 
 def test_cont02_no_ck_ever_is_due_one_interval_after_the_stop() -> None:
     advice = run(stopped_ivig((), last_days=60))["CONT-02"]
-    assert advice.values["last_ck_date"] == "none on file"
+    assert advice.values["last_ck_clause"] == "no CK on file"
     assert advice.values["due_date"] == "2025-06-27"  # TODAY - 60 + 56
     assert advice.facts[0].value == "none on file"
 
@@ -509,7 +509,7 @@ def test_scenario_ck_monitoring_overdue_numbers() -> None:
     advice = scenario_advice(_scenario("ck-monitoring-overdue"))["CONT-02"]
     assert advice.values["stop_date"] == "2025-02-02"
     assert advice.values["days_since_last"] == "149"
-    assert advice.values["last_ck_date"] == "2025-03-15"
+    assert advice.values["last_ck_clause"] == "last CK 2025-03-15"
     assert advice.values["interval_days"] == "56"
     assert advice.values["due_date"] == "2025-05-10"
     assert advice.suggestions[0].loinc == "2157-6"

@@ -50,7 +50,7 @@ SUMMARY_WORST_CASE: dict[str, str] = {
     "gap_days": "1,825",
     "stop_date": "2025-12-31",
     "days_since_last": "365",  # CONT-02 looks only at the first year
-    "last_ck_date": "none on file",
+    "last_ck_clause": "no CK on file",
     "due_date": "2025-12-31",
     "days_after_ivig": "3,650",
     "course_months": "120",
