@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import (
@@ -283,14 +283,6 @@ def no_ck_response(context: _Context) -> Advice | None:
 # --- shared wording helpers ------------------------------------------------------------------
 
 
-def _times_uln_text(ck: CkValue) -> str:
-    """×ULN to one decimal (display only; decisions compare exact values)."""
-    rounded = ck.times_uln.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    if rounded == 0 and ck.value > 0:
-        return "<0.1"
-    return f"{ck.comparator or ''}{rounded:,}"  # keeps the decimal: "3.0", not "3"
-
-
 def _ck_text(ck: CkValue) -> str:
     return f"{ck.comparator or ''}{format_number(ck.value)} U/L"
 
@@ -298,7 +290,7 @@ def _ck_text(ck: CkValue) -> str:
 def _ck_values(prefix: str, ck: CkValue) -> dict[str, str]:
     return {
         prefix: f"{ck.comparator or ''}{format_number(ck.value)}",
-        f"{prefix}_x_uln": _times_uln_text(ck),
+        f"{prefix}_x_uln": ck.times_uln_text(),
         f"{prefix}_date": ck.day.isoformat(),
         f"{prefix}_uln": format_number(ck.uln),
         f"{prefix}_preliminary": " (preliminary)" if ck.preliminary else "",
@@ -317,7 +309,7 @@ def _ck_fact(ck: CkValue, context: _Context) -> Fact:
         notes.append("preliminary")
     return Fact(
         label="CK",
-        value=f"{_ck_text(ck)} ({_times_uln_text(ck)}×ULN)",
+        value=f"{_ck_text(ck)} ({ck.times_uln_text()}×ULN)",
         day=ck.day,
         note="; ".join(notes),
     )

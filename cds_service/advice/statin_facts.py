@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from cds_service.advice.model import Fact
 from cds_service.record.model import (
@@ -47,12 +47,7 @@ def count_text(n: int) -> str:
 
 
 def times_uln_text(ck: CkValue) -> str:
-    """×ULN to one decimal (rules.md "CK ULN"), with the value's comparator ("22.6", "13.0",
-    ">16.2"); the decimal is kept so 10.0 reads as rounded, not as exactly 10."""
-    rounded = ck.times_uln.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    if rounded == 0 and ck.value > 0:
-        return "<0.1"
-    return f"{ck.comparator or ''}{rounded:,}"
+    return ck.times_uln_text()
 
 
 def ck_number(ck: CkValue) -> str:

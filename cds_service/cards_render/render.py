@@ -209,7 +209,7 @@ def _ck_cell(ck: CkValue) -> str:
 def _times_uln_cell(ck: CkValue) -> str:
     if ck.uln <= 0:
         return "ULN unknown"
-    text = f"{ck.comparator or ''}{format_number(ck.times_uln, 1)}"
+    text = ck.times_uln_text()
     if ck.uln_assumed:
         text += f" (assumed ULN {format_number(ck.uln)})"
     return text

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 RULE_UNITS: dict[str, str] = {
@@ -90,6 +90,15 @@ class CkValue(LabValue):
     @property
     def times_uln(self) -> Decimal:
         return self.value / self.uln
+
+    def times_uln_text(self) -> str:
+        """×ULN for display: one decimal, half up, with the value's comparator ("22.6", "13.0",
+        ">16.2"). The decimal is kept so 10.0 reads as rounded, not as exactly 10; decisions
+        compare exact values (rules.md "CK ULN")."""
+        rounded = self.times_uln.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        if rounded == 0 and self.value > 0:
+            return "<0.1"
+        return f"{self.comparator or ''}{rounded:,}"
 
     def above_uln_multiple(self, k: Decimal | int, inclusive: bool = False) -> bool:
         """CK > k×ULN (bound-aware); exact comparison, only display is rounded."""

@@ -171,7 +171,9 @@ def test_ck_trend_is_the_last_eight_newest_first(small_templates: Templates) -> 
     rows = table_rows(detail, "**CK trend** (last 8, newest first)")
     assert [row[1] for row in rows] == ["1,000", "900", "800", "700", "600", "500", "400", "300"]
     assert rows[0] == [b.day_of(15).isoformat(), "1,000", "3.2"]  # 1000/308 = 3.25 → 3.2
-    assert rows[-1][2] == "1"  # 300/308 = 0.97 → 1.0, shown without a trailing zero
+    # 300/308 = 0.97 → "1.0": the same one-decimal text as the card summaries, so the table
+    # and the summary never disagree ("13" beside "13.0").
+    assert rows[-1][2] == "1.0"
 
 
 def test_ck_trend_marks_assumed_uln_preliminary_converted_and_bounds(
