@@ -1,0 +1,63 @@
+"""A scenario record made recognisable: distinctive patient id, name and identifiers.
+
+The PHI and fault tests serve it from the local FHIR server or send it as prefetch, then look
+for these values where they must never be (logs). The scenario is read in place from
+``../shared/scenarios`` (never copied into the repository).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds_service.fhir.search import build_prefetch
+from cds_service.services import find_service
+
+SCENARIO = Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "statin-ck-over-40x.json"
+SERVICE_ID = "myopathy-review"
+
+PATIENT_ID = "phi-Zq7Kx2-pt"
+FAMILY = "Quagmirevski"
+GIVEN = "Zebulonius"
+BIRTH_DATE = "1931-02-03"
+MRN = "MRN-558812-ZQ"
+PHONE = "+1-555-0199-7781"
+
+
+def load_record() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(scenario, hook context) with the patient renamed to the distinctive values above."""
+    if not SCENARIO.is_file():
+        pytest.skip(f"scenario {SCENARIO} not found")
+    scenario = json.loads(SCENARIO.read_text(encoding="utf-8"))
+    old_id = scenario["context"]["patientId"]
+    scenario = json.loads(json.dumps(scenario).replace(f'"{old_id}"', f'"{PATIENT_ID}"')
+                          .replace(f"Patient/{old_id}", f"Patient/{PATIENT_ID}"))  # fmt: skip
+    for entry in scenario["record"]["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "Patient":
+            resource["name"] = [{"family": FAMILY, "given": [GIVEN]}]
+            resource["birthDate"] = BIRTH_DATE
+            resource["identifier"] = [{"system": "urn:oid:1.2.3.4", "value": MRN}]
+            resource["telecom"] = [{"system": "phone", "value": PHONE}]
+    return scenario, scenario["context"]
+
+
+def call_body(scenario: dict[str, Any], *, prefetch: bool) -> dict[str, Any]:
+    service = find_service(SERVICE_ID, scenario["hook"])
+    assert service is not None
+    body: dict[str, Any] = {
+        "hook": scenario["hook"],
+        "hookInstance": str(uuid.uuid4()),
+        "context": scenario["context"],
+    }
+    if prefetch:
+        body["prefetch"] = build_prefetch(service, scenario["context"], scenario["record"])
+    return body
+
+
+def topics(response_json: dict[str, Any]) -> list[str]:
+    return sorted(card["source"]["topic"]["code"] for card in response_json["cards"])
