@@ -104,6 +104,11 @@ class Firing:
     service_id: str
     card: Mapping[str, Any]
 
+    @property
+    def query(self) -> dict[str, str]:
+        """The try-it page's URL parameters for the view that gave this card."""
+        return View(self.example, self.example.hook, self.example.draft).query()
+
 
 @dataclass
 class RuleEntry:

@@ -129,8 +129,8 @@ def page_error(exc: MyocdsError) -> Response:
     return Response(body, status=exc.status, mimetype="text/html")
 
 
-@tryit.get("")
 @tryit.get("/")
+@tryit.get("")  # applied first: the rule url_for builds, so links read /try?example=...
 def page() -> str:
     view = parse_view(request.args)
     today = service_today()
