@@ -66,6 +66,14 @@ _MEDICATION_USERS = frozenset(
     {"MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense"}
 )
 _MEDICATION_REF = re.compile(r"^Medication/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+# The Sandbox's Rx View selects its draft by its own type: "MedicationOrder/order-123" with a DSTU2
+# server (clients.md §1.1); the draft itself arrives converted to a MedicationRequest, same id.
+_DSTU2_SELECTION = re.compile(r"(^|/)MedicationOrder/(?=[^/]+/?$)")
+
+
+def _r4_selection(selection: str) -> str:
+    """A selection naming a DSTU2 MedicationOrder names the MedicationRequest it became."""
+    return _DSTU2_SELECTION.sub(r"\1MedicationRequest/", selection)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,7 +460,9 @@ def gather(
 
     collected = _Collected()
     drafts = _parse_drafts(context, collected)
-    selections = tuple(s for s in context.get("selections") or () if isinstance(s, str))
+    selections = tuple(
+        _r4_selection(s) for s in context.get("selections") or () if isinstance(s, str)
+    )
 
     tasks: dict[str, tuple[Any, ...]] = {}
     server: _Server | None = None

@@ -25,8 +25,15 @@ def allowed_origin(origins: tuple[str, ...], origin: str | None) -> str | None:
     return None
 
 
+# The CDS Hooks Sandbox's origin (clients.md §1.1): allowed whenever its issuer is trusted, so
+# MYOCDS_TRUST_SANDBOX=on alone makes the service usable from it.
+SANDBOX_ORIGIN = "https://sandbox.cds-hooks.org"
+
+
 def install_cors(app: Flask, settings: Settings) -> None:
     origins = settings.cors_origins
+    if settings.sandbox_issuer and SANDBOX_ORIGIN not in origins:
+        origins = (*origins, SANDBOX_ORIGIN)
 
     @app.before_request
     def answer_preflight() -> Response | None:
