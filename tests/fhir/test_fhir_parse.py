@@ -172,7 +172,7 @@ def test_conformant_resources_are_passed_through_unchanged() -> None:
             "valueQuantity.value",
         ),
         ({"resourceType": "NoSuchType"}, "unknown resourceType"),
-        ({"status": "final"}, "unknown resourceType"),
+        ({"status": "final"}, "resourceType"),
         ("Observation", "not a JSON object"),
     ],
 )
@@ -245,3 +245,11 @@ def test_resources_that_are_not_plain_json_are_still_validated() -> None:
     odd["valueQuantity"] = {"value": float("nan")}
     with pytest.raises(InvalidResource):
         validate(odd)
+
+
+@pytest.mark.parametrize("resource_type", [["Observation"], {"x": 1}, 7, None])
+def test_a_resource_type_that_is_not_a_string_is_invalid_not_a_crash(resource_type: Any) -> None:
+    with pytest.raises(InvalidResource):
+        parse_resource({"resourceType": resource_type, "category": {"text": "x"}}, draft=True)
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": resource_type}}]}
+    assert unpack_bundle(bundle).entries == []
