@@ -14,12 +14,14 @@ Nothing here raises on odd content: a resource that cannot be read is left out (
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from cds_service.errors import Unprocessable
 from cds_service.fhir.data import FhirData
 from cds_service.fhir.terminology import (
     classify_medication,
@@ -76,6 +78,7 @@ def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) ->
     draft_keys = {_key(r) for r in drafts if _key(r) is not None}
     # A draft that also came back from a search is read once, as the draft.
     resources = [r for r in _unique(data.resources) if _key(r) not in draft_keys]
+    _refuse_other_patients([*resources, *drafts], patient_id)
 
     patient = next(
         (r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id),
@@ -510,6 +513,36 @@ def _status_code(value: object) -> str | None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+# "Patient/<id>", a full URL ending so, or with a version: the id of the patient it names.
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
+def _refuse_other_patients(resources: Iterable[Mapping[str, Any]], patient_id: str) -> None:
+    """Refuse a request that mixes in another patient's data (a Patient resource with another
+    id, or a resource whose subject/patient names another Patient): advice built on it would be
+    silently wrong. References that do not name a Patient id (urn:uuid, contained) are kept."""
+    foreign: dict[str, int] = {}
+    for resource in resources:
+        rtype = str(resource.get("resourceType"))
+        if rtype == "Patient":
+            other = resource.get("id") not in (None, patient_id)
+        else:
+            subject = resource.get("subject") or resource.get("patient")
+            reference = subject.get("reference") if isinstance(subject, Mapping) else None
+            match = _PATIENT_REFERENCE.search(reference) if isinstance(reference, str) else None
+            other = match is not None and match.group(1) != patient_id
+        if other:
+            foreign[rtype] = foreign.get(rtype, 0) + 1
+    if foreign:
+        # Counts and types only: no identifier of either patient goes into the message or logs.
+        found = ", ".join(f"{count} {rtype}" for rtype, count in sorted(foreign.items()))
+        raise Unprocessable(
+            f"the request carries data of a patient other than context.patientId ({found}); "
+            "no advice is given on a mixed record",
+            expression="prefetch",
+        )
 
 
 def _unique(resources: Iterable[object]) -> list[Mapping[str, Any]]:

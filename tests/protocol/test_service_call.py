@@ -296,3 +296,26 @@ def test_sandbox_rx_sign_is_answered_with_the_card_its_draft_needs(make_app, set
     cards = response.get_json()["cards"]
     assert ("STAT-01", "critical") in {(c["source"]["topic"]["code"], c["indicator"])
                                        for c in cards}
+
+
+def test_prefetch_with_another_patients_data_is_refused_422(client):
+    """A CK of another patient in the prefetch must never drive this patient's cards."""
+    body = patient_view()
+    body["prefetch"]["observations"] = searchset(
+        ck_observation("ck-mine", 120, "2025-06-20"),
+        ck_observation("ck-theirs", 9000, "2025-06-25", patient="pat-2"),
+    )
+    response = post_json(client, URL, body)
+    assert response.status_code == 422
+    issue = outcome(response)
+    assert "other than context.patientId (1 Observation)" in issue["diagnostics"]
+    assert "pat-2" not in response.get_data(as_text=True)
+
+
+def test_prefetch_patient_of_another_id_is_refused_422(client):
+    body = patient_view()
+    body["prefetch"]["patient"] = {"resourceType": "Patient", "id": "pat-2", "gender": "male"}
+    response = post_json(client, URL, body)
+    assert response.status_code == 422
+    assert "prefetch key 'patient'" in outcome(response)["diagnostics"]
+    assert "pat-2" not in response.get_data(as_text=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.errors import Unprocessable
 from cds_service.fhir.data import FhirData
 from cds_service.record.build import build_record, dose_grams, ordered_dose
 from cds_service.record.model import Medication, OrderedDose, PatientRecord
@@ -90,12 +91,36 @@ def test_patient_from_context_and_resource() -> None:
     assert record.age_on(date(2025, 7, 1)) == 64
 
 
-def test_patient_of_another_id_is_not_used() -> None:
+def test_patient_of_another_id_is_refused() -> None:
+    """Another patient's demographics would silently change the ULN and age rules: refuse."""
     data = FhirData(resources=({"resourceType": "Patient", "id": "other", "gender": "male"},),
                     drafts=(), selections=())
+    with pytest.raises(Unprocessable, match=r"other than context.patientId \(1 Patient\)"):
+        build_record(data, {"hook": "patient-view", "context": {"patientId": "p1"}}, Settings())
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["Patient/other", "https://ehr.example/fhir/Patient/other",
+     "https://ehr.example/fhir/Patient/other/_history/2"],
+)
+def test_observation_of_another_patient_is_refused_without_naming_either(reference: str) -> None:
+    observation = {**ck("c1", "2025-06-20", 9000, 308), "subject": {"reference": reference}}
+    data = FhirData(resources=(observation,), drafts=(), selections=())
+    with pytest.raises(Unprocessable) as refused:
+        build_record(data, {"hook": "patient-view", "context": {"patientId": "p1"}}, Settings())
+    assert "1 Observation" in refused.value.message
+    assert "other" not in refused.value.message.replace("other than", "")
+    assert "p1" not in refused.value.message
+
+
+@pytest.mark.parametrize("reference", ["Patient/p1", "urn:uuid:7f3c", "https://x/fhir/Patient/p1"])
+def test_observation_of_this_patient_or_unresolvable_reference_is_kept(reference: str) -> None:
+    observation = {**ck("c1", "2025-06-20", 9000, 308), "subject": {"reference": reference}}
+    data = FhirData(resources=(observation,), drafts=(), selections=())
     record = build_record(data, {"hook": "patient-view", "context": {"patientId": "p1"}},
                           Settings())
-    assert record.gender is None and record.birth_date is None
+    assert [c.resource_id for c in record.ck] == ["c1"]
 
 
 def test_labs_sorted_oldest_to_newest_with_unusable_and_ignored() -> None:
