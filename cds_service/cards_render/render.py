@@ -159,13 +159,26 @@ def _links(template: CardTemplate, templates: Templates) -> list[dict[str, str]]
 # --- detail ----------------------------------------------------------------------------------
 
 
+def _record_caveats(record: PatientRecord) -> tuple[str, ...]:
+    """Caveats about the whole record, true of every card (not of one rule's values)."""
+    if not record.truncated:
+        return ()
+    keys = ", ".join(record.truncated)
+    return (
+        f"Only the first pages of {keys} could be read from the EHR's FHIR server (page cap): "
+        "older results or orders may be missing from this advice",
+    )
+
+
 def _detail(
     template: CardTemplate, advice: Advice, record: PatientRecord, templates: Templates
 ) -> str:
     sections = [_fill(template, "reasoning", template.reasoning, advice.values, is_markdown=True)]
     if advice.facts:
         sections.append("**Values used**\n\n" + _facts_table(advice.facts))
-    caveats = tuple(dict.fromkeys(c for c in advice.caveats if c.strip()))
+    caveats = tuple(
+        dict.fromkeys(c for c in (*advice.caveats, *_record_caveats(record)) if c.strip())
+    )
     if caveats:
         sections.append("**Note:**\n\n" + markdown.bullet_list(caveats))
     if advice.rows:

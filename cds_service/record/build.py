@@ -135,6 +135,7 @@ def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) ->
         unidentified_drafts=tuple(unidentified),
         conditions=_conditions(resources),
         skipped=tuple(sorted((str(k), int(v)) for k, v in data.skipped.items())),
+        truncated=tuple(data.stats.truncated),
     )
 
 

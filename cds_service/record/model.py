@@ -223,6 +223,9 @@ class PatientRecord:
     conditions: tuple[ConditionFact, ...] = ()
     # Malformed resources skipped by the fhir layer: (resourceType, count).
     skipped: tuple[tuple[str, int], ...] = ()
+    # Prefetch keys whose fallback search stopped at the page cap: their data is partial, so every
+    # card says so (older results or orders may be missing).
+    truncated: tuple[str, ...] = ()
 
     def age_on(self, today: date) -> int | None:
         if self.birth_date is None:

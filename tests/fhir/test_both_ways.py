@@ -62,3 +62,32 @@ def test_scenario_gives_the_same_response_both_ways(
         assert fetched == with_prefetch, service.id
         assert with_prefetch[0] == 200, (service.id, with_prefetch[1])
     assert fhir_server.request_count > 0
+
+
+def test_a_search_cut_at_the_page_cap_is_said_on_every_card(
+    scenarios: dict[str, dict[str, Any]],
+    make_app: Callable[[Settings], Flask],
+    settings: Settings,
+    fhir_server: FhirTestServer,
+) -> None:
+    """Partial data must not pass for the whole record: each card names the cut keys."""
+    scenario = scenarios["statin-ck-over-10x-assumed-uln"]
+    fhir_server.record = scenario["record"]
+    fhir_server.page_size = 1  # 3 Observations: 3 pages, but only 2 may be read
+    app = make_app(
+        settings.with_overrides(
+            today=date.fromisoformat(scenario["today"]),
+            fhir_allow=(fhir_server.base_url,),
+            fhir_page_cap=2,
+        )
+    )
+    body = {"hook": scenario["hook"], "hookInstance": str(uuid.uuid4()),
+            "context": scenario["context"], "fhirServer": fhir_server.base_url}
+    response = app.test_client().post(
+        "/cds-services/myopathy-review", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 200, response.get_json()
+    cards = response.get_json()["cards"]
+    assert cards, "the CK of 5,200 U/L (newest first, on page 1) still gives STAT-01"
+    for card in cards:
+        assert "Only the first pages of observations" in card["detail"]
