@@ -82,6 +82,11 @@ class Metrics:
             "HTTP requests sent to the EHR's FHIR server (search pages and reads)",
             ["service", "hook"], registry=r,
         )
+        self.fallback_seconds = Histogram(
+            "myocds_fallback_fetch_seconds",
+            "Wall-clock time of a call's fallback fetches (all absent keys, fetched in parallel)",
+            ["service", "hook"], buckets=LATENCY_BUCKETS, registry=r,
+        )
         self.fallback_failures = Counter(
             "myocds_fallback_failures",
             "Hook calls answered 412: required FHIR data absent and not fetchable (server "
@@ -131,6 +136,9 @@ class Metrics:
         if isinstance(fetches, int) and not isinstance(fetches, bool) and fetches > 0:
             self.fallback_calls.labels(service, hook).inc()
             self.fallback_requests.labels(service, hook).inc(fetches)
+            fetch_ms = call.get("fallback_ms")
+            if isinstance(fetch_ms, int | float) and not isinstance(fetch_ms, bool):
+                self.fallback_seconds.labels(service, hook).observe(fetch_ms / 1000)
         if status == 200:
             topics = call.get("card_topics") or ()
             indicators = call.get("card_indicators") or ()

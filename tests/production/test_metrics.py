@@ -112,6 +112,8 @@ def test_fallback_fetches_and_failures_are_counted(
     labels = {"service": PV, "hook": "patient-view"}
     assert value(text, "myocds_fallback_calls_total", **labels) == 1
     assert value(text, "myocds_fallback_requests_total", **labels) == fetched
+    assert value(text, "myocds_fallback_fetch_seconds_count", **labels) == 1
+    assert 0 < value(text, "myocds_fallback_fetch_seconds_sum", **labels) < 4.0  # the deadline
     assert value(text, "myocds_fallback_failures_total", **labels) == 1
     assert value(text, "myocds_calls_total", status="412", **labels) == 1
     assert value(text, "myocds_http_errors_total", **{"class": "4xx", "status": "412"}) == 1
