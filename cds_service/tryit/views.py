@@ -157,6 +157,7 @@ def page() -> str:
         timeline=Markup(render_svg(timeline, title=f"CK ÷ ULN: {example.title}")),
         timeline_points=len(timeline.points),
         query=query,
+        page_url=url_for("tryit.page", **query),  # type: ignore[arg-type]
         request_url=url_for("tryit.request_json", **query),  # type: ignore[arg-type]
         cards_url=url_for("tryit.cards"),
         timeline_url=url_for("tryit.timeline_svg", **query),  # type: ignore[arg-type]

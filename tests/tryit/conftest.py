@@ -103,10 +103,18 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(try_app: Flask) -> Iterator[LiveServer]:
-    server = LiveServer(try_app).start()
-    yield server
-    server.stop()
+def serve(make_app: Callable[[Settings], Flask]) -> Iterator[Callable[[Settings], LiveServer]]:
+    """Serves an app with the given settings on a loopback port; stopped after the test."""
+    servers: list[LiveServer] = []
+
+    def start(settings: Settings) -> LiveServer:
+        server = LiveServer(make_app(settings)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -127,18 +135,30 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
+class Browser:
+    """One browser tab, with every script error and failed request it met."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        self.page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+
 @pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
+def browser(chromium: Any) -> Iterator[Browser]:
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.errors = []  # type: ignore[attr-defined]
-    page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
-    yield page
+    yield Browser(context)
     context.close()
 
 
-def screenshot(page: Any, name: str) -> Path:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

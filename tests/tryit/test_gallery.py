@@ -150,7 +150,7 @@ def test_the_rule_settings_map_names_real_settings():
 @pytest.mark.parametrize(("rule", "link"), [
     ("STAT-01", "/try?example=statin-ck-over-10x&amp;hook=patient-view"),
     ("DOSE-02", "/try?example=obese-first-ivig-dose&amp;hook=order-sign&amp;product=octagam"
-                "&amp;dose=44&amp;days=5"),
+                "&amp;dose=40&amp;days=5"),
     ("CONT-01", "/try?example=remission-on-ivig&amp;hook=patient-view"),
 ])
 def test_each_card_links_to_the_view_that_gave_it(try_client, rule, link):

@@ -151,6 +151,28 @@ def dstu2_draft(patient_id: str, rxnorm: str, name: str, *, supply: bool) -> dic
     return draft
 
 
+def r4_draft(patient_id: str, rxnorm: str, name: str) -> dict[str, Any]:
+    """The same with an R4 server (``?fhirServiceUrl=.../r4/fhir``): a MedicationRequest."""
+    return {
+        "resourceType": "MedicationRequest",
+        "id": "request-123",
+        "status": "draft",
+        "intent": "proposal",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": TODAY.isoformat(),
+        "dosageInstruction": [{
+            "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}},
+            "doseAndRate": [{"doseQuantity": {
+                "value": 1, "system": "http://unitsofmeasure.org", "code": "{pill}"}}],
+        }],
+        "medicationCodeableConcept": {
+            "text": name,
+            "coding": [{"display": name, "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                        "code": rxnorm}],
+        },
+    }
+
+
 def sandbox_body(hook: str, context: dict[str, Any], fhir_server: FhirTestServer,
                  prefetch: dict[str, Any] | None) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -206,23 +228,28 @@ def test_patient_view_with_a_prefetch_key_missing(sandbox_app, signer, fhir_serv
     assert all(r.authorization is None for r in fhir_server.requests)
 
 
-def test_rx_view_order_select_with_dstu2_draft_and_no_prefetch(sandbox_app, signer,
-                                                               fhir_server):
+@pytest.mark.parametrize("server_version", ["DSTU2", "R4"])
+def test_rx_view_order_select_with_its_draft_and_no_prefetch(sandbox_app, signer, fhir_server,
+                                                             server_version):
     example = SHIPPED.get("statin-rechallenge-too-soon")
     fhir_server.record = dict(example.record)
-    draft = dstu2_draft(example.patient_id, "859747", "rosuvastatin calcium 10 MG Oral Tablet",
-                        supply=False)
+    name = "rosuvastatin calcium 10 MG Oral Tablet"
+    if server_version == "DSTU2":
+        draft = dstu2_draft(example.patient_id, "859747", name, supply=False)
+    else:
+        draft = r4_draft(example.patient_id, "859747", name)
     context = {
         "userId": SANDBOX_USER,
         "patientId": example.patient_id,
-        "selections": ["MedicationOrder/order-123"],
+        # generateContext() of rx-view.jsx: `${resource.resourceType}/${resource.id}`
+        "selections": [f"{draft['resourceType']}/{draft['id']}"],
         "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
     }
     client = sandbox_app.test_client()
     statin = post(client, signer, "/cds-services/statin-order-check",
                   sandbox_body("order-select", context, fhir_server, None))
     assert statin.status_code == 200, statin.get_json()
-    # STAT-06 fires only on a drafted statin: the DSTU2 selection named the draft.
+    # STAT-06 fires only on a drafted statin: the selection named the draft.
     assert topics(statin) == {("STAT-06", "warning")}
     ivig = post(client, signer, "/cds-services/ivig-order-check",
                 sandbox_body("order-select", context, fhir_server, None))

@@ -39,6 +39,11 @@
   document.addEventListener("click", onClick);
   if (!root) return; // the card gallery: cards are drawn on the server, nothing to call
 
+  // The URL names the whole view (defaults filled in), so a copied link reproduces it.
+  if (root.dataset.pageUrl && window.location.pathname + window.location.search !== root.dataset.pageUrl) {
+    window.history.replaceState(null, "", root.dataset.pageUrl);
+  }
+
   const cardsBox = document.getElementById("cards");
   const status = document.getElementById("cards-status");
 
