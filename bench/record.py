@@ -1,7 +1,9 @@
 """A realistic patient record for the benchmark (issue 6): 1 Patient, 100 CK over 5 years,
-5 IgA, 20 weights, 20 heights/creatinine, 30 MedicationRequests, 40 administrations.
+5 IgA, 20 weights, 1 height, 20 creatinine, 30 MedicationRequests, 40 administrations.
 
-Deterministic (seeded), so every run measures the same work.
+Deterministic (seeded), so every run measures the same work. ``variant`` gives the same record
+under other resource ids: the same clinical work, but content no cache has seen (the service
+remembers validation verdicts by content digest, so repeating one body would measure the cache).
 """
 
 from __future__ import annotations
@@ -139,18 +141,30 @@ def prefetch(resources: list[dict]) -> dict[str, Any]:
     }
 
 
-def ivig_draft() -> dict:
+def ivig_draft(variant: int = 0) -> dict:
     draft = _ivig_request(99, TODAY, "draft")
-    draft["id"] = "draft-ivig-1"
+    draft["id"] = f"draft-ivig-{variant + 1}"
     return draft
 
 
-def hook_body(hook: str, with_prefetch: bool = True) -> dict[str, Any]:
-    resources = record_resources()
+def with_variant(resources: list[dict], variant: int) -> list[dict]:
+    """The same resources under ids suffixed ``-v<variant>`` (the Patient keeps its id)."""
+    if variant == 0:
+        return resources
+    renamed = []
+    for resource in resources:
+        if resource["resourceType"] != "Patient":
+            resource = {**resource, "id": f"{resource['id']}-v{variant}"}
+        renamed.append(resource)
+    return renamed
+
+
+def hook_body(hook: str, with_prefetch: bool = True, variant: int = 0) -> dict[str, Any]:
+    resources = with_variant(record_resources(), variant)
     context: dict[str, Any] = {"userId": "Practitioner/bench", "patientId": PATIENT_ID}
     if hook != "patient-view":
         context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
-                                  "entry": [{"resource": ivig_draft()}]}
+                                  "entry": [{"resource": ivig_draft(variant)}]}
     body: dict[str, Any] = {"hookInstance": str(uuid.uuid4()), "hook": hook, "context": context}
     if with_prefetch:
         body["prefetch"] = prefetch(resources)
