@@ -23,7 +23,11 @@ run: $(STAMP)
 	MYOCDS_AUTH=off exec $(BIN)/myocds serve
 
 # Extra tools the test suite needs outside pip go here (e.g. the headless browser).
+# Debian's chromium for the browser tests (tests/tryit/test_browser.py); Playwright drives it and
+# never downloads a browser. Without it (no apt, no root) the browser tests skip, loudly.
 test-deps: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
+		|| echo "WARNING: could not install chromium; the browser tests will be SKIPPED"
 
 test: test-deps
 	$(BIN)/python -m pytest

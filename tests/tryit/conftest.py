@@ -4,6 +4,7 @@ loopback port for the browser, and a headless Chromium."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +24,9 @@ from cds_service.tryit.views import EXTENSION
 # Every example in the index is written to be judged on this date, but one.
 CLINICAL_DATE = date(2025, 7, 1)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
+# Debian's package; MYOCDS_CHROMIUM names another build of Chromium (never a downloaded one).
+CHROMIUM = os.environ.get("MYOCDS_CHROMIUM", "/usr/bin/chromium")
+_SKIPPED: list[str] = []  # why the browser tests were skipped, for the terminal summary
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -102,6 +105,12 @@ class LiveServer:
         self._thread.join(timeout=5)
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say it loudly at the end of the run, not only in the skip reasons."""
+    for message in dict.fromkeys(_SKIPPED):
+        terminalreporter.write_sep("!", message, red=True, bold=True)
+
+
 @pytest.fixture
 def serve(make_app: Callable[[Settings], Flask]) -> Iterator[Callable[[Settings], LiveServer]]:
     """Serves an app with the given settings on a loopback port; stopped after the test."""
@@ -125,7 +134,7 @@ def chromium() -> Iterator[Any]:
             f"BROWSER TESTS SKIPPED: {CHROMIUM} not found. Install it with "
             "'apt-get install -y chromium' (make test does this when it can)."
         )
-        print("\n" + "!" * 80 + "\n" + message + "\n" + "!" * 80)
+        _SKIPPED.append(message)
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
