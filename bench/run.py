@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,6 +270,28 @@ def write_bodies(directory: Path, bodies: list[bytes]) -> tuple[Path, int]:
     return directory, per_thread
 
 
+POSTGRES_SERVER = "postgresql+psycopg://@127.0.0.1:5432/test"
+
+
+def open_store(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
+    """The store URL for the service and how to remove it afterwards."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
+    from sqlalchemy import create_engine, text
+
+    schema = f"myocds_bench_{os.getpid()}"
+    admin = create_engine(POSTGRES_SERVER)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return f"{POSTGRES_SERVER}?options=-csearch_path%3D{schema}", drop
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -290,6 +313,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--write", type=Path, help="append the results to this markdown file")
     parser.add_argument(
+        "--store", choices=("postgresql", "sqlite"), default="postgresql",
+        help="the feedback store: a fresh schema in PostgreSQL at 127.0.0.1:5432/test (as "
+             "deployed, default) or a SQLite file",
+    )
+    parser.add_argument(
         "--checkout", type=Path, default=ROOT,
         help="serve the cds_service of another checkout (a before/after comparison); "
              "default: this one",
@@ -308,6 +336,7 @@ def main() -> int:
     started_load = load_average()
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="myocds-bench-"))
+    database_url, drop_store = open_store(args.store, tmp)
     record = {"resourceType": "Bundle", "type": "collection",
               "entry": [{"resource": r} for r in record_resources()]}
     fhir = FhirTestServer(record=record, latency=FHIR_LATENCY_SECONDS).start()
@@ -316,7 +345,7 @@ def main() -> int:
         "MYOCDS_AUTH": "off", "MYOCDS_TODAY": TODAY.isoformat(),
         "MYOCDS_PORT": str(port), "MYOCDS_WORKERS": str(args.workers),
         "MYOCDS_THREADS": str(args.threads), "MYOCDS_BENCH_NOOP": "on",
-        "MYOCDS_DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
+        "MYOCDS_DATABASE_URL": database_url,
         "MYOCDS_FHIR_ALLOW": fhir.base_url, "MYOCDS_LOG_LEVEL": "WARNING",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -356,6 +385,7 @@ def main() -> int:
         server.terminate()
         server.wait(timeout=30)
         fhir.stop()
+        drop_store()
         shutil.rmtree(tmp, ignore_errors=True)
 
     report = render(args, results, fallback, peaks, started_load)
@@ -370,7 +400,7 @@ def render(args: argparse.Namespace, results: dict, fallback: dict, peaks: list[
            started_load: str) -> str:
     floor = results[FLOOR]["saturation"]["rps"]
     lines = [
-        f"Checkout {args.checkout.resolve()} · "
+        f"Checkout {args.checkout.resolve()} · store {args.store} · "
         f"Run {time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs shared by client and "
         f"server · load average at start {started_load} · gunicorn {args.workers} workers × "
         f"{args.threads} threads · wrk {args.connections} connections, {args.seconds} s per "
