@@ -14,6 +14,7 @@ and the example gives the cards it was written for on any day.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import uuid
@@ -105,8 +106,25 @@ class Examples:
 
 def load_examples(directory: Path | None = None) -> Examples:
     """Read and check ``index.json`` and every Bundle it names (``ConfigurationError`` when any
-    is broken: a shipped example that cannot be shown is a defect, found at start-up)."""
-    directory = directory or DEFAULT_EXAMPLES_DIR
+    is broken: a shipped example that cannot be shown is a defect, found at start-up).
+
+    Read once per process while the files stay the same (every app the tests create would
+    otherwise parse them again). Nothing changes a loaded example: its record is copied
+    (``record_on``) before any use, so apps may share it.
+    """
+    directory = (directory or DEFAULT_EXAMPLES_DIR).resolve()
+    try:
+        stamp = tuple(
+            (p.name, p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(directory.glob("*.json"))
+        )
+    except OSError:
+        stamp = ()
+    return _load_examples(directory, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_examples(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> Examples:
     index_path = directory / INDEX_FILE
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
