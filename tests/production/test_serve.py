@@ -123,7 +123,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subp
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:
-            if _request(port, "GET", "/healthz")[0] == 200:
+            # Ready: answering, and both workers forked (the first may answer before the second).
+            if _request(port, "GET", "/healthz")[0] == 200 and len(_workers(process.pid)) == 2:
                 break
         except OSError:
             pass
@@ -141,11 +142,7 @@ def test_served_metrics_sum_every_worker(
     served: tuple[int, subprocess.Popen], pv_body: dict[str, Any]
 ) -> None:
     port, process = served
-    workers = {
-        int(p.name) for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _parent(p) == process.pid
-    }
-    assert len(workers) == 2
+    assert len(_workers(process.pid)) == 2
     calls = 24
     for _ in range(calls):
         status, _ = _request(port, "POST", "/cds-services/myopathy-review", pv_body)
@@ -177,6 +174,13 @@ def test_development_mode_is_said_at_start_up(
     process.terminate()
     process.wait(timeout=30)
     assert "DEVELOPMENT MODE - authentication is OFF" in seen
+
+
+def _workers(master: int) -> set[int]:
+    return {
+        int(p.name) for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _parent(p) == master
+    }
 
 
 def _parent(proc_dir: Path) -> int | None:
