@@ -64,13 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", type=Path, help="write the full report as JSON here")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="then replace every member of every scenario request by each odd JSON type in turn",
+    )
     args = parser.parse_args(argv)
 
     from hypothesis import HealthCheck, given, seed, settings
 
     from cds_service import create_app
     from cds_service.settings import Settings
-    from tests.trust.strategies import DEAD_FHIR, Call, any_call, check_response
+    from tests.trust.strategies import (
+        DEAD_FHIR,
+        Call,
+        any_call,
+        check_response,
+        type_confusion_calls,
+    )
 
     _local_dns_only()
     logging.getLogger().setLevel(logging.WARNING)
@@ -96,16 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     failures: dict[str, dict[str, Any]] = {}
     slowest = [0.0]
 
-    @seed(args.seed)
-    @settings(
-        max_examples=args.requests,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[__import__("hypothesis").Phase.generate],
-    )
-    @given(call=any_call)
-    def run(call: Call) -> None:
+    def send(call: Call) -> None:
         capture.last = None
         started = time.perf_counter()
         response = call.send(client)
@@ -127,8 +129,24 @@ def main(argv: list[str] | None = None) -> int:
                     "problem": str(exc)[:2000],
                 }
 
+    @seed(args.seed)
+    @settings(
+        max_examples=max(args.requests, 1),
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[__import__("hypothesis").Phase.generate],
+    )
+    @given(call=any_call)
+    def run(call: Call) -> None:
+        send(call)
+
     started = time.perf_counter()
-    run()
+    if args.requests > 0:
+        run()
+    if args.sweep:
+        for call in type_confusion_calls():
+            send(call)
     elapsed = time.perf_counter() - started
     total = sum(statuses.values())
     report = {

@@ -134,8 +134,11 @@ def _order_lab(suggestion: Suggestion, patient_id: str, reason: str) -> dict[str
 
 def _draft_target(suggestion: Suggestion) -> MedicationUse:
     target = suggestion.target
-    if target is None or not target.resource_id:
-        raise SuggestionError(f"{suggestion.kind} needs a target order with an id")
+    if target is None:
+        raise SuggestionError(f"{suggestion.kind} needs a target order")
+    if not target.resource_id:
+        # The client drafted the order without an id: nothing to point the action at.
+        raise UnbuildableResource("the drafted order has no id")
     if not target.drafted:
         # Deleting or rewriting an order that is not this hook's draft would touch a signed order.
         raise SuggestionError(f"{suggestion.kind} targets an order that is not drafted")
@@ -206,8 +209,10 @@ def _update_draft(suggestion: Suggestion) -> dict[str, Any]:
 
 def _stop_active(suggestion: Suggestion, reason: str) -> dict[str, Any]:
     target = suggestion.target
-    if target is None or not target.resource_id:
-        raise SuggestionError("stop-active needs a target order with an id")
+    if target is None:
+        raise SuggestionError("stop-active needs a target order")
+    if not target.resource_id:
+        raise UnbuildableResource("the active order has no id")
     if target.drafted or target.status not in ("active", "on-hold"):
         raise SuggestionError("stop-active targets an order that is not active or on-hold")
     resource = _own_copy(target)

@@ -271,7 +271,8 @@ def _add_counts(into: dict[str, int], counts: Mapping[str, int]) -> None:
 
 
 def _next_link(bundle: Resource) -> str | None:
-    for link in bundle.get("link") or ():
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else ():
         if isinstance(link, dict) and link.get("relation") == "next":
             url = link.get("url")
             if isinstance(url, str) and url:

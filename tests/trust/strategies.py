@@ -469,3 +469,31 @@ def check_response(call: Call, response: Any) -> None:
         assert problems == [], problems
         if response.status_code == 401:
             assert response.headers.get("WWW-Authenticate") == "Bearer"
+
+
+# --- exhaustive type confusion ----------------------------------------------------------------
+
+ODD_VALUES: tuple[Any, ...] = (None, -1.5e63, "x", [7], {"x": 7})
+
+
+def type_confusion_calls(values: tuple[Any, ...] = ODD_VALUES) -> list[Call]:
+    """Every member of every seed request replaced, one at a time, by each value of another
+    JSON type: the deterministic sweep behind the random fuzzing (where a parser assumes a list
+    and gets a number)."""
+    calls: list[Call] = []
+    for service_id, seed in SEEDS:
+        for path in _paths(seed):
+            # Entries of one list share a shape: the first stands for the rest.
+            if not path or any(isinstance(part, int) and part > 0 for part in path):
+                continue
+            current = _parent(seed, path)[path[-1]]
+            for value in values:
+                if type(value) is type(current):
+                    continue
+                body = copy.deepcopy(seed)
+                _parent(body, path)[path[-1]] = value
+                calls.append(
+                    Call("POST", _service_path(service_id), json.dumps(body).encode(),
+                         "application/json")
+                )  # fmt: skip
+    return calls
