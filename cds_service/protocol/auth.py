@@ -226,6 +226,12 @@ class Authenticator:
         self.issuers = load_trusted_issuers(settings) if settings.auth_required else {}
         self.jwks_cache = jwks_cache or JwksCache(timeout_seconds=settings.fhir_timeout_seconds)
         self.replay_guard = replay_guard or replay_guard_for(settings.redis_url)
+        if settings.auth_required and settings.redis_url is None and settings.workers > 1:
+            log.warning(
+                "JWT replay protection is per worker process: with %d workers a token could be "
+                "replayed once per worker; set MYOCDS_REDIS_URL to share it",
+                settings.workers,
+            )
         if settings.auth_required and not self.issuers:
             log.warning(
                 "authentication is required but no issuer is trusted: every call will get 401 "
