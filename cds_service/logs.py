@@ -250,6 +250,23 @@ def install_call_log(app: Flask) -> None:
             call_log.error("call", extra=fields)
 
 
+def gunicorn_logger_class() -> type:
+    """gunicorn's logger with our JSON formatter and scrubber on its own handlers (its start-up,
+    worker and error lines), so ``myocds serve`` writes JSON only."""
+    from gunicorn.glogging import Logger
+
+    class JsonGunicornLogger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                for handler in logger.handlers:
+                    handler.setFormatter(JsonFormatter())
+                    if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+                        handler.addFilter(ScrubFilter())
+
+    return JsonGunicornLogger
+
+
 def install_logging(app: Flask, settings: Settings) -> None:
     configure_logging(settings)
     install_call_log(app)

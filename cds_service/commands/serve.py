@@ -17,6 +17,7 @@ from typing import Any
 
 from cds_service.cli import command
 from cds_service.errors import ConfigurationError
+from cds_service.logs import gunicorn_logger_class
 from cds_service.settings import Settings
 
 log = logging.getLogger("myocds.serve")
@@ -84,6 +85,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Heartbeat files in memory: works with a read-only root filesystem (docker/k8s).
         "worker_tmp_dir": "/dev/shm",
         "accesslog": None,  # one structured line per call comes from the app itself
+        "logger_class": gunicorn_logger_class(),  # gunicorn's own lines as JSON too
         "loglevel": settings.log_level.lower(),
         # Load the app in the master: a broken card template or bad setting stops start-up
         # once, clearly, instead of crash-looping every worker.

@@ -192,3 +192,18 @@ def test_a_failed_call_still_gets_its_line(json_lines: io.StringIO) -> None:
 def test_health_checks_are_not_logged(json_lines: io.StringIO) -> None:
     _app(None).test_client().get("/healthz")
     assert _call_lines(json_lines) == []
+
+
+def test_gunicorn_lines_are_json_too() -> None:
+    from gunicorn.config import Config
+
+    from cds_service.logs import gunicorn_logger_class
+
+    logger = gunicorn_logger_class()(Config())
+    stream = io.StringIO()
+    for handler in logger.error_log.handlers:
+        handler.setStream(stream)  # type: ignore[attr-defined]
+    logger.error_log.info("Booting worker with Bearer %s", JWT)
+    entry = json.loads(stream.getvalue().splitlines()[-1])
+    assert entry["logger"] == "gunicorn.error"
+    assert entry["msg"] == f"Booting worker with Bearer {REDACTED}"
