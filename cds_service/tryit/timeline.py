@@ -290,7 +290,8 @@ def _today(timeline: Timeline, scale: _Scale, top: float, bottom: float) -> list
     out: list[str] = [
         f'<line class="today" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom + 4}" '
         f'stroke="#1e3a5f" stroke-width="1" stroke-dasharray="2 3"/>',
-        f'<text x="{x - 4:.1f}" y="{top + 12}" text-anchor="end" fill="#1e3a5f" '
+        # At the foot of the line (below 0.3×ULN, where hardly any CK falls), clear of the labels.
+        f'<text x="{x - 4:.1f}" y="{bottom - 6}" text-anchor="end" fill="#1e3a5f" '
         f'font-weight="600">today {timeline.today.isoformat()}</text>',
     ]
     for index, draft in enumerate(timeline.drafts):
@@ -386,8 +387,11 @@ def _series(timeline: Timeline, scale: _Scale) -> list[str]:
             below = last_label_x is not None and x - last_label_x < 80 and not below
             last_label_x = x
             label_y = y + 22 if below else y - 13
+            # Near the right edge the label sits left of its point, clear of the ULN labels.
+            near_edge = x > WIDTH - _RIGHT - 45
+            label_x, anchor = (x - 10, "end") if near_edge else (x, "middle")
             out.append(
-                f'<text x="{x:.1f}" y="{label_y:.1f}" text-anchor="middle" fill="#0f172a" '
+                f'<text x="{label_x:.1f}" y="{label_y:.1f}" text-anchor="{anchor}" fill="#0f172a" '
                 f'font-weight="600" paint-order="stroke" stroke="#ffffff" stroke-width="3">'
                 f"{escape(ck_number(ck))} · {ratio_text}×</text>"
             )
