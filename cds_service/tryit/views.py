@@ -137,9 +137,10 @@ def page() -> str:
     example = view.example
     runs = run_view(view, today, _settings(), _templates())
     timeline = _timeline(runs, today)
-    patient = record_on(example, today)["entry"]
-    patient_resource = next(
-        e["resource"] for e in patient if e["resource"]["resourceType"] == "Patient"
+    patient = next(
+        entry["resource"]
+        for entry in record_on(example, today)["entry"]
+        if entry["resource"]["resourceType"] == "Patient"
     )
     query = view.query()
     return render_template(
@@ -150,7 +151,7 @@ def page() -> str:
         hook_labels=HOOK_LABELS,
         product_groups=_product_groups(),
         is_ivig=view.draft.product.kind == IVIG,
-        patient=_patient_banner(patient_resource, today),
+        patient=_patient_banner(patient, today),
         today=today,
         shift=shift_days(example, today),
         services=[run.service for run in runs],
