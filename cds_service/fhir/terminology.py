@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigurationError
+from cds_service.fhir.elements import as_dict, as_list, to_decimal
 from cds_service.record.model import Medication
 from cds_service.services import OBSERVATION_CODES
 
@@ -172,8 +173,8 @@ def normalise_code(system: str, code: object) -> str | None:
 def codings(concept: object) -> list[tuple[str, str]]:
     """(system, normalised code) of every usable coding of a CodeableConcept."""
     out: list[tuple[str, str]] = []
-    for coding in _list(_dict(concept).get("coding")):
-        c = _dict(coding)
+    for coding in as_list(as_dict(concept).get("coding")):
+        c = as_dict(coding)
         system = normalise_system(c.get("system"))
         if system is None:
             continue
@@ -185,16 +186,16 @@ def codings(concept: object) -> list[tuple[str, str]]:
 
 def concept_texts(concept: object) -> list[str]:
     """``text`` and every ``coding.display`` of a CodeableConcept (non-empty strings)."""
-    c = _dict(concept)
-    texts = [c.get("text")] + [_dict(x).get("display") for x in _list(c.get("coding"))]
+    c = as_dict(concept)
+    texts = [c.get("text")] + [as_dict(x).get("display") for x in as_list(c.get("coding"))]
     return [t for t in texts if isinstance(t, str) and t.strip()]
 
 
 def coding_keys(concept: object) -> tuple[str, ...]:
     """"system|code" of every coding as written (for provenance)."""
     out: list[str] = []
-    for coding in _list(_dict(concept).get("coding")):
-        c = _dict(coding)
+    for coding in as_list(as_dict(concept).get("coding")):
+        c = as_dict(coding)
         system, code = c.get("system"), c.get("code")
         if isinstance(code, str) and code.strip():
             out.append(f"{system if isinstance(system, str) else ''}|{code.strip()}")
@@ -237,21 +238,21 @@ def _compile(raw: Mapping[str, Any]) -> CompiledValueSet:
     codes: set[tuple[str, str]] = set()
     prefixes: list[tuple[str, str]] = []
     concentrations: dict[tuple[str, str], Decimal] = {}
-    for include in _list(_dict(raw.get("compose")).get("include")):
-        inc = _dict(include)
+    for include in as_list(as_dict(raw.get("compose")).get("include")):
+        inc = as_dict(include)
         system = normalise_system(inc.get("system"))
         if system is None:
             raise ConfigurationError("compose.include without a system")
-        for concept in _list(inc.get("concept")):
-            code = normalise_code(system, _dict(concept).get("code"))
+        for concept in as_list(inc.get("concept")):
+            code = normalise_code(system, as_dict(concept).get("code"))
             if code is None:
-                raise ConfigurationError(f"unreadable code {_dict(concept).get('code')!r}")
+                raise ConfigurationError(f"unreadable code {as_dict(concept).get('code')!r}")
             codes.add((system, code))
-            for ext in _list(_dict(concept).get("extension")):
-                if _dict(ext).get("url") == CONCENTRATION_URL:
-                    concentrations[(system, code)] = _concentration(_dict(ext))
-        for flt in _list(inc.get("filter")):
-            f = _dict(flt)
+            for ext in as_list(as_dict(concept).get("extension")):
+                if as_dict(ext).get("url") == CONCENTRATION_URL:
+                    concentrations[(system, code)] = _concentration(as_dict(ext))
+        for flt in as_list(inc.get("filter")):
+            f = as_dict(flt)
             if f.get("property") != "concept" or f.get("op") != "is-a":
                 raise ConfigurationError(f"filter {f.get('property')} {f.get('op')} not understood")
             if system not in _PREFIX_HIERARCHY:
@@ -260,15 +261,15 @@ def _compile(raw: Mapping[str, Any]) -> CompiledValueSet:
             if prefix is None:
                 raise ConfigurationError("is-a filter without a value")
             prefixes.append((system, prefix))
-    texts = tuple(_text_rule(_dict(e)) for e in _list(raw.get("extension"))
-                  if _dict(e).get("url") == TEXT_MATCH_URL)
+    texts = tuple(_text_rule(as_dict(e)) for e in as_list(raw.get("extension"))
+                  if as_dict(e).get("url") == TEXT_MATCH_URL)
     if not codes and not prefixes and not texts:
         raise ConfigurationError("the ValueSet matches nothing (no concept, filter or text-match)")
     return CompiledValueSet(url, frozenset(codes), tuple(prefixes), texts, concentrations)
 
 
 def _text_rule(ext: Mapping[str, Any]) -> TextRule:
-    parts = {_dict(e).get("url"): _dict(e) for e in _list(ext.get("extension"))}
+    parts = {as_dict(e).get("url"): as_dict(e) for e in as_list(ext.get("extension"))}
     text = parts.get("text", {}).get("valueString")
     match = parts.get("match", {}).get("valueCode", "word")
     if not isinstance(text, str) or not text.strip():
@@ -288,7 +289,7 @@ def _text_rule(ext: Mapping[str, Any]) -> TextRule:
 
 
 def _concentration(ext: Mapping[str, Any]) -> Decimal:
-    q = _dict(ext.get("valueQuantity"))
+    q = as_dict(ext.get("valueQuantity"))
     if q.get("code") != "g/mL" or normalise_system(q.get("system")) != UCUM:
         raise ConfigurationError("concentration must be a UCUM g/mL quantity")
     try:
@@ -334,7 +335,7 @@ def is_subcutaneous(dosages: Iterable[object]) -> bool:
     ``route.text``, a route ``coding.display`` or the dosage ``text``."""
     vs = VALUESETS["subcutaneous-route"]
     for dosage in dosages:
-        d = _dict(dosage)
+        d = as_dict(dosage)
         route = d.get("route")
         if any(vs.has_code(s, c) for s, c in codings(route)):
             return True
@@ -360,10 +361,11 @@ def classify_medication(
     concepts: list[object] = []
     if concept is not None:
         concepts.append(concept)
-    med = _dict(medication_resource)
+    med = as_dict(medication_resource)
     if med:
         concepts.append(med.get("code"))
-        concepts.extend(_dict(i).get("itemCodeableConcept") for i in _list(med.get("ingredient")))
+        ingredients = as_list(med.get("ingredient"))
+        concepts.extend(as_dict(i).get("itemCodeableConcept") for i in ingredients)
     pairs = [pair for c in concepts for pair in codings(c)]
     texts = [t for c in concepts for t in concept_texts(c)]
 
@@ -418,8 +420,8 @@ def _ivig_concentration(
     for pair in pairs:
         if pair in table:
             return table[pair]
-    for ingredient in _list(med.get("ingredient")):
-        strength = _ratio_g_per_ml(_dict(ingredient).get("strength"))
+    for ingredient in as_list(med.get("ingredient")):
+        strength = _ratio_g_per_ml(as_dict(ingredient).get("strength"))
         if strength is not None:
             return strength
     if brand is not None and brand.concentration is not None:
@@ -437,13 +439,13 @@ _VOLUME_TO_ML = {"ml": Decimal(1), "l": Decimal(1000)}
 
 
 def _ratio_g_per_ml(ratio: object) -> Decimal | None:
-    r = _dict(ratio)
-    num, den = _dict(r.get("numerator")), _dict(r.get("denominator"))
+    r = as_dict(ratio)
+    num, den = as_dict(r.get("numerator")), as_dict(r.get("denominator"))
     num_unit = _unit_of(num)
     den_unit = _unit_of(den)
     if num_unit not in _MASS_TO_G or den_unit not in _VOLUME_TO_ML:
         return None
-    n, d = _decimal(num.get("value")), _decimal(den.get("value", 1))
+    n, d = to_decimal(num.get("value")), to_decimal(den.get("value", 1))
     if n is None or d is None or n <= 0 or d <= 0:
         return None
     value = n * _MASS_TO_G[num_unit] / (d * _VOLUME_TO_ML[den_unit])
@@ -456,16 +458,6 @@ def _unit_of(quantity: Mapping[str, Any]) -> str | None:
     return unit.strip().lower() if isinstance(unit, str) else None
 
 
-def _decimal(value: object) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def _display(concepts: list[object]) -> str:
     for concept in concepts:
         texts = concept_texts(concept)
@@ -475,16 +467,6 @@ def _display(concepts: list[object]) -> str:
         for key in coding_keys(concept):
             return key
     return "unnamed medication"
-
-
-def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value] if isinstance(value, Mapping) else []
 
 
 # Loaded once, at import: a broken mapping stops the service at start-up, not mid-call.

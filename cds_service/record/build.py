@@ -23,6 +23,7 @@ from typing import Any
 
 from cds_service.errors import Unprocessable
 from cds_service.fhir.data import FhirData
+from cds_service.fhir.elements import as_dict, as_list, as_text, to_decimal
 from cds_service.fhir.terminology import (
     classify_medication,
     concept_texts,
@@ -43,7 +44,7 @@ from cds_service.record.model import (
     UnusableResult,
 )
 from cds_service.record.units import normalise_unit, quantity_unit
-from cds_service.record.values import parse_date, parse_datetime, read_observation, to_decimal
+from cds_service.record.values import parse_date, parse_datetime, read_observation
 from cds_service.settings import Settings
 
 # rules.md "IVIG given": administrations with these statuses count (not-done, entered-in-error
@@ -70,9 +71,9 @@ _DURATION_DAYS: dict[str, int] = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 
 
 
 def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) -> PatientRecord:
-    context = _dict(body.get("context"))
-    patient_id = _text(context.get("patientId")) or ""
-    hook = _text(body.get("hook")) or ""
+    context = as_dict(body.get("context"))
+    patient_id = as_text(context.get("patientId")) or ""
+    hook = as_text(body.get("hook")) or ""
 
     drafts = tuple(r for r in data.drafts if isinstance(r, Mapping))
     draft_keys = {_key(r) for r in drafts if _key(r) is not None}
@@ -84,8 +85,8 @@ def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) ->
         (r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id),
         None,
     )
-    gender = _text(_dict(patient).get("gender"))
-    birth_date = parse_date(_dict(patient).get("birthDate"))
+    gender = as_text(as_dict(patient).get("gender"))
+    birth_date = parse_date(as_dict(patient).get("birthDate"))
 
     labs = _read_labs(resources, gender, settings)
     resolver = _MedicationResolver(data, resources)
@@ -203,11 +204,11 @@ class _MedicationResolver:
         concept = resource.get("medicationCodeableConcept")
         if isinstance(concept, Mapping):
             return self._classify(concept, None)
-        reference = _dict(resource.get("medicationReference"))
+        reference = as_dict(resource.get("medicationReference"))
         target = self._resolve(resource, reference)
         if target is None:
             display = (
-                _text(reference.get("display")) or _text(reference.get("reference"))
+                as_text(reference.get("display")) or as_text(reference.get("reference"))
                 or "medication not stated"
             )
             return unidentified_medication(display)
@@ -228,12 +229,12 @@ class _MedicationResolver:
     def _resolve(
         self, resource: Mapping[str, Any], reference: Mapping[str, Any]
     ) -> Mapping[str, Any] | None:
-        ref = _text(reference.get("reference"))
+        ref = as_text(reference.get("reference"))
         if ref is None:
             return None
         if ref.startswith("#"):
-            for contained in _list(resource.get("contained")):
-                c = _dict(contained)
+            for contained in as_list(resource.get("contained")):
+                c = as_dict(contained)
                 if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
                     return c
             return None
@@ -266,9 +267,9 @@ def _medication_use(
     dosages = _dosages(resource)
     return MedicationUse(
         resource_type=resource_type,
-        resource_id=_text(resource.get("id")),
-        status=_text(resource.get("status")) or "unknown",
-        intent=_text(resource.get("intent")) if resource_type == "MedicationRequest" else None,
+        resource_id=as_text(resource.get("id")),
+        status=as_text(resource.get("status")) or "unknown",
+        intent=as_text(resource.get("intent")) if resource_type == "MedicationRequest" else None,
         medication=medication,
         authored_on=_authored_on(resource),
         end_date=_end_date(resource),
@@ -281,7 +282,7 @@ def _medication_use(
 
 def _dosages(resource: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     field = "dosageInstruction" if resource.get("resourceType") == "MedicationRequest" else "dosage"
-    return [_dict(d) for d in _list(resource.get(field))]
+    return [as_dict(d) for d in as_list(resource.get(field))]
 
 
 def _authored_on(resource: Mapping[str, Any]) -> date | None:
@@ -290,7 +291,7 @@ def _authored_on(resource: Mapping[str, Any]) -> date | None:
     # A MedicationStatement has no authoredOn: when the use started, else when it was asserted.
     return (
         parse_date(resource.get("effectiveDateTime"))
-        or parse_date(_dict(resource.get("effectivePeriod")).get("start"))
+        or parse_date(as_dict(resource.get("effectivePeriod")).get("start"))
         or parse_date(resource.get("dateAsserted"))
     )
 
@@ -299,15 +300,15 @@ def _end_date(resource: Mapping[str, Any]) -> date | None:
     """rules.md "Statin stop date": the latest of dispenseRequest.validityPeriod.end,
     dosageInstruction.timing.repeat.boundsPeriod.end and MedicationStatement.effectivePeriod.end."""
     ends = [
-        parse_date(_dict(_dict(resource.get("dispenseRequest")).get("validityPeriod")).get("end")),
-        parse_date(_dict(resource.get("effectivePeriod")).get("end")),
+        parse_date(as_dict(as_dict(resource.get("dispenseRequest")).get("validityPeriod")).get("end")),
+        parse_date(as_dict(resource.get("effectivePeriod")).get("end")),
     ]
     # dosageInstruction is a MedicationRequest's; a MedicationStatement ends with its
     # effectivePeriod (its dosage bounds are not one of the three ends rules.md names).
     dosages = _dosages(resource) if resource.get("resourceType") == "MedicationRequest" else []
     for dosage in dosages:
-        repeat = _dict(_dict(dosage.get("timing")).get("repeat"))
-        ends.append(parse_date(_dict(repeat.get("boundsPeriod")).get("end")))
+        repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
+        ends.append(parse_date(as_dict(repeat.get("boundsPeriod")).get("end")))
     known = [d for d in ends if d is not None]
     return max(known) if known else None
 
@@ -315,8 +316,8 @@ def _end_date(resource: Mapping[str, Any]) -> date | None:
 def ordered_dose(dosage: Mapping[str, Any]) -> OrderedDose | None:
     """rules.md "Ordered IVIG dose": doseAndRate[0].doseQuantity and the number of days
     (timing.repeat.count, else boundsDuration in days, else 1)."""
-    dose_and_rate = _list(dosage.get("doseAndRate"))
-    quantity = _dict(_dict(dose_and_rate[0]).get("doseQuantity")) if dose_and_rate else {}
+    dose_and_rate = as_list(dosage.get("doseAndRate"))
+    quantity = as_dict(as_dict(dose_and_rate[0]).get("doseQuantity")) if dose_and_rate else {}
     amount = to_decimal(quantity.get("value"))
     unit = quantity_unit(quantity)
     if amount is None or amount <= 0 or unit is None:
@@ -325,10 +326,10 @@ def ordered_dose(dosage: Mapping[str, Any]) -> OrderedDose | None:
     if known is None:
         return None
     dose_unit, factor = known
-    days = _days(_dict(_dict(dosage.get("timing")).get("repeat")))
-    written = _text(dosage.get("text"))
+    days = _days(as_dict(as_dict(dosage.get("timing")).get("repeat")))
+    written = as_text(dosage.get("text"))
     if written is None:
-        written = f"{quantity.get('value')} {_text(quantity.get('unit')) or unit}"
+        written = f"{quantity.get('value')} {as_text(quantity.get('unit')) or unit}"
         if days > 1:
             written += f" daily for {days} days"
     return OrderedDose(amount=amount * factor, unit=dose_unit, days=days, original=written)
@@ -338,7 +339,7 @@ def _days(repeat: Mapping[str, Any]) -> int:
     count = repeat.get("count")
     if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
         return count
-    duration = _dict(repeat.get("boundsDuration"))
+    duration = as_dict(repeat.get("boundsDuration"))
     value = to_decimal(duration.get("value"))
     unit = quantity_unit(duration)
     per = _DURATION_DAYS.get(normalise_unit(unit)) if unit else None
@@ -377,15 +378,15 @@ def _ivig_given(
     for resource in resources:
         if resource.get("resourceType") != "MedicationAdministration":
             continue
-        status = _text(resource.get("status"))
+        status = as_text(resource.get("status"))
         if status not in GIVEN_ADMINISTRATION_STATUSES:
             continue
         medication = resolver.medication(resource)
-        dosage = _dict(resource.get("dosage"))
+        dosage = as_dict(resource.get("dosage"))
         if not (medication.identified and medication.is_ivig) or is_subcutaneous([dosage]):
             continue
         time = parse_datetime(resource.get("effectiveDateTime")) or parse_datetime(
-            _dict(resource.get("effectivePeriod")).get("start")
+            as_dict(resource.get("effectivePeriod")).get("start")
         )
         if time is None:
             continue
@@ -394,7 +395,7 @@ def _ivig_given(
                 time=time,
                 grams=_administered_grams(dosage, medication),
                 resource_type="MedicationAdministration",
-                resource_id=_text(resource.get("id")),
+                resource_id=as_text(resource.get("id")),
                 status=status,
             )
         )
@@ -425,7 +426,7 @@ def _ivig_given(
 
 
 def _administered_grams(dosage: Mapping[str, Any], medication: Medication) -> Decimal | None:
-    quantity = _dict(dosage.get("dose"))
+    quantity = as_dict(dosage.get("dose"))
     amount = to_decimal(quantity.get("value"))
     unit = quantity_unit(quantity)
     if amount is None or amount <= 0 or unit is None:
@@ -482,19 +483,19 @@ def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, 
             continue
         code = resource.get("code")
         keys = []
-        for coding in _list(_dict(code).get("coding")):
-            c = _dict(coding)
-            if _text(c.get("code")):
-                keys.append(f"{_text(c.get('system')) or ''}|{_text(c.get('code'))}")
+        for coding in as_list(as_dict(code).get("coding")):
+            c = as_dict(coding)
+            if as_text(c.get("code")):
+                keys.append(f"{as_text(c.get('system')) or ''}|{as_text(c.get('code'))}")
         facts.append(
             ConditionFact(
-                resource_id=_text(resource.get("id")),
+                resource_id=as_text(resource.get("id")),
                 clinical_status=_status_code(resource.get("clinicalStatus")),
                 verification_status=verification,
                 codes=tuple(keys),
                 text=" | ".join(dict.fromkeys(t.strip() for t in concept_texts(code))),
                 onset=parse_date(resource.get("onsetDateTime"))
-                or parse_date(_dict(resource.get("onsetPeriod")).get("start")),
+                or parse_date(as_dict(resource.get("onsetPeriod")).get("start")),
                 recorded=parse_date(resource.get("recordedDate")),
                 kinds=condition_kinds(code),
             )
@@ -505,9 +506,9 @@ def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, 
 def _status_code(value: object) -> str | None:
     """An R4 status CodeableConcept (or a DSTU2-style plain code) → its code."""
     if isinstance(value, str):
-        return _text(value)
-    for coding in _list(_dict(value).get("coding")):
-        code = _text(_dict(coding).get("code"))
+        return as_text(value)
+    for coding in as_list(as_dict(value).get("coding")):
+        code = as_text(as_dict(coding).get("code"))
         if code:
             return code
     return None
@@ -571,19 +572,3 @@ def _key(resource: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def _is_medication(value: object) -> bool:
     return isinstance(value, Mapping) and value.get("resourceType") == "Medication"
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value] if isinstance(value, Mapping) else []

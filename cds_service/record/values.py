@@ -21,9 +21,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from cds_service.fhir.elements import as_dict, as_list, as_text, to_decimal
 from cds_service.record.model import (
     RULE_UNITS,
     USABLE_STATUSES,
@@ -105,7 +106,7 @@ def observation_time(obs: Mapping[str, Any]) -> datetime | None:
     for value in (
         obs.get("effectiveDateTime"),
         obs.get("effectiveInstant"),
-        _dict(obs.get("effectivePeriod")).get("start"),
+        as_dict(obs.get("effectivePeriod")).get("start"),
         obs.get("issued"),
     ):
         moment = parse_datetime(value)
@@ -134,17 +135,6 @@ class Reading:
     unreadable: str | None = None
 
 
-def to_decimal(value: object) -> Decimal | None:
-    """A JSON number (or numeric string) as an exact Decimal; floats via their shortest repr."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
 def read_value(obs: Mapping[str, Any]) -> Reading | str:
     """The Observation's value, or the reason it has none we can read."""
     quantity = obs.get("valueQuantity")
@@ -159,7 +149,7 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
             if comparator is None:
                 return f"comparator '{raw_cmp}' not recognised"
         unit = quantity_unit(quantity)
-        unit_text = _text(quantity.get("unit")) or _text(quantity.get("code"))
+        unit_text = as_text(quantity.get("unit")) or as_text(quantity.get("code"))
         original = f"{comparator or ''}{_number_text(quantity.get('value'))}"
         if unit_text:
             original += f" {unit_text}"
@@ -196,11 +186,11 @@ def positive_flag(interpretation: tuple[str, ...]) -> bool:
 
 def interpretation_codes(obs: Mapping[str, Any]) -> tuple[str, ...]:
     codes: list[str] = []
-    for concept in _list(obs.get("interpretation")):
-        for coding in _list(_dict(concept).get("coding")):
-            c = _dict(coding)
+    for concept in as_list(obs.get("interpretation")):
+        for coding in as_list(as_dict(concept).get("coding")):
+            c = as_dict(coding)
             system, code = c.get("system"), c.get("code")
-            if (system is None or system in _INTERPRETATION_SYSTEMS) and _text(code):
+            if (system is None or system in _INTERPRETATION_SYSTEMS) and as_text(code):
                 codes.append(str(code).strip())
     return tuple(dict.fromkeys(codes))
 
@@ -219,7 +209,7 @@ def read_observation(
     status = obs.get("status")
     if status not in USABLE_STATUSES:
         return None
-    resource_id = _text(obs.get("id"))
+    resource_id = as_text(obs.get("id"))
     time = observation_time(obs)
     if time is None:
         return UnusableResult(kind, resource_id, None, "no effective time")
@@ -298,9 +288,9 @@ def _normal_range(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The first referenceRange that is a normal range (type absent or "normal"), preferring one
     not restricted by ``appliesTo``."""
     candidates = []
-    for rng in _list(obs.get("referenceRange")):
-        r = _dict(rng)
-        types = [_dict(c).get("code") for c in _list(_dict(r.get("type")).get("coding"))]
+    for rng in as_list(obs.get("referenceRange")):
+        r = as_dict(rng)
+        types = [as_dict(c).get("code") for c in as_list(as_dict(r.get("type")).get("coding"))]
         if types and "normal" not in types:
             continue
         if isinstance(r.get("low"), Mapping) or isinstance(r.get("high"), Mapping):
@@ -311,7 +301,7 @@ def _normal_range(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _bound(quantity: object, kind: str, value_unit: str | None) -> Decimal | None:
-    q = _dict(quantity)
+    q = as_dict(quantity)
     number = to_decimal(q.get("value"))
     if number is None:
         return None
@@ -333,12 +323,12 @@ def _qualitative_hmgcr(
     """rules.md "Anti-HMGCR positive": an interpretation counts "whatever the value", so a result
     without a number ("Positive"), or with one in an unlisted unit, is kept for its
     interpretation codes."""
-    concept = _dict(obs.get("valueCodeableConcept"))
+    concept = as_dict(obs.get("valueCodeableConcept"))
     written = (
         written
-        or _text(obs.get("valueString"))
-        or _text(concept.get("text"))
-        or next((_text(_dict(c).get("display")) for c in _list(concept.get("coding"))), None)
+        or as_text(obs.get("valueString"))
+        or as_text(concept.get("text"))
+        or next((as_text(as_dict(c).get("display")) for c in as_list(concept.get("coding"))), None)
         or f"interpretation {'/'.join(interpretation)}"
     )
     return LabValue(
@@ -359,19 +349,3 @@ def _qualitative_hmgcr(
 def _number_text(value: object) -> str:
     number = to_decimal(value)
     return str(number) if number is not None else str(value)
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: object) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value] if isinstance(value, Mapping) else []

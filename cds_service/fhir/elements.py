@@ -1,0 +1,43 @@
+"""Reading elements of R4 JSON without trusting their shape.
+
+The resources are validated one by one, but the readers (``fhir.terminology``, ``record.values``,
+``record.build``) still meet elements of the wrong JSON type (a DSTU2 client, a ``contained``
+resource, an extension). These four accessors turn anything unexpected into "absent", so one odd
+element never fails a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+
+def as_text(value: object) -> str | None:
+    """A non-blank string, trimmed; None for anything else."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def as_dict(value: object) -> Mapping[str, Any]:
+    """A JSON object, or an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    """A JSON array as a list; a lone object as a list of one; anything else as empty."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value] if isinstance(value, Mapping) else []
+
+
+def to_decimal(value: object) -> Decimal | None:
+    """A JSON number (or numeric string) as an exact Decimal; floats via their shortest repr."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
