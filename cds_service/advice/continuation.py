@@ -22,12 +22,12 @@ from cds_service.record.ivig import (
     ivig_status,
 )
 from cds_service.record.model import (
-    USABLE_STATUSES,
     CkValue,
     MedicationUse,
     PatientRecord,
     format_number,
 )
+from cds_service.record.series import days_between, usable, within_last
 from cds_service.settings import ClinicalSettings
 
 CK_LOINC = "2157-6"
@@ -75,10 +75,7 @@ class _Context:
         self.today = today
         self.status = status
         self.hook = hook
-        # record.ck holds usable results only; filtered again so a wrong status can never count.
-        self.cks: tuple[CkValue, ...] = tuple(
-            sorted((c for c in record.ck if c.status in USABLE_STATUSES), key=lambda c: c.time)
-        )
+        self.cks: tuple[CkValue, ...] = usable(record.ck)
         self.ivig_drafts: tuple[MedicationUse, ...] = tuple(
             u for u in record.drafted_ivig if u.medication.is_ivig and not u.subcutaneous
         )
@@ -88,11 +85,10 @@ class _Context:
         return self.cks[-1] if self.cks else None
 
     def days_ago(self, day: date) -> int:
-        return (self.today - day).days
+        return days_between(day, self.today)
 
     def within(self, day: date, days: int) -> bool:
-        """In the last ``days`` days, day ``days`` included (a future-dated result counts too)."""
-        return self.days_ago(day) <= days
+        return within_last(day, self.today, days)
 
 
 # --- CONT-01 ---------------------------------------------------------------------------------
@@ -108,7 +104,7 @@ def remission_pair(context: _Context) -> tuple[CkValue, CkValue] | None:
     older, newer = final[-2], final[-1]
     if not (older.at_most_uln_multiple(1) and newer.at_most_uln_multiple(1)):
         return None
-    if (newer.day - older.day).days < REMISSION_GAP_DAYS:
+    if days_between(older.day, newer.day) < REMISSION_GAP_DAYS:
         return None
     if any(
         c.above_uln_multiple(1) and context.within(c.day, REMISSION_WINDOW_DAYS)
@@ -149,7 +145,7 @@ def remission_on_ivig(context: _Context) -> Advice | None:
         values={
             **_ck_values("ck", newer),
             **_ck_values("ck_prev", older),
-            "gap_days": format_number(Decimal((newer.day - older.day).days)),
+            "gap_days": format_number(Decimal(days_between(older.day, newer.day))),
             "window_days": str(REMISSION_WINDOW_DAYS),
             **_course_values(context),
         },
@@ -249,7 +245,7 @@ def possible_relapse(context: _Context) -> Advice | None:
         values={
             **_ck_values("ck", latest),
             "relapse_multiple": str(RELAPSE_ULN_MULTIPLE),
-            "days_after_ivig": format_number(Decimal((latest.day - last.day).days)),
+            "days_after_ivig": format_number(Decimal(days_between(last.day, latest.day))),
             **_course_values(context),
         },
         facts=(_ck_fact(latest, context), *_course_facts(context)),

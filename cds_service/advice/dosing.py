@@ -36,6 +36,7 @@ from cds_service.record.dosing import (
 )
 from cds_service.record.ivig import doses_without_grams_between, grams_given_between
 from cds_service.record.model import MedicationUse, PatientRecord
+from cds_service.record.series import days_between, latest
 from cds_service.settings import ClinicalSettings
 
 INDUCTION_G_PER_KG = Decimal("2")  # OCTA: 2 g/kg divided over 2–5 consecutive days [ONT, SEED4]
@@ -391,9 +392,9 @@ def dose_04_no_dosing_weight(
     )
     facts: list[Fact] = []
     if weight_missing:
-        older = max(record.weight, key=lambda w: w.time) if record.weight else None
+        older = latest(record.weight)
         if older is not None:
-            facts.append(lab_fact(older, extra=f"{(today - older.day).days} days old"))
+            facts.append(lab_fact(older, extra=f"{days_between(older.day, today)} days old"))
         else:
             facts.append(Fact("Weight", "none on file"))
     if height_missing:

@@ -24,13 +24,12 @@ from cds_service.advice.statin_facts import (
     statin_names,
 )
 from cds_service.record.model import CkValue, LabValue, MedicationUse, PatientRecord
+from cds_service.record.series import days_between, latest
 from cds_service.record.statin import (
     at_least_above,
     ck_just_before,
-    days_between,
     hmgcr_positive,
     hmgcr_result_on_file,
-    latest,
     statin_active_or_drafted,
     statin_stop_date,
     stopped_course,

@@ -20,6 +20,7 @@ from cds_service.advice.ivig_order import (
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import ivig_status
 from cds_service.record.model import LabValue, PatientRecord, format_number
+from cds_service.record.series import latest
 from cds_service.settings import ClinicalSettings
 
 IGA_LOINC = "2458-8"  # IgA [Mass/volume] in Serum or Plasma
@@ -39,10 +40,6 @@ def evaluate(
         iga_03_low(record, today, hook),
     )
     return [a for a in advices if a is not None]
-
-
-def latest_iga(record: PatientRecord) -> LabValue | None:
-    return max(record.iga, key=lambda v: v.time) if record.iga else None
 
 
 def iga_01_not_on_file(record: PatientRecord, hook: str) -> Advice | None:
@@ -74,7 +71,7 @@ def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Ad
     on_patient_view = status is not None and status.ongoing
     if not (ivig_order_hook(record, hook) or on_patient_view):
         return None
-    iga = latest_iga(record)
+    iga = latest(record.iga)
     if iga is None or not _in_deficiency_range(iga):
         return None
     age = record.age_on(today)
@@ -105,7 +102,7 @@ def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
     """7 ≤ latest IgA < lower limit; or an upper bound that cannot exclude deficiency."""
     if not ivig_order_hook(record, hook):
         return None
-    iga = latest_iga(record)
+    iga = latest(record.iga)
     if iga is None:
         return None
     lower = iga.ref_low if iga.ref_low is not None else IGA_LOWER_DEFAULT

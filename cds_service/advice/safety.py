@@ -21,6 +21,7 @@ from cds_service.advice.ivig_order import (
 )
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.model import ConditionFact, LabValue, PatientRecord, format_number
+from cds_service.record.series import days_between, latest, within_last
 from cds_service.settings import ClinicalSettings
 
 CREATININE_LOINC = "2160-0"  # Creatinine [Mass/volume] in Serum or Plasma
@@ -64,10 +65,6 @@ def evaluate(
     return [a for a in advices if a is not None]
 
 
-def _latest(values: tuple[LabValue, ...]) -> LabValue | None:
-    return max(values, key=lambda v: v.time) if values else None
-
-
 def _diagnosis(condition: ConditionFact) -> bool:
     return condition.verification_status not in NOT_A_DIAGNOSIS
 
@@ -101,7 +98,7 @@ def renal_risks(
 ) -> tuple[RiskFinding, ...]:
     """The SAFE-02 conditions that hold: low eGFR, raised creatinine, age ≥ 65, diabetes."""
     findings: list[RiskFinding] = []
-    egfr = _latest(record.egfr)
+    egfr = latest(record.egfr)
     if egfr is not None and egfr.meets_below(clinical.egfr_threshold):
         findings.append(
             RiskFinding(
@@ -110,7 +107,7 @@ def renal_risks(
                 egfr,
             )
         )
-    creatinine = _latest(record.creatinine)
+    creatinine = latest(record.creatinine)
     if creatinine is not None:
         uln, assumed = creatinine_uln(creatinine, record.gender)
         if creatinine.meets_above(uln):
@@ -167,23 +164,23 @@ def safe_01_renal_function_unknown(
 ) -> Advice | None:
     """Neither a creatinine nor an eGFR within the renal window (30 days, day 30 included)."""
     window = clinical.renal_recent_days
-    recent = [v for v in (*record.creatinine, *record.egfr) if (today - v.day).days <= window]
+    recent = [v for v in (*record.creatinine, *record.egfr) if within_last(v.day, today, window)]
     if recent:
         return None
-    last = [v for v in (_latest(record.creatinine), _latest(record.egfr)) if v is not None]
-    facts = tuple(lab_fact(v, extra=f"{(today - v.day).days} days ago") for v in last) or (
+    last = [v for v in (latest(record.creatinine), latest(record.egfr)) if v is not None]
+    facts = tuple(lab_fact(v, extra=f"{days_between(v.day, today)} days ago") for v in last) or (
         Fact("Creatinine / eGFR", "none on file"),
     )
-    latest = max(last, key=lambda v: v.time) if last else None
+    newest = max(last, key=lambda v: v.time) if last else None
     return Advice(
         rule_id="SAFE-01",
         indicator="warning",
         values={
             "days": str(window),
             "last_renal": (
-                f"last {'eGFR' if latest.kind == 'egfr' else 'creatinine'} {latest.display()} "
-                f"on {day_text(latest.day)}"
-                if latest
+                f"last {'eGFR' if newest.kind == 'egfr' else 'creatinine'} {newest.display()} "
+                f"on {day_text(newest.day)}"
+                if newest
                 else "none on file"
             ),
         },

@@ -26,17 +26,15 @@ from cds_service.advice.statin_facts import (
     statin_names,
 )
 from cds_service.record.model import CkValue, LabValue, MedicationUse, PatientRecord
+from cds_service.record.series import days_between, latest, usable
 from cds_service.record.statin import (
     active_statins,
     creatinine_rise,
-    days_between,
     drafted_statins,
     hmgcr_positive,
-    latest,
     recent_ck,
     statin_stop_date,
     stopped_course,
-    usable,
 )
 from cds_service.settings import ClinicalSettings
 

@@ -21,6 +21,7 @@ from datetime import date
 from decimal import Decimal
 
 from cds_service.record.model import LabValue, MedicationUse, PatientRecord
+from cds_service.record.series import latest, within_last
 from cds_service.settings import ClinicalSettings
 
 CM_PER_INCH = Decimal("2.54")
@@ -77,13 +78,14 @@ def latest_weight(
     record: PatientRecord, today: date, clinical: ClinicalSettings
 ) -> LabValue | None:
     """The latest usable weight within ``weight_recent_days`` of today (day 90 included)."""
-    recent = [w for w in record.weight if (today - w.day).days <= clinical.weight_recent_days]
-    return max(recent, key=lambda w: w.time) if recent else None
+    return latest(
+        [w for w in record.weight if within_last(w.day, today, clinical.weight_recent_days)]
+    )
 
 
 def latest_height(record: PatientRecord) -> LabValue | None:
     """The latest usable height, however old (adult height does not change)."""
-    return max(record.height, key=lambda h: h.time) if record.height else None
+    return latest(record.height)
 
 
 def devine_ibw_kg(height_cm: Decimal, gender: str | None) -> Decimal:

@@ -13,6 +13,7 @@ from datetime import date
 from decimal import Decimal
 
 from cds_service.record.model import IvigGiven, MedicationUse, PatientRecord
+from cds_service.record.series import days_between, within_last
 
 # rules.md "IVIG ongoing": the last IVIG ≤ 56 days ago still counts as an ongoing course (DESIGN:
 # two 4-weekly maintenance cycles [ONT, OCTA q4w]; SEED1 monitors "every 4-8 weeks").
@@ -64,7 +65,7 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
         for u in record.ivig_uses
     )
     drafted = any(_is_ivig_order(u) and u.drafted for u in record.ivig_uses)
-    recent = last is not None and (today - last.day).days <= ONGOING_WINDOW_DAYS
+    recent = last is not None and within_last(last.day, today, ONGOING_WINDOW_DAYS)
     ongoing = open_request or drafted or recent
     because = tuple(
         reason
@@ -82,9 +83,9 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
         ongoing=ongoing,
         stopped=stopped,
         stop_date=last.day if stopped and last else None,
-        course_days=(today - first.day).days if first else None,
+        course_days=days_between(first.day, today) if first else None,
         ever_given=last is not None,
-        days_since_last=(today - last.day).days if last else None,
+        days_since_last=days_between(last.day, today) if last else None,
         ongoing_because=because,
     )
 

@@ -1,30 +1,25 @@
 """Derived statin quantities (rules.md "Definitions"): recent CK, active statin, statin stop date,
-anti-HMGCR positive, the value just before another.
+anti-HMGCR positive, the CK just before another.
 
-Pure functions of the ``PatientRecord`` (and ``today`` where a window counts days). The record
-already holds only usable values, sorted oldest → newest; the status is checked again here
-because choosing the wrong "latest" value would change every CK rule.
+Pure functions of the ``PatientRecord`` (and ``today`` where a window counts days). "Usable",
+"latest" and "just before" are ``record.series``'s, the same for every area.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
-from typing import TypeVar
 
 from cds_service.record.model import (
-    USABLE_STATUSES,
     CkValue,
     ConditionFact,
     LabValue,
     MedicationUse,
     PatientRecord,
 )
+from cds_service.record.series import days_between, just_before, latest, usable, within_last
 from cds_service.record.values import HMGCR_POSITIVE_INTERPRETATIONS
 from cds_service.settings import ClinicalSettings
-
-V = TypeVar("V", bound=LabValue)
 
 # rules.md "Active statin": request statuses that mean the patient is taking the statin.
 ACTIVE_REQUEST_STATUSES = frozenset({"active", "on-hold"})
@@ -52,29 +47,8 @@ VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 # --- values -------------------------------------------------------------------------------
 
 
-def usable(values: Sequence[V]) -> tuple[V, ...]:
-    """The usable values (rules.md "Usable observation"), oldest → newest."""
-    return tuple(sorted((v for v in values if v.status in USABLE_STATUSES), key=lambda v: v.time))
-
-
-def latest(values: Sequence[V]) -> V | None:
-    """rules.md "Latest": the usable value with the greatest time."""
-    series = usable(values)
-    return series[-1] if series else None
-
-
-def just_before(values: Sequence[V], value: LabValue) -> V | None:
-    """The usable value immediately before ``value`` in time (rules.md "just before it")."""
-    earlier = [v for v in usable(values) if v.time < value.time]
-    return earlier[-1] if earlier else None
-
-
 def ck_just_before(record: PatientRecord, value: LabValue) -> CkValue | None:
     return just_before(record.ck, value)
-
-
-def days_between(earlier: date, later: date) -> int:
-    return (later - earlier).days
 
 
 def is_recent(day: date, today: date, clinical: ClinicalSettings) -> bool:
@@ -219,7 +193,7 @@ def hmgcr_positive(
     """
 
     def within(day: date | None) -> bool:
-        return within_days is None or day is None or days_between(day, today) <= within_days
+        return within_days is None or day is None or within_last(day, today, within_days)
 
     results = [v for v in usable(record.hmgcr) if hmgcr_result_positive(v) and within(v.day)]
     if results:

@@ -18,7 +18,6 @@ from cds_service.record.statin import (
     hmgcr_positive,
     hmgcr_result_on_file,
     is_recent,
-    latest,
     recent_ck,
     statin_active,
     statin_active_or_drafted,
@@ -33,24 +32,7 @@ TODAY = b.TODAY
 CLINICAL = ClinicalSettings()
 
 
-# --- latest / recent ------------------------------------------------------------------------
-
-
-def test_latest_ignores_unusable_statuses_even_if_newer() -> None:
-    older = b.ck(500, 10)
-    newer_cancelled = b.ck(9000, 1, status="cancelled")
-    assert latest((older, newer_cancelled)) == older
-    assert latest(()) is None
-
-
-def test_latest_counts_preliminary() -> None:
-    prelim = b.ck(900, 1, status="preliminary")
-    assert latest((b.ck(500, 10), prelim)) == prelim
-
-
-def test_latest_uses_time_not_tuple_order() -> None:
-    a, c = b.ck(500, 10), b.ck(700, 2)
-    assert latest((c, a)) == c
+# --- recent ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("days_ago", "recent"), [(0, True), (29, True), (30, True), (31, False)])
