@@ -19,6 +19,7 @@ from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import (
     ONGOING_WINDOW_DAYS,
     IvigStatus,
+    drafted_ivig,
     ivig_status,
 )
 from cds_service.record.model import (
@@ -76,9 +77,7 @@ class _Context:
         self.status = status
         self.hook = hook
         self.cks: tuple[CkValue, ...] = usable(record.ck)
-        self.ivig_drafts: tuple[MedicationUse, ...] = tuple(
-            u for u in record.drafted_ivig if u.medication.is_ivig and not u.subcutaneous
-        )
+        self.ivig_drafts: tuple[MedicationUse, ...] = drafted_ivig(record)
 
     @property
     def latest_ck(self) -> CkValue | None:

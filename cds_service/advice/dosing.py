@@ -17,7 +17,6 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from cds_service.advice.ivig_order import (
     common_caveats,
     day_text,
-    drafted_ivig,
     ivig_order_hook,
     lab_fact,
     number,
@@ -27,14 +26,19 @@ from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.advice.safety import renal_risks, thrombosis_risks
 from cds_service.record.dosing import (
     DosingWeight,
+    dose_grams,
     dosing_weight,
     grams_per_cycle,
-    grams_per_dose,
     latest_height,
     latest_weight,
     needs_height,
 )
-from cds_service.record.ivig import doses_without_grams_between, grams_given_between
+from cds_service.record.ivig import (
+    doses_without_grams_between,
+    drafted_ivig,
+    grams_given_between,
+    ivig_given_between,
+)
 from cds_service.record.model import MedicationUse, PatientRecord
 from cds_service.record.series import days_between, latest
 from cds_service.settings import ClinicalSettings
@@ -101,7 +105,7 @@ def _per_day(total: Decimal, days: int, rounding: str = ROUND_HALF_UP) -> Decima
 
 def _order_text(use: MedicationUse, dosing: DosingWeight | None) -> str:
     """E.g. "100 g/day × 2 days = 200 g"; the order as written when it is not in grams."""
-    per_dose = grams_per_dose(use, dosing)
+    per_dose = dose_grams(use.dose, use.medication, dosing)
     total = grams_per_cycle(use, dosing)
     if use.dose is None or per_dose is None or total is None:
         return use.dose.original if use.dose is not None else "no dose"
@@ -324,7 +328,7 @@ def dose_03_over_cycle_maximum(
         remaining = max(maximum - given_g, Decimal(0))
         # The allowance is a ceiling: round the suggested daily dose down, never up.
         per_day = _per_day(remaining, days, ROUND_DOWN)
-        given = [g for g in record.ivig_given if start <= g.day <= end]
+        given = ivig_given_between(record, start, end)
         caveats = _dosing_caveats(record, dosing)
         for dose in doses_without_grams_between(record, start, end):
             caveats.append(

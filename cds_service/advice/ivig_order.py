@@ -13,6 +13,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from cds_service.advice.model import Fact
+from cds_service.record.ivig import drafted_ivig
 from cds_service.record.model import LabValue, MedicationUse, PatientRecord, format_number
 
 ORDER_HOOKS = frozenset({"order-select", "order-sign"})
@@ -25,11 +26,6 @@ KIND_LABELS = {
     "creatinine": "Creatinine",
     "egfr": "eGFR",
 }
-
-
-def drafted_ivig(record: PatientRecord) -> tuple[MedicationUse, ...]:
-    """The IVIG orders drafted in this hook call (rules.md "Drafted", "IVIG": not subcutaneous)."""
-    return tuple(u for u in record.drafted_ivig if u.medication.is_ivig and not u.subcutaneous)
 
 
 def ivig_order_hook(record: PatientRecord, hook: str) -> bool:

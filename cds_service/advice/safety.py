@@ -15,11 +15,11 @@ from decimal import Decimal
 from cds_service.advice.ivig_order import (
     common_caveats,
     day_text,
-    drafted_ivig,
     ivig_order_hook,
     lab_fact,
 )
 from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.record.ivig import drafted_ivig
 from cds_service.record.model import ConditionFact, LabValue, PatientRecord, format_number
 from cds_service.record.series import days_between, latest, within_last
 from cds_service.settings import ClinicalSettings

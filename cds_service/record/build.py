@@ -32,6 +32,7 @@ from cds_service.fhir.terminology import (
     observation_kind,
     unidentified_medication,
 )
+from cds_service.record.dosing import dose_grams
 from cds_service.record.model import (
     CkValue,
     ConditionFact,
@@ -348,19 +349,6 @@ def _days(repeat: Mapping[str, Any]) -> int:
         if days == days.to_integral_value():
             return int(days)
     return 1
-
-
-def dose_grams(dose: OrderedDose | None, medication: Medication) -> Decimal | None:
-    """One dose in grams: g, mg/1000, or mL × the product strength; g/kg needs a weight: None."""
-    if dose is None:
-        return None
-    if dose.unit == "g":
-        return dose.amount
-    if dose.unit == "mg":
-        return dose.amount / 1000
-    if dose.unit == "mL" and medication.concentration_g_per_ml is not None:
-        return dose.amount * medication.concentration_g_per_ml
-    return None
 
 
 # --- IVIG given ------------------------------------------------------------------------------

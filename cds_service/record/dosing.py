@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from cds_service.record.model import LabValue, MedicationUse, PatientRecord
+from cds_service.record.model import LabValue, Medication, MedicationUse, OrderedDose, PatientRecord
 from cds_service.record.series import latest, within_last
 from cds_service.settings import ClinicalSettings
 
@@ -55,7 +55,6 @@ class DosingWeight:
     actual_kg: Decimal
     ideal_kg: Decimal | None  # None only when there is no usable height (policy actual)
     adjusted_kg: Decimal | None
-    height_cm: Decimal | None
     weight: LabValue  # the weight result used (latest usable within the window)
     height: LabValue | None  # the height result used (latest usable ever)
     # Set when the policy asked for ideal/adjusted but actual was used (REASON_* above).
@@ -63,6 +62,10 @@ class DosingWeight:
     # Devine has male and female formulas only; other/unknown sex uses the female one (lower).
     sex_assumed: bool = False
     age_unknown: bool = False  # no birth date: treated as an adult
+
+    @property
+    def height_cm(self) -> Decimal | None:
+        return self.height.value if self.height is not None else None
 
     @property
     def excess_fraction(self) -> Decimal:
@@ -134,7 +137,6 @@ def dosing_weight(
         actual_kg=actual,
         ideal_kg=ideal,
         adjusted_kg=adjusted,
-        height_cm=height.value if height is not None else None,
         weight=weight,
         height=height,
         actual_reason=reason,
@@ -156,13 +158,12 @@ def _actual_weight_reason(
     return None
 
 
-def grams_per_dose(use: MedicationUse, dosing: DosingWeight | None) -> Decimal | None:
-    """One day's ordered dose in grams, or None when it cannot be converted.
-
-    g as is; mg / 1000; mL × product concentration when the strength is known; g/kg × dosing
-    weight (rules.md "Ordered IVIG dose").
-    """
-    dose = use.dose
+def dose_grams(
+    dose: OrderedDose | None, medication: Medication, dosing: DosingWeight | None = None
+) -> Decimal | None:
+    """One day's dose in grams, or None when it cannot be converted (rules.md "Ordered IVIG
+    dose"): g as is; mg / 1000; mL × the product strength when it is known; g/kg × the dosing
+    weight when there is one. Read for orders and for doses given alike."""
     if dose is None or dose.amount <= 0:
         return None
     if dose.unit == "g":
@@ -170,7 +171,7 @@ def grams_per_dose(use: MedicationUse, dosing: DosingWeight | None) -> Decimal |
     if dose.unit == "mg":
         return dose.amount / 1000
     if dose.unit == "mL":
-        concentration = use.medication.concentration_g_per_ml
+        concentration = medication.concentration_g_per_ml
         return dose.amount * concentration if concentration else None
     if dose.unit == "g/kg":
         return dose.amount * dosing.used_kg if dosing is not None else None
@@ -179,7 +180,7 @@ def grams_per_dose(use: MedicationUse, dosing: DosingWeight | None) -> Decimal |
 
 def grams_per_cycle(use: MedicationUse, dosing: DosingWeight | None) -> Decimal | None:
     """The ordered grams per cycle: the daily dose × its number of days (rules.md)."""
-    per_dose = grams_per_dose(use, dosing)
+    per_dose = dose_grams(use.dose, use.medication, dosing)
     if per_dose is None or use.dose is None or use.dose.days < 1:
         return None
     return per_dose * use.dose.days

@@ -31,14 +31,31 @@ class IvigStatus:
 
     course_start: date | None  # first IVIG given
     last_given: IvigGiven | None  # latest IVIG given
-    ongoing: bool  # active/on-hold IVIG request, an IVIG drafted, or last IVIG ≤ 56 days ago
-    stopped: bool  # given at least once and not ongoing
-    stop_date: date | None  # the last IVIG day when stopped, else None
     course_days: int | None  # days from course start to today
-    ever_given: bool
-    days_since_last: int | None = None  # days from the last IVIG to today
-    # Why the course counts as ongoing, in words for the card ("active IVIG order", ...).
-    ongoing_because: tuple[str, ...] = ()
+    days_since_last: int | None  # days from the last IVIG to today
+    # Why the course counts as ongoing, in words for the card ("active IVIG order", ...); empty
+    # when it is not ongoing.
+    ongoing_because: tuple[str, ...]
+
+    @property
+    def ongoing(self) -> bool:
+        """rules.md "IVIG ongoing": an active/on-hold IVIG request, an IVIG drafted, or the last
+        IVIG ≤ 56 days ago."""
+        return bool(self.ongoing_because)
+
+    @property
+    def ever_given(self) -> bool:
+        return self.last_given is not None
+
+    @property
+    def stopped(self) -> bool:
+        """rules.md "IVIG stopped": given at least once and not ongoing."""
+        return self.ever_given and not self.ongoing
+
+    @property
+    def stop_date(self) -> date | None:
+        """The last IVIG day when stopped, else None."""
+        return self.last_given.day if self.stopped and self.last_given else None
 
     @property
     def course_six_months(self) -> bool:
@@ -50,6 +67,11 @@ def _is_ivig_order(use: MedicationUse) -> bool:
     # A product ordered for subcutaneous use is not IVIG (rules.md "IVIG"); the record should
     # already exclude it, checked again because a wrong "ongoing" changes several rules.
     return use.medication.is_ivig and not use.subcutaneous
+
+
+def drafted_ivig(record: PatientRecord) -> tuple[MedicationUse, ...]:
+    """The IVIG orders drafted in this hook call (rules.md "Drafted", "IVIG": not subcutaneous)."""
+    return tuple(u for u in record.drafted_ivig if _is_ivig_order(u))
 
 
 def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
@@ -64,30 +86,28 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
         and u.status in ONGOING_REQUEST_STATUSES
         for u in record.ivig_uses
     )
-    drafted = any(_is_ivig_order(u) and u.drafted for u in record.ivig_uses)
     recent = last is not None and within_last(last.day, today, ONGOING_WINDOW_DAYS)
-    ongoing = open_request or drafted or recent
     because = tuple(
         reason
         for reason, holds in (
             ("active or on-hold IVIG order", open_request),
-            ("IVIG order drafted", drafted),
+            ("IVIG order drafted", bool(drafted_ivig(record))),
             (f"last IVIG ≤ {ONGOING_WINDOW_DAYS} days ago", recent),
         )
         if holds
     )
-    stopped = last is not None and not ongoing
     return IvigStatus(
         course_start=first.day if first else None,
         last_given=last,
-        ongoing=ongoing,
-        stopped=stopped,
-        stop_date=last.day if stopped and last else None,
         course_days=days_between(first.day, today) if first else None,
-        ever_given=last is not None,
         days_since_last=days_between(last.day, today) if last else None,
         ongoing_because=because,
     )
+
+
+def ivig_given_between(record: PatientRecord, start: date, end: date) -> tuple[IvigGiven, ...]:
+    """The IVIG doses given on days start..end (both included)."""
+    return tuple(g for g in record.ivig_given if start <= g.day <= end)
 
 
 def grams_given_between(record: PatientRecord, start: date, end: date) -> Decimal:
@@ -97,7 +117,7 @@ def grams_given_between(record: PatientRecord, start: date, end: date) -> Decima
     dosing card says which doses had no amount via ``doses_without_grams_between``).
     """
     return sum(
-        (g.grams for g in record.ivig_given if g.grams is not None and start <= g.day <= end),
+        (g.grams for g in ivig_given_between(record, start, end) if g.grams is not None),
         Decimal(0),
     )
 
@@ -106,4 +126,4 @@ def doses_without_grams_between(
     record: PatientRecord, start: date, end: date
 ) -> tuple[IvigGiven, ...]:
     """The IVIG doses given on days start..end whose amount is unknown."""
-    return tuple(g for g in record.ivig_given if g.grams is None and start <= g.day <= end)
+    return tuple(g for g in ivig_given_between(record, start, end) if g.grams is None)

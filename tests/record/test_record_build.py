@@ -11,7 +11,8 @@ import pytest
 
 from cds_service.errors import Unprocessable
 from cds_service.fhir.data import FhirData
-from cds_service.record.build import build_record, dose_grams, ordered_dose
+from cds_service.record.build import build_record, ordered_dose
+from cds_service.record.dosing import dose_grams
 from cds_service.record.model import Medication, OrderedDose, PatientRecord
 from cds_service.settings import Settings
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from cds_service.fhir.data import FhirData
-from cds_service.record.build import build_record, dose_grams
+from cds_service.record.build import build_record
+from cds_service.record.dosing import dose_grams
 from cds_service.record.model import CkValue, MedicationUse, PatientRecord
 from cds_service.settings import Settings
 
