@@ -4,8 +4,10 @@ Discovery (``GET /cds-services``), routing (``POST /cds-services/{id}`` dispatch
 prefetch templates and fallback fetch, and the advisories each service runs all derive from the
 ``SERVICES`` tuple below. Nothing about a service is said anywhere else.
 
-A service id may be declared for several hooks (``order-select`` and ``order-sign``): per CDS Hooks
-2.0 "Update stale guidance", the client then replaces the cards of the earlier hook.
+Each service has its own id per hook (``statin-order-select`` for order-select,
+``statin-order-check`` for order-sign). CDS Hooks 2.0 allows one id under several hooks, but the
+CDS Hooks Sandbox keeps one service per id (the last), so its Rx View would reach none of our
+order-select services: integrators test there first, so one id per hook.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
         rules=ALL_RULES_STATIN + ("IGA-02", "CONT-01", "CONT-02", "CONT-03", "CONT-04"),
     ),
     ServiceDeclaration(
-        id="statin-order-check",
+        id="statin-order-select",
         hook="order-select",
         title="Statin and CK check (order select)",
         description=_STATIN_DESCRIPTION,
@@ -119,7 +121,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
         rules=ALL_RULES_STATIN + (ORDER_UNIDENTIFIED,),
     ),
     ServiceDeclaration(
-        id="ivig-order-check",
+        id="ivig-order-select",
         hook="order-select",
         title="IVIG order check (order select)",
         description=_IVIG_DESCRIPTION,

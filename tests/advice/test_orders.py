@@ -52,9 +52,9 @@ def test_several_orders_long_names_and_skipped_resources() -> None:
 
 
 def test_declared_on_the_statin_order_service_only() -> None:
-    for hook in ("order-select", "order-sign"):
-        statin_service = find_service("statin-order-check", hook)
-        ivig_service = find_service("ivig-order-check", hook)
+    for hook, suffix in (("order-select", "select"), ("order-sign", "check")):
+        statin_service = find_service(f"statin-order-{suffix}", hook)
+        ivig_service = find_service(f"ivig-order-{suffix}", hook)
         assert statin_service is not None and ORDER_UNIDENTIFIED in statin_service.rules
         assert ivig_service is not None and ORDER_UNIDENTIFIED not in ivig_service.rules
     assert set(template(ORDER_UNIDENTIFIED)["hooks"]) == {"order-select", "order-sign"}

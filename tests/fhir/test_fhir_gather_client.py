@@ -493,7 +493,7 @@ def _order_body(*entries: dict[str, Any], prefetch: dict[str, Any] | None = None
     return body
 
 
-_ORDER_SERVICE = _service("statin-order-check", "order-select")
+_ORDER_SERVICE = _service("statin-order-select", "order-select")
 
 
 def test_drafts_are_parsed_with_dstu2_tolerance_and_selections_kept(settings: Settings) -> None:

@@ -29,8 +29,15 @@ def test_discovery_is_schema_valid_and_has_no_empty_members(client):
 def test_discovery_covers_the_hooks_rules_md_needs(client):
     pairs = {(s["id"], s["hook"]) for s in client.get("/cds-services").get_json()["services"]}
     assert ("myopathy-review", "patient-view") in pairs
-    for service_id in ("statin-order-check", "ivig-order-check"):
-        assert {(service_id, "order-select"), (service_id, "order-sign")} <= pairs
+    assert {("statin-order-select", "order-select"), ("statin-order-check", "order-sign"),
+            ("ivig-order-select", "order-select"), ("ivig-order-check", "order-sign")} <= pairs
+
+
+def test_one_id_per_hook_so_the_sandbox_keeps_every_service(client):
+    """The CDS Hooks Sandbox keys services by id (clients.md §1.1): an id under two hooks would
+    leave one of them unreachable there."""
+    ids = [s["id"] for s in client.get("/cds-services").get_json()["services"]]
+    assert len(ids) == len(set(ids))
 
 
 def test_prefetch_templates_use_only_2_0_tokens(client):

@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "requests"
 
 CASES = [
     ("patient-view-statin-ck.json", "myopathy-review", {("STAT-01", "critical")}),
-    ("order-select-statin.json", "statin-order-check", {("STAT-03", "warning")}),
+    ("order-select-statin.json", "statin-order-select", {("STAT-03", "warning")}),
     ("order-sign-ivig.json", "ivig-order-check",
      {("IGA-01", "warning"), ("DOSE-01", "info"), ("DOSE-02", "warning"), ("DOSE-03", "warning")}),
 ]

@@ -204,7 +204,7 @@ def test_a_link_reproduces_the_view(serve, settings, browser: Browser):
     shown = shown_cards(page)
     assert page.locator("#product").input_value() == "privigen"
     assert page.locator("input[name=hook][value=order-select]").is_checked()
-    request = json.loads(page.locator(".exchange[data-service='ivig-order-check'] .request-json")
+    request = json.loads(page.locator(".exchange[data-service='ivig-order-select'] .request-json")
                          .inner_text())
     draft = request["context"]["draftOrders"]["entry"][0]["resource"]
     assert draft["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] == 20

@@ -246,12 +246,12 @@ def test_rx_view_order_select_with_its_draft_and_no_prefetch(sandbox_app, signer
         "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
     }
     client = sandbox_app.test_client()
-    statin = post(client, signer, "/cds-services/statin-order-check",
+    statin = post(client, signer, "/cds-services/statin-order-select",
                   sandbox_body("order-select", context, fhir_server, None))
     assert statin.status_code == 200, statin.get_json()
     # STAT-06 fires only on a drafted statin: the selection named the draft.
     assert topics(statin) == {("STAT-06", "warning")}
-    ivig = post(client, signer, "/cds-services/ivig-order-check",
+    ivig = post(client, signer, "/cds-services/ivig-order-select",
                 sandbox_body("order-select", context, fhir_server, None))
     assert ivig.status_code == 200 and ivig.get_json() == {"cards": []}
     fetched = set(fhir_server.paths())
@@ -361,11 +361,6 @@ def sandbox_configured_services(discovery: dict[str, Any], discovery_url: str) -
     return configured
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "services.py declares statin-order-check and ivig-order-check for order-select and "
-    "order-sign under one id; the Sandbox keys services by URL = discovery URL + id, keeps only "
-    "the last (order-sign), so its Rx View (order-select) calls neither. Needs one id per hook."
-))
 def test_the_sandbox_reaches_every_hook_the_service_declares(sandbox_app, signer):
     client = sandbox_app.test_client()
     discovery = client.get("/cds-services", headers=signer.headers("/cds-services")).get_json()
