@@ -47,6 +47,7 @@ from bench.record import TODAY, hook_body, record_resources  # noqa: E402
 VARIANTS = 300
 WRK_THREADS = 2
 FHIR_LATENCY_SECONDS = 0.05
+DRAIN_SECONDS = 2.0
 
 LUA = """
 local counter = 0
@@ -127,10 +128,17 @@ def run_wrk(port: int, path: str, bodies: Path, count: int, seconds: int,
             "non2xx": int(errors.group(1)) if errors else 0}
 
 
+WARM_UP_SECONDS = 1.0
+
+
 def constant_rate(port: int, path: str, bodies: list[bytes], rate: float, seconds: float) -> dict:
-    """Open-loop load at ``rate`` req/s; latency measured from the scheduled send time."""
+    """Open-loop load at ``rate`` req/s; latency measured from the scheduled send time.
+
+    The first WARM_UP_SECONDS are sent but not counted: they open the client's connections.
+    """
     interval = 1.0 / rate
-    total = max(1, int(rate * seconds))
+    warm_up = int(rate * WARM_UP_SECONDS)
+    total = max(1, int(rate * seconds)) + warm_up
     start = time.monotonic() + 0.2
     latencies: list[float] = []
     failures: list[int] = []
@@ -149,7 +157,8 @@ def constant_rate(port: int, path: str, bodies: list[bytes], rate: float, second
             response = conn.getresponse()
             response.read()
             with lock:
-                latencies.append((time.monotonic() - scheduled) * 1000)
+                if i >= warm_up:
+                    latencies.append((time.monotonic() - scheduled) * 1000)
                 if response.status != 200:
                     failures.append(response.status)
 
@@ -376,7 +385,10 @@ def main() -> int:
             sat = run_wrk(port, path, directory, per_thread, args.seconds, args.connections)
             if sat["non2xx"]:
                 raise SystemExit(f"{name}: {sat['non2xx']} answers were not 2xx under load")
+            time.sleep(DRAIN_SECONDS)  # the calls wrk left queued finish before the next stage
             half = constant_rate(port, path, bodies, sat["rps"] / 2, args.seconds)
+            if half["failures"]:
+                raise SystemExit(f"{name}: {half['failures']} answers were not 200 at half rate")
             results[name] = {"bytes": len(bodies[0]), "cards": len(answer.get("cards", [])),
                              "variants": len(bodies), "saturation": sat, "half": half}
         fallback = fallback_fetch(port, fhir)
