@@ -205,7 +205,9 @@ def _diagnostics(response: requests.Response) -> str:
         issues = response.json().get("issue") or []
     except ValueError:
         return ""
-    texts = [i.get("diagnostics") for i in issues if isinstance(i, dict) and i.get("diagnostics")]
+    texts = [
+        str(i["diagnostics"]) for i in issues if isinstance(i, dict) and i.get("diagnostics")
+    ]
     return (": " + "; ".join(texts)) if texts else ""
 
 

@@ -214,10 +214,14 @@ def _type_check(type_: Any, config: Any) -> Check:
     return check
 
 
-def _standard_validators(type_: Any, base: type) -> bool:
+def _standard_validators(type_: Any, base: Any) -> bool:
     """The type validates with ``base``'s pydantic validator chain, not one of its own."""
     own = getattr(type_.__get_validators__, "__func__", None)
     return own is getattr(base.__get_validators__, "__func__", object())
+
+
+def _function(method: Any) -> Any:
+    return getattr(method, "__func__", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,16 +252,17 @@ def _string_check(type_: Any, config: Any) -> Check:
         return _never
     low = type_.min_length if type_.min_length is not None else config.min_anystr_length
     high = type_.max_length if type_.max_length is not None else config.max_anystr_length
-    validate_function = getattr(type_.validate, "__func__", None)
+    validate_function = _function(type_.validate)
+    string_validate = _function(fhirtypes.String.validate)
     regex = type_.regex
-    if validate_function is ConstrainedStr.validate.__func__ or (
-        validate_function is fhirtypes.String.validate.__func__
+    if validate_function is _function(ConstrainedStr.validate) or (
+        validate_function is string_validate
     ):
         # ConstrainedStr.validate is re.match(cls.regex, value); String.validate first lets ""
         # through when String.configure_empty_str(True) was called (read at each check).
         if regex is not None and not isinstance(regex, re.Pattern):
             return _never
-        empty_allowed = validate_function is fhirtypes.String.validate.__func__
+        empty_allowed = validate_function is string_validate
 
         def check(value: Any) -> bool:
             if type(value) is not str:

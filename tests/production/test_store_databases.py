@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,7 +90,7 @@ def feedback_item(card: str, outcome: str = "overridden") -> dict[str, Any]:
     return item
 
 
-def all_at_once(jobs: list[Callable[[], T]]) -> list[T]:
+def all_at_once(jobs: Sequence[Callable[[], T]]) -> list[T]:
     """Run every job on its own thread, all released together by a barrier, so they race."""
     barrier = threading.Barrier(len(jobs))
     results: list[Any] = [None] * len(jobs)
@@ -128,7 +129,7 @@ def test_schema_is_created_on_start_and_start_is_repeatable(database_url: str) -
 def test_200_concurrent_posts_store_200_rows(store: Store) -> None:
     cards = [str(uuid.uuid4()) for _ in range(CONCURRENT)]
     results: list[FeedbackResult] = all_at_once(
-        [lambda c=card: store.save_feedback(SERVICE, [feedback_item(c)], NOW) for card in cards]
+        [partial(store.save_feedback, SERVICE, [feedback_item(card)], NOW) for card in cards]
     )
     assert sum(r.stored for r in results) == CONCURRENT
     assert sum(r.duplicates for r in results) == 0
@@ -152,7 +153,7 @@ def test_two_replicas_on_one_database_store_each_feedback_once(database_url: str
         cards = [str(uuid.uuid4()) for _ in range(CONCURRENT // 2)]
         # Every feedback posted once to each replica, all at once.
         jobs = [
-            lambda c=card, s=replica: s.save_feedback(SERVICE, [feedback_item(c)], NOW)
+            partial(replica.save_feedback, SERVICE, [feedback_item(card)], NOW)
             for card in cards
             for replica in replicas
         ]
@@ -186,7 +187,7 @@ def _post(app: Flask, body: dict[str, Any]) -> int:
 def test_200_concurrent_http_posts_store_200_rows(http_app: Flask) -> None:
     cards = [str(uuid.uuid4()) for _ in range(CONCURRENT)]
     statuses = all_at_once(
-        [lambda c=card: _post(http_app, {"feedback": [feedback_item(c)]}) for card in cards]
+        [partial(_post, http_app, {"feedback": [feedback_item(card)]}) for card in cards]
     )
     assert statuses == [200] * CONCURRENT
     store: Store = http_app.extensions["myocds"].store
