@@ -13,8 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
-from decimal import Decimal
 
+from cds_service.advice.common import (
+    CK_LOINC,
+    ORDER_SELECT,
+    PATIENT_VIEW,
+    card_caveats,
+    ck_fact,
+    ck_values,
+    count_text,
+    ivig_order_hook,
+)
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import (
     ONGOING_WINDOW_DAYS,
@@ -30,8 +39,6 @@ from cds_service.record.model import (
 )
 from cds_service.record.series import days_between, usable, within_last
 from cds_service.settings import ClinicalSettings
-
-CK_LOINC = "2157-6"
 
 # CONT-01 remission: the last two non-preliminary CKs ≤ ULN at least 28 days apart (SEED1 "CK every
 # 4-8 weeks"; clinical-evidence.md "Biochemical remission", DESIGN) ...
@@ -49,8 +56,6 @@ RELAPSE_ULN_MULTIPLE = 3  # SEED1
 # CONT-03 also looks at a course still formally open whose last dose is older than the ongoing
 # window (rules.md CONT-03 "last IVIG > 56 days ago" = the "IVIG ongoing" window).
 RELAPSE_AFTER_DAYS = ONGOING_WINDOW_DAYS
-
-ORDER_HOOKS = ("order-select", "order-sign")
 
 
 def evaluate(
@@ -115,9 +120,9 @@ def remission_pair(context: _Context) -> tuple[CkValue, CkValue] | None:
 
 def remission_on_ivig(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook == "patient-view":
+    if context.hook == PATIENT_VIEW:
         indicator = "info"
-    elif context.hook in ORDER_HOOKS and context.ivig_drafts:
+    elif ivig_order_hook(context.record, context.hook):
         indicator = "warning"
     else:
         return None
@@ -135,16 +140,16 @@ def remission_on_ivig(context: _Context) -> Advice | None:
         )
     excluded = tuple(c for c in context.cks if c.preliminary and c.day >= older.day)
     caveats = [
-        f"Preliminary CK {_ck_text(c)} of {c.day.isoformat()} not counted in the remission test"
+        f"Preliminary CK {c.display()} of {c.day.isoformat()} not counted in the remission test"
         for c in excluded
     ]
     return Advice(
         rule_id="CONT-01",
         indicator=indicator,
         values={
-            **_ck_values("ck", newer),
-            **_ck_values("ck_prev", older),
-            "gap_days": format_number(Decimal(days_between(older.day, newer.day))),
+            **ck_values(newer),
+            **ck_values(older, "ck_prev"),
+            "gap_days": count_text(days_between(older.day, newer.day)),
             "window_days": str(REMISSION_WINDOW_DAYS),
             **_course_values(context),
         },
@@ -171,7 +176,7 @@ def monitoring_interval_days(days_since_last_ivig: int) -> int:
 
 def ck_monitoring_overdue(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook != "patient-view" or not status.stopped or status.stop_date is None:
+    if context.hook != PATIENT_VIEW or not status.stopped or status.stop_date is None:
         return None
     since = context.days_ago(status.stop_date)
     if since > MONITORING_HORIZON_DAYS:
@@ -187,7 +192,7 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
     due = anchor + timedelta(days=interval)
     values = {
         "stop_date": status.stop_date.isoformat(),
-        "days_since_last": format_number(Decimal(since)),
+        "days_since_last": count_text(since),
         "interval_days": str(interval),
         "interval_words": (
             "every 4–8 weeks (first 6 months after stopping)"
@@ -195,9 +200,9 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
             else "every 3 months (after the first 6 months)"
         ),
         "due_date": due.isoformat(),
-        "overdue_days": format_number(Decimal(context.days_ago(due))),
+        "overdue_days": count_text(context.days_ago(due)),
         "last_ck_clause": f"last CK {latest.day.isoformat()}" if latest else "no CK on file",
-        "last_ck": f"{_ck_text(latest)} ({latest.day.isoformat()})" if latest else "none on file",
+        "last_ck": f"{latest.display()} ({latest.day.isoformat()})" if latest else "none on file",
         "horizon_days": str(MONITORING_HORIZON_DAYS),
     }
     facts = [*_course_facts(context)]
@@ -221,10 +226,10 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
 
 def possible_relapse(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook == "order-select":
+    if context.hook == ORDER_SELECT:
         if not context.ivig_drafts:
             return None
-    elif context.hook != "patient-view":
+    elif context.hook != PATIENT_VIEW:
         return None
     last = status.last_given
     if last is None or status.days_since_last is None:
@@ -242,9 +247,9 @@ def possible_relapse(context: _Context) -> Advice | None:
         rule_id="CONT-03",
         indicator="warning",
         values={
-            **_ck_values("ck", latest),
+            **ck_values(latest),
             "relapse_multiple": str(RELAPSE_ULN_MULTIPLE),
-            "days_after_ivig": format_number(Decimal(days_between(last.day, latest.day))),
+            "days_after_ivig": count_text(days_between(last.day, latest.day)),
             **_course_values(context),
         },
         facts=(_ck_fact(latest, context), *_course_facts(context)),
@@ -258,7 +263,7 @@ def possible_relapse(context: _Context) -> Advice | None:
 
 def no_ck_response(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook != "patient-view":
+    if context.hook != PATIENT_VIEW:
         return None
     if not (status.ongoing and status.course_six_months):
         return None
@@ -268,7 +273,7 @@ def no_ck_response(context: _Context) -> Advice | None:
     return Advice(
         rule_id="CONT-04",
         indicator="info",
-        values={**_ck_values("ck", latest), **_course_values(context)},
+        values={**ck_values(latest), **_course_values(context)},
         facts=(_ck_fact(latest, context), *_course_facts(context)),
         caveats=_caveats(context, (latest,)),
         ck_trend=True,
@@ -278,36 +283,8 @@ def no_ck_response(context: _Context) -> Advice | None:
 # --- shared wording helpers ------------------------------------------------------------------
 
 
-def _ck_text(ck: CkValue) -> str:
-    return f"{ck.comparator or ''}{format_number(ck.value)} U/L"
-
-
-def _ck_values(prefix: str, ck: CkValue) -> dict[str, str]:
-    return {
-        prefix: f"{ck.comparator or ''}{format_number(ck.value)}",
-        f"{prefix}_x_uln": ck.times_uln_text(),
-        f"{prefix}_date": ck.day.isoformat(),
-        f"{prefix}_uln": format_number(ck.uln),
-        f"{prefix}_preliminary": " (preliminary)" if ck.preliminary else "",
-    }
-
-
 def _ck_fact(ck: CkValue, context: _Context) -> Fact:
-    notes = [f"{format_number(Decimal(context.days_ago(ck.day)))} days ago"]
-    if ck.uln_assumed:
-        notes.append(f"assumed ULN {format_number(ck.uln)} U/L")
-    else:
-        notes.append(f"ULN {format_number(ck.uln)} U/L (lab)")
-    if ck.converted:
-        notes.append(f"converted from {ck.original}")
-    if ck.preliminary:
-        notes.append("preliminary")
-    return Fact(
-        label="CK",
-        value=f"{_ck_text(ck)} ({ck.times_uln_text()}×ULN)",
-        day=ck.day,
-        note="; ".join(notes),
-    )
+    return ck_fact(ck, days_ago=context.days_ago(ck.day))
 
 
 def _course_values(context: _Context) -> dict[str, str]:
@@ -316,10 +293,10 @@ def _course_values(context: _Context) -> dict[str, str]:
         return {}
     return {
         "course_start": status.course_start.isoformat(),
-        "course_days": format_number(Decimal(status.course_days or 0)),
+        "course_days": count_text(status.course_days or 0),
         "course_months": str(_whole_months(status.course_start, context.today)),
         "last_ivig": status.last_given.day.isoformat(),
-        "days_since_last": format_number(Decimal(status.days_since_last or 0)),
+        "days_since_last": count_text(status.days_since_last or 0),
         "ivig_state": _ivig_state(status),
     }
 
@@ -339,11 +316,11 @@ def _course_facts(context: _Context) -> tuple[Fact, ...]:
         return ()
     course_length = (
         f"{_whole_months(status.course_start, context.today)} months "
-        f"({format_number(Decimal(status.course_days or 0))} days)"
+        f"({count_text(status.course_days or 0)} days)"
     )
     first_note = "course ≥ 6 months" if status.course_six_months else "course < 6 months"
     last_value = f"{format_number(last.grams)} g" if last.grams is not None else "dose not recorded"
-    last_note = f"{format_number(Decimal(status.days_since_last or 0))} days ago"
+    last_note = f"{count_text(status.days_since_last or 0)} days ago"
     if last.resource_type == "MedicationRequest":
         last_note += "; from the order (no administration recorded)"
     return (
@@ -368,33 +345,10 @@ def _whole_months(start: date, end: date) -> int:
 def _caveats(
     context: _Context, used: Iterable[CkValue], extra: Iterable[str] = ()
 ) -> tuple[str, ...]:
-    """What the card must say was assumed or left out (rules.md "What every card must show")."""
-    record = context.record
-    notes: list[str] = []
-    for ck in used:
-        if ck.uln_assumed:
-            notes.append(
-                f"Assumed ULN {format_number(ck.uln)} U/L for the CK of {ck.day.isoformat()} "
-                f"(no reference range on the result; default for sex "
-                f"{record.gender or 'unknown'})"
-            )
-        if ck.preliminary:
-            notes.append(f"The CK of {ck.day.isoformat()} is preliminary")
-    notes.extend(extra)
-    if any(u.medication.matched_by_name and u.medication.is_ivig for u in record.ivig_uses):
-        names = sorted(
-            {
-                u.medication.display
-                for u in record.ivig_uses
-                if u.medication.matched_by_name and u.medication.is_ivig
-            }
-        )
-        notes.append("IVIG matched by name: " + ", ".join(names))
-    for result in record.unusable:
-        if result.kind == "ck":
-            when = f" of {result.time.date().isoformat()}" if result.time else ""
-            notes.append(f"CK{when} not used: {result.reason}")
-    for resource_type, count in record.skipped:
-        if count:
-            notes.append(f"{count} malformed {resource_type} resource(s) skipped")
-    return tuple(dict.fromkeys(notes))  # de-duplicated, order kept
+    return card_caveats(
+        context.record,
+        used=used,
+        extra=extra,
+        medications=context.record.ivig_uses,
+        unusable_kinds=("ck",),
+    )

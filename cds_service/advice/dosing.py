@@ -14,14 +14,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from cds_service.advice.ivig_order import (
-    common_caveats,
-    day_text,
-    ivig_order_hook,
-    lab_fact,
-    number,
-    value_caveats,
-)
+from cds_service.advice.common import card_caveats, ivig_order_hook, lab_fact, value_caveats
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.advice.safety import renal_risks, thrombosis_risks
 from cds_service.record.dosing import (
@@ -39,7 +32,7 @@ from cds_service.record.ivig import (
     grams_given_between,
     ivig_given_between,
 )
-from cds_service.record.model import MedicationUse, PatientRecord
+from cds_service.record.model import MedicationUse, PatientRecord, format_number
 from cds_service.record.series import days_between, latest
 from cds_service.settings import ClinicalSettings
 
@@ -83,11 +76,11 @@ def evaluate(
 
 
 def kg(value: Decimal) -> str:
-    return f"{number(value, 1)} kg"
+    return f"{format_number(value, 1)} kg"
 
 
 def grams(value: Decimal) -> str:
-    return f"{number(value, 1)} g"
+    return f"{format_number(value, 1)} g"
 
 
 def basis_text(dosing: DosingWeight) -> str:
@@ -127,11 +120,12 @@ def _weight_facts(dosing: DosingWeight) -> tuple[Fact, ...]:
 
 def _dosing_caveats(record: PatientRecord, dosing: DosingWeight) -> list[str]:
     caveats = list(
-        common_caveats(
+        card_caveats(
             record,
-            values=(dosing.weight, dosing.height),
-            kinds=WEIGHT_KINDS,
-            uses=drafted_ivig(record),
+            used=(dosing.weight, dosing.height),
+            converted=True,
+            medications=drafted_ivig(record),
+            unusable_kinds=WEIGHT_KINDS,
         )
     )
     if dosing.sex_assumed:
@@ -163,7 +157,7 @@ def dose_01_calculation(
 
     rows: list[tuple[str, str]] = [("Actual weight", kg(dosing.actual_kg))]
     if dosing.height_cm is not None:
-        rows.append(("Height", f"{number(dosing.height_cm, 1)} cm"))
+        rows.append(("Height", f"{format_number(dosing.height_cm, 1)} cm"))
     if dosing.ideal_kg is not None and dosing.adjusted_kg is not None:
         rows.append(("Ideal body weight (Devine)", kg(dosing.ideal_kg)))
         rows.append(("Adjusted weight (IBW + 0.4 × (actual − IBW))", kg(dosing.adjusted_kg)))
@@ -185,19 +179,19 @@ def dose_01_calculation(
     rows.append(
         (
             f"Initial rate {RATE_INITIAL_ML_KG_MIN} mL/kg/min × actual weight",
-            f"{number(initial_ml_h, 0)} mL/h",
+            f"{format_number(initial_ml_h, 0)} mL/h",
         )
     )
     rate_label = f"Maximum rate {max_rate} mL/kg/min × actual weight"
     if risk:
         # Age ≥ 65 is both a renal and a thrombosis risk: name it once.
         rate_label += " (capped: " + ", ".join(dict.fromkeys(f.reason for f in risk)) + ")"
-    rows.append((rate_label, f"{number(max_ml_h, 0)} mL/h"))
+    rows.append((rate_label, f"{format_number(max_ml_h, 0)} mL/h"))
 
     drafts = drafted_ivig(record)
     caveats = _dosing_caveats(record, dosing)
     # The results behind the rate cap are values this card used (converted, preliminary).
-    caveats += value_caveats(f.value for f in risk)
+    caveats += value_caveats(record, (f.value for f in risk), converted=True)
     for use in drafts:
         total = grams_per_cycle(use, dosing)
         if total is None:
@@ -210,7 +204,8 @@ def dose_01_calculation(
         rows.append(
             (
                 f"This order ({use.medication.display})",
-                f"{_order_text(use, dosing)} = {number(total / used, 2)} g/kg of dosing weight",
+                f"{_order_text(use, dosing)} = {format_number(total / used, 2)} g/kg of "
+                "dosing weight",
             )
         )
         concentration = use.medication.concentration_g_per_ml
@@ -231,8 +226,8 @@ def dose_01_calculation(
             "induction_2d_g": grams(induction / 2),
             "induction_5d_g": grams(induction / 5),
             "maintenance_g": grams(maintenance),
-            "initial_ml_h": number(initial_ml_h, 0),
-            "max_ml_h": number(max_ml_h, 0),
+            "initial_ml_h": format_number(initial_ml_h, 0),
+            "max_ml_h": format_number(max_ml_h, 0),
         },
         facts=(*_weight_facts(dosing), *(_order_fact(u, dosing) for u in drafts)),
         caveats=tuple(dict.fromkeys(caveats)),
@@ -241,7 +236,7 @@ def dose_01_calculation(
 
 
 def _ml_at_10_percent(grams_: Decimal) -> str:
-    return number(grams_ / TEN_PERCENT_G_PER_ML, 0)
+    return format_number(grams_ / TEN_PERCENT_G_PER_ML, 0)
 
 
 # --- DOSE-02 ----------------------------------------------------------------------------------
@@ -279,7 +274,7 @@ def dose_02_actual_weight_dose(record: PatientRecord, dosing: DosingWeight) -> A
                 "actual_kg": kg(dosing.actual_kg),
                 "dosing_kg": kg(dosing.used_kg),
                 "basis": basis_text(dosing),
-                "excess_percent": number(dosing.excess_fraction * 100, 0),
+                "excess_percent": format_number(dosing.excess_fraction * 100, 0),
                 "corrected_g": grams(corrected),
                 "corrected_per_day_g": grams(per_day),
                 "days": str(days),
@@ -332,7 +327,7 @@ def dose_03_over_cycle_maximum(
         caveats = _dosing_caveats(record, dosing)
         for dose in doses_without_grams_between(record, start, end):
             caveats.append(
-                f"IVIG given on {day_text(dose.day)} has no dose in grams: not counted in the "
+                f"IVIG given on {dose.day.isoformat()} has no dose in grams: not counted in the "
                 "28-day total"
             )
         suggestions: tuple[Suggestion, ...] = ()
@@ -414,5 +409,5 @@ def dose_04_no_dosing_weight(
             "policy": clinical.ivig_dosing_weight,
         },
         facts=tuple(facts),
-        caveats=common_caveats(record, kinds=WEIGHT_KINDS, uses=drafts),
+        caveats=card_caveats(record, medications=drafts, unusable_kinds=WEIGHT_KINDS),
     )

@@ -8,16 +8,20 @@ settles within weeks of withdrawal, statin-associated autoimmune (anti-HMGCR) my
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from cds_service.advice.model import Advice, Suggestion
-from cds_service.advice.statin_facts import (
-    caveats,
+from cds_service.advice.common import (
+    ORDER_SELECT,
+    PATIENT_VIEW,
+    card_caveats,
     ck_fact,
     ck_values,
     count_text,
+    fired,
+)
+from cds_service.advice.model import Advice, Suggestion
+from cds_service.advice.statin_facts import (
     evidence_fact,
     evidence_values,
     statin_fact,
@@ -36,9 +40,8 @@ from cds_service.record.statin import (
 )
 from cds_service.settings import ClinicalSettings
 
-PATIENT_VIEW = "patient-view"
 # rules.md HMG-01/HMG-02 hooks: chart open, and an order being chosen (not at signing).
-WITHDRAWAL_HOOKS = frozenset({PATIENT_VIEW, "order-select"})
+WITHDRAWAL_HOOKS = frozenset({PATIENT_VIEW, ORDER_SELECT})
 
 # HMG-02: CK after the stop above 10×ULN is atypical for self-limited toxic myopathy (JFP:
 # anti-HMGCR myositis CK typically > 10,000 U/L; the ×ULN form is a DESIGN choice).
@@ -54,13 +57,8 @@ def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
     """HMG-01…03 for this record on ``today`` in ``hook``."""
-    rules: tuple[Callable[[PatientRecord, date, ClinicalSettings, str], Advice | None], ...] = (
-        test_after_withdrawal,
-        early_flag_after_withdrawal,
-        untreated_hmgcr_myopathy,
-    )
-    found = (rule(record, today, clinical, hook) for rule in rules)
-    return [advice for advice in found if advice is not None]
+    rules = (test_after_withdrawal, early_flag_after_withdrawal, untreated_hmgcr_myopathy)
+    return fired(rules, record, today, clinical, hook)
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def _withdrawal_advice(
             *((ck_fact(previous, "CK before it"),) if previous is not None else ()),
             *(statin_fact(u) for u in course),
         ),
-        caveats=caveats(record, cks=cks, statins=course, unusable_kinds=("ck", "hmgcr")),
+        caveats=card_caveats(record, used=cks, medications=course, unusable_kinds=("ck", "hmgcr")),
         suggestions=(Suggestion("order-lab", loinc=LOINC_HMGCR, recommended=True),),
         ck_trend=True,
     )
@@ -188,5 +186,5 @@ def untreated_hmgcr_myopathy(
         indicator="critical",
         values={**evidence_values(evidence), "window_days": str(HMGCR_RECENT_DAYS)},
         facts=(evidence_fact(evidence),),
-        caveats=caveats(record, labs=labs, unusable_kinds=("hmgcr",)),
+        caveats=card_caveats(record, used=labs, unusable_kinds=("hmgcr",)),
     )

@@ -10,12 +10,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from cds_service.advice.ivig_order import (
-    common_caveats,
-    day_text,
-    ivig_order_hook,
-    lab_fact,
-)
+from cds_service.advice.common import PATIENT_VIEW, card_caveats, ivig_order_hook, lab_fact
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import drafted_ivig, ivig_status
 from cds_service.record.model import LabValue, PatientRecord, format_number
@@ -54,7 +49,7 @@ def iga_01_not_on_file(record: PatientRecord, hook: str) -> Advice | None:
             *(Fact("IVIG order", u.medication.display, u.authored_on) for u in drafts),
             Fact("Serum IgA", "none on file"),
         ),
-        caveats=common_caveats(record, kinds=IGA_KINDS, uses=drafts),
+        caveats=card_caveats(record, medications=drafts, unusable_kinds=IGA_KINDS),
         suggestions=(Suggestion(kind="order-lab", loinc=IGA_LOINC, recommended=True),),
     )
 
@@ -66,7 +61,7 @@ def _in_deficiency_range(iga: LabValue) -> bool:
 
 def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Advice | None:
     """Latest IgA < 7 mg/dL and age > 4: the ESID deficiency range."""
-    status = ivig_status(record, today) if hook == "patient-view" else None
+    status = ivig_status(record, today) if hook == PATIENT_VIEW else None
     on_patient_view = status is not None and status.ongoing
     if not (ivig_order_hook(record, hook) or on_patient_view):
         return None
@@ -77,9 +72,13 @@ def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Ad
     if age is not None and age <= IGA_DEFICIENCY_MIN_AGE_YEARS:
         return None
 
-    drafts = drafted_ivig(record) if hook != "patient-view" else ()
+    drafts = drafted_ivig(record) if hook != PATIENT_VIEW else ()
     facts = [lab_fact(iga)]
-    caveats = list(common_caveats(record, values=(iga,), kinds=IGA_KINDS, uses=drafts))
+    caveats = list(
+        card_caveats(
+            record, used=(iga,), converted=True, medications=drafts, unusable_kinds=IGA_KINDS
+        )
+    )
     if age is None:
         facts.append(Fact("Age", "not on record"))
         # Failing safe: an unknown age does not silence a possible deficiency.
@@ -91,7 +90,7 @@ def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Ad
     return Advice(
         rule_id="IGA-02",
         indicator="critical",
-        values={"iga": iga.display(), "iga_date": day_text(iga.day)},
+        values={"iga": iga.display(), "iga_date": iga.day.isoformat()},
         facts=tuple(facts),
         caveats=tuple(caveats),
     )
@@ -119,7 +118,11 @@ def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
     limit_note = f"lower limit {format_number(lower)} mg/dL " + (
         "(lab range)" if iga.ref_low is not None else "(assumed adult range, Mayo)"
     )
-    caveats = list(common_caveats(record, values=(iga,), kinds=IGA_KINDS, uses=drafts))
+    caveats = list(
+        card_caveats(
+            record, used=(iga,), converted=True, medications=drafts, unusable_kinds=IGA_KINDS
+        )
+    )
     if iga.ref_low is None:
         caveats.append(f"No lab reference range: assumed lower limit {format_number(lower)} mg/dL")
     if bound_undecided:
@@ -132,7 +135,7 @@ def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
         indicator="info",
         values={
             "iga": iga.display(),
-            "iga_date": day_text(iga.day),
+            "iga_date": iga.day.isoformat(),
             "lower_limit": f"{format_number(lower)} mg/dL",
             "bound_note": "; deficiency (< 7 mg/dL) not excluded" if bound_undecided else "",
         },

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from cds_service.advice.common import ORDER_HOOKS, card_caveats, count_text, shorten
 from cds_service.advice.model import Advice, Fact
-from cds_service.advice.statin_facts import caveats, count_text, shorten
 from cds_service.record.model import PatientRecord
 from cds_service.settings import ClinicalSettings
 
-ORDER_HOOKS = frozenset({"order-select", "order-sign"})
 # Longest order text in the summary before "and N more" (summary <= 139 characters).
 ORDER_TEXT_MAX = 45
 
@@ -46,5 +45,5 @@ def unidentified_drafts(record: PatientRecord, hook: str) -> Advice | None:
             Fact(label="Drafted order", value=o or "unnamed order", note="medication unknown")
             for o in orders
         ),
-        caveats=caveats(record, unusable_kinds=()),
+        caveats=card_caveats(record),
     )

@@ -12,12 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from cds_service.advice.ivig_order import (
-    common_caveats,
-    day_text,
-    ivig_order_hook,
-    lab_fact,
-)
+from cds_service.advice.common import card_caveats, ivig_order_hook, lab_fact
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import drafted_ivig
 from cds_service.record.model import ConditionFact, LabValue, PatientRecord, format_number
@@ -102,7 +97,7 @@ def renal_risks(
     if egfr is not None and egfr.meets_below(clinical.egfr_threshold):
         findings.append(
             RiskFinding(
-                f"eGFR {egfr.comparator or ''}{format_number(egfr.value)}",
+                f"eGFR {egfr.number_text()}",
                 lab_fact(egfr, extra=f"below {format_number(clinical.egfr_threshold)}"),
                 egfr,
             )
@@ -179,13 +174,15 @@ def safe_01_renal_function_unknown(
             "days": str(window),
             "last_renal": (
                 f"last {'eGFR' if newest.kind == 'egfr' else 'creatinine'} {newest.display()} "
-                f"on {day_text(newest.day)}"
+                f"on {newest.day.isoformat()}"
                 if newest
                 else "none on file"
             ),
         },
         facts=facts,
-        caveats=common_caveats(record, kinds=RENAL_KINDS, uses=drafted_ivig(record)),
+        caveats=card_caveats(
+            record, medications=drafted_ivig(record), unusable_kinds=RENAL_KINDS
+        ),
         suggestions=(Suggestion(kind="order-lab", loinc=CREATININE_LOINC, recommended=True),),
     )
 
@@ -210,11 +207,12 @@ def _risk_advice(
     rule_id: str, record: PatientRecord, findings: tuple[RiskFinding, ...], kinds: tuple[str, ...]
 ) -> Advice:
     caveats = list(
-        common_caveats(
+        card_caveats(
             record,
-            values=[f.value for f in findings],
-            kinds=kinds,
-            uses=drafted_ivig(record),
+            used=[f.value for f in findings],
+            converted=True,
+            medications=drafted_ivig(record),
+            unusable_kinds=kinds,
         )
     )
     for finding in findings:

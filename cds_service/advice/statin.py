@@ -9,19 +9,25 @@ row in rules.md. "Recent CK" is the latest usable CK when it is within ``recent_
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
-from cds_service.advice.model import Advice, Fact, Suggestion
-from cds_service.advice.statin_facts import (
-    caveats,
+from cds_service.advice.common import (
+    ALL_HOOKS,
+    CK_LOINC,
+    ORDER_HOOKS,
+    PATIENT_VIEW,
+    card_caveats,
     ck_fact,
     ck_values,
     count_text,
+    fired,
+    lab_fact,
+)
+from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.statin_facts import (
     evidence_fact,
     evidence_values,
-    lab_fact,
     statin_fact,
     statin_names,
 )
@@ -37,10 +43,6 @@ from cds_service.record.statin import (
     stopped_course,
 )
 from cds_service.settings import ClinicalSettings
-
-PATIENT_VIEW = "patient-view"
-ORDER_HOOKS = frozenset({"order-select", "order-sign"})
-ALL_HOOKS = ORDER_HOOKS | {PATIENT_VIEW}
 
 # STAT-01: CK > 10×ULN on a statin: stop it [ADV02 "stop when CK >10×ULN"; EAS15 ">10×ULN
 # myopathy"; ACC13 Table 5].
@@ -61,7 +63,6 @@ RECHALLENGE_PEAK_WINDOW_DAYS = 30
 # after CK normalizes and symptoms resolve; "2 months" as in HMG-01].
 RECHALLENGE_MIN_DAYS = 56
 
-LOINC_CK = "2157-6"
 LOINC_TSH = "3016-3"  # EAS15 "consider thyroid"; ACC13 Table 5-C hypothyroidism as a cause
 
 
@@ -69,7 +70,7 @@ def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
     """STAT-01…06 for this record on ``today`` in ``hook``."""
-    rules: tuple[Callable[[PatientRecord, date, ClinicalSettings, str], Advice | None], ...] = (
+    rules = (
         stop_statin,
         possible_rhabdomyolysis,
         repeat_ck,
@@ -77,8 +78,7 @@ def evaluate(
         hmgcr_positive_on_statin,
         rechallenge_too_soon,
     )
-    found = (rule(record, today, clinical, hook) for rule in rules)
-    return [advice for advice in found if advice is not None]
+    return fired(rules, record, today, clinical, hook)
 
 
 def _statins_on(record: PatientRecord) -> tuple[MedicationUse, ...]:
@@ -113,7 +113,7 @@ def _ck_advice(
         indicator=indicator,
         values={**ck_values(ck), "statin": statin_names(statins)},
         facts=(ck_fact(ck), *(statin_fact(u) for u in statins)),
-        caveats=caveats(record, cks=(ck,), statins=statins),
+        caveats=card_caveats(record, used=(ck,), medications=statins, unusable_kinds=("ck",)),
         suggestions=suggestions,
         ck_trend=True,
     )
@@ -178,12 +178,7 @@ def possible_rhabdomyolysis(
             "reasons": " and ".join(reasons),
         },
         facts=(ck_fact(ck), *creatinine_facts),
-        caveats=caveats(
-            record,
-            cks=(ck,),
-            labs=rise or (),
-            unusable_kinds=("ck", "creatinine"),
-        ),
+        caveats=card_caveats(record, used=(ck, *(rise or ())), unusable_kinds=("ck", "creatinine")),
         ck_trend=True,
     )
 
@@ -206,7 +201,7 @@ def repeat_ck(
     if not statins:
         return None
     labs = (
-        Suggestion("order-lab", loinc=LOINC_CK, recommended=True),
+        Suggestion("order-lab", loinc=CK_LOINC, recommended=True),
         Suggestion("order-lab", loinc=LOINC_TSH),
     )
     return _ck_advice("STAT-03", "warning", record, ck, statins, labs)
@@ -257,7 +252,7 @@ def hmgcr_positive_on_statin(
         indicator="critical",
         values={**evidence_values(evidence), "statin": statin_names(statins)},
         facts=(evidence_fact(evidence), *(statin_fact(u) for u in statins)),
-        caveats=caveats(record, labs=labs, statins=statins, unusable_kinds=("hmgcr",)),
+        caveats=card_caveats(record, used=labs, medications=statins, unusable_kinds=("hmgcr",)),
         suggestions=tuple(
             Suggestion("delete-draft", target=u, recommended=True) for u in statins if u.drafted
         ),
@@ -303,7 +298,7 @@ def rechallenge_too_soon(
 
     assert current is not None  # peak exists, so there is a latest CK
     if still_raised:
-        why = f"CK still {ck_values(current)['ck_x_uln']}×ULN on {current.day.isoformat()}"
+        why = f"CK still {current.times_uln_text()}×ULN on {current.day.isoformat()}"
     else:
         why = f"stopped only {count_text(days_since_stop)} days ago"
     course = stopped_course(record)
@@ -327,6 +322,6 @@ def rechallenge_too_soon(
             *((ck_fact(current, "Latest CK"),) if current is not peak else ()),
             *(statin_fact(u) for u in statins),
         ),
-        caveats=caveats(record, cks=cks, statins=statins),
+        caveats=card_caveats(record, used=cks, medications=statins, unusable_kinds=("ck",)),
         ck_trend=True,
     )

@@ -73,11 +73,15 @@ class LabValue:
         """Does this value meet ``x > threshold`` (or ``x >= threshold`` when inclusive)?"""
         return meets_above(self.value, self.comparator, threshold, inclusive)
 
+    def number_text(self) -> str:
+        """The number with its comparator, no unit, e.g. "<5", "6,950"."""
+        return f"{self.comparator or ''}{format_number(self.value)}"
+
     def display(self) -> str:
         """Value with comparator in the rule unit, e.g. "<5 mg/dL", "6,950 U/L"."""
         if self.qualitative:
             return self.original
-        return f"{self.comparator or ''}{format_number(self.value)} {self.unit}"
+        return f"{self.number_text()} {self.unit}"
 
 
 @dataclass(frozen=True)
@@ -271,9 +275,12 @@ def meets_above(
 
 
 def format_number(value: Decimal, places: int | None = None) -> str:
-    """Readable number: thousands separators, no trailing zeros ("6,950", "0.07", "22.6")."""
+    """Readable number: thousands separators, no trailing zeros ("6,950", "0.07", "22.6").
+
+    ``places``: rounded half up to that many decimals first (display only, never a comparison:
+    0.05 g shows as 0.1 g)."""
     if places is not None:
-        value = value.quantize(Decimal(1).scaleb(-places))
+        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     text = f"{value:,f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")

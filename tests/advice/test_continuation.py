@@ -375,8 +375,8 @@ def test_caveats_name_matched_ivig_unusable_ck_and_skipped_resources() -> None:
     )
     caveats = run(rec)["CONT-04"].caveats
     assert "IVIG matched by name: privigen infusion" in caveats
-    assert "CK of 2025-06-26 not used: unit 'mmol/h' not recognised" in caveats
-    assert "2 malformed MedicationAdministration resource(s) skipped" in caveats
+    assert "CK result of 2025-06-26 not used: unit 'mmol/h' not recognised" in caveats
+    assert "2 malformed MedicationAdministration resources skipped" in caveats
 
 
 def test_converted_ck_says_so() -> None:

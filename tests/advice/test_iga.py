@@ -76,7 +76,7 @@ def test_iga_01_says_why_an_unusable_result_did_not_count():
 def test_iga_01_says_when_ivig_was_recognised_by_name_only():
     by_name = dataclasses.replace(GAMUNEX, matched_by_name=True)
     advice = rules(order(ivig_uses=(ivig_draft(med=by_name),)))["IGA-01"]
-    assert any("by its name only" in c for c in advice.caveats)
+    assert f"IVIG matched by name: {by_name.display}" in advice.caveats
 
 
 # --- IGA-02 -------------------------------------------------------------------------------------
