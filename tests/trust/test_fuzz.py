@@ -1,6 +1,6 @@
 """Fuzzing through the HTTP interface: no 5xx, every answer schema-valid.
 
-2,400 generated requests (hypothesis, derandomized so the suite is repeatable) plus the
+2,050 generated requests (hypothesis, derandomized so the suite is repeatable) plus the
 schemathesis run in ``test_openapi.py``; ``scripts/fuzz.py`` runs 20,000 with the same
 strategies.
 """
@@ -87,19 +87,19 @@ def _run(client: FlaskClient, call: Call, name: str) -> None:
     check_response(call, call.send(client))
 
 
-@fuzz(1400)
+@fuzz(1150)
 @given(call=service_calls())
 def test_service_calls(fuzz_client: FlaskClient, call: Call) -> None:
     _run(fuzz_client, call, "service")
 
 
-@fuzz(400)
+@fuzz(350)
 @given(call=feedback_calls())
 def test_feedback_calls(fuzz_client: FlaskClient, call: Call) -> None:
     _run(fuzz_client, call, "feedback")
 
 
-@fuzz(600)
+@fuzz(550)
 @given(call=raw_calls())
 def test_raw_requests(fuzz_client: FlaskClient, call: Call) -> None:
     _run(fuzz_client, call, "raw")

@@ -124,7 +124,7 @@ def test_security_scheme_is_declared_when_auth_is_on() -> None:
 
 @SCHEMA.parametrize()
 @settings(
-    max_examples=15,
+    max_examples=10,
     derandomize=True,
     database=None,
     deadline=None,
@@ -164,7 +164,7 @@ AUTH_SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", AUTH_APP)
 
 @AUTH_SCHEMA.parametrize()
 @settings(
-    max_examples=5,
+    max_examples=4,
     derandomize=True,
     database=None,
     deadline=None,
