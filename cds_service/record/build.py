@@ -319,6 +319,23 @@ def ordered_dose(dosage: Mapping[str, Any]) -> OrderedDose | None:
     (timing.repeat.count, else boundsDuration in days, else 1)."""
     dose_and_rate = as_list(dosage.get("doseAndRate"))
     quantity = as_dict(as_dict(dose_and_rate[0]).get("doseQuantity")) if dose_and_rate else {}
+    dose = _dose_quantity(quantity)
+    if dose is None:
+        return None
+    amount, unit = dose
+    days = _days(as_dict(as_dict(dosage.get("timing")).get("repeat")))
+    written = as_text(dosage.get("text"))
+    if written is None:
+        unit_text = as_text(quantity.get("unit")) or quantity_unit(quantity)
+        written = f"{quantity.get('value')} {unit_text}"
+        if days > 1:
+            written += f" daily for {days} days"
+    return OrderedDose(amount=amount, unit=unit, days=days, original=written)
+
+
+def _dose_quantity(quantity: Mapping[str, Any]) -> tuple[Decimal, str] | None:
+    """A dose Quantity in a rules.md "Ordered IVIG dose" unit: (amount, unit) with unit g, mg, mL
+    or g/kg (mg/kg read as g/kg); None for no positive amount or any other unit."""
     amount = to_decimal(quantity.get("value"))
     unit = quantity_unit(quantity)
     if amount is None or amount <= 0 or unit is None:
@@ -327,13 +344,7 @@ def ordered_dose(dosage: Mapping[str, Any]) -> OrderedDose | None:
     if known is None:
         return None
     dose_unit, factor = known
-    days = _days(as_dict(as_dict(dosage.get("timing")).get("repeat")))
-    written = as_text(dosage.get("text"))
-    if written is None:
-        written = f"{quantity.get('value')} {as_text(quantity.get('unit')) or unit}"
-        if days > 1:
-            written += f" daily for {days} days"
-    return OrderedDose(amount=amount * factor, unit=dose_unit, days=days, original=written)
+    return amount * factor, dose_unit
 
 
 def _days(repeat: Mapping[str, Any]) -> int:
@@ -414,16 +425,12 @@ def _ivig_given(
 
 
 def _administered_grams(dosage: Mapping[str, Any], medication: Medication) -> Decimal | None:
-    quantity = as_dict(dosage.get("dose"))
-    amount = to_decimal(quantity.get("value"))
-    unit = quantity_unit(quantity)
-    if amount is None or amount <= 0 or unit is None:
+    dose = _dose_quantity(as_dict(dosage.get("dose")))
+    if dose is None:
         return None
-    known = _DOSE_UNITS.get(normalise_unit(unit))
-    if known is None or known[0] == "g/kg":
-        return None
-    dose = OrderedDose(amount=amount * known[1], unit=known[0], days=1, original="")
-    return dose_grams(dose, medication)
+    amount, unit = dose
+    # No dosing weight here: a dose given in g/kg has no grams (dose_grams says None).
+    return dose_grams(OrderedDose(amount=amount, unit=unit, days=1, original=""), medication)
 
 
 # --- drafts ----------------------------------------------------------------------------------
