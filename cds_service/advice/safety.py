@@ -76,7 +76,7 @@ def _condition_fact(condition: ConditionFact, label: str) -> Fact:
     return Fact(
         label,
         condition.text or "coded condition",
-        condition.onset or condition.recorded,
+        condition.day,
         note=status,
     )
 

@@ -5,12 +5,10 @@ statins named, and the anti-HMGCR evidence (a result or a diagnosis). No decisio
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 
 from cds_service.advice.common import lab_fact, shorten
 from cds_service.advice.model import Fact
 from cds_service.record.model import ConditionFact, LabValue, MedicationUse
-from cds_service.record.statin import condition_day
 
 # Longest medication or condition text put into a summary, so the summary stays <= 139 characters.
 SUMMARY_TEXT_MAX = 36
@@ -45,12 +43,6 @@ def statin_fact(use: MedicationUse) -> Fact:
 # --- anti-HMGCR evidence ----------------------------------------------------------------------
 
 
-def evidence_day(evidence: LabValue | ConditionFact) -> date | None:
-    if isinstance(evidence, LabValue):
-        return evidence.day
-    return condition_day(evidence)
-
-
 def evidence_text(evidence: LabValue | ConditionFact) -> str:
     """Short wording for a summary: "anti-HMGCR 85 U, flagged POS" or "diagnosis: ..."."""
     if isinstance(evidence, LabValue):
@@ -61,7 +53,7 @@ def evidence_text(evidence: LabValue | ConditionFact) -> str:
 
 
 def evidence_values(evidence: LabValue | ConditionFact) -> dict[str, str]:
-    day = evidence_day(evidence)
+    day = evidence.day
     return {
         "hmgcr": evidence_text(evidence),
         "hmgcr_date": day.isoformat() if day else "undated",
@@ -76,4 +68,4 @@ def evidence_fact(evidence: LabValue | ConditionFact) -> Fact:
         note += "; dated by recordedDate"
     elif evidence.onset is None:
         note += "; no onset or recorded date"
-    return Fact(label="Diagnosis", value=evidence.text, day=condition_day(evidence), note=note)
+    return Fact(label="Diagnosis", value=evidence.text, day=evidence.day, note=note)

@@ -198,6 +198,12 @@ class ConditionFact:
     kinds: tuple[str, ...] = ()
 
     @property
+    def day(self) -> date | None:
+        """rules.md: a Condition's date is ``onsetDateTime`` (or ``onsetPeriod.start``), else
+        ``recordedDate``."""
+        return self.onset or self.recorded
+
+    @property
     def active(self) -> bool:
         return self.clinical_status in (None, "active", "recurrence", "relapse")
 

@@ -177,11 +177,6 @@ def hmgcr_condition(condition: ConditionFact) -> bool:
     return any(word in text for word in HMGCR_CONDITION_WORDS)
 
 
-def condition_day(condition: ConditionFact) -> date | None:
-    """rules.md: a Condition's date is ``onsetDateTime``, else ``recordedDate``."""
-    return condition.onset or condition.recorded
-
-
 def hmgcr_positive(
     record: PatientRecord, today: date, within_days: int | None = None
 ) -> LabValue | ConditionFact | None:
@@ -198,9 +193,9 @@ def hmgcr_positive(
     results = [v for v in usable(record.hmgcr) if hmgcr_result_positive(v) and within(v.day)]
     if results:
         return results[-1]
-    conditions = [c for c in record.conditions if hmgcr_condition(c) and within(condition_day(c))]
+    conditions = [c for c in record.conditions if hmgcr_condition(c) and within(c.day)]
     if conditions:
-        return max(conditions, key=lambda c: condition_day(c) or date.max)
+        return max(conditions, key=lambda c: c.day or date.max)
     return None
 
 
