@@ -30,6 +30,8 @@ from cds_service.cards_render.suggestions import (
     label_values,
 )
 from cds_service.cards_render.templates import (
+    ADVICE_SYSTEM,
+    OVERRIDE_REASON_SYSTEM,
     CardTemplate,
     Templates,
     absolute_https_problem,
@@ -38,8 +40,6 @@ from cds_service.record.model import CkValue, PatientRecord, format_number
 
 log = logging.getLogger(__name__)
 
-ADVICE_SYSTEM = "https://myocds.dev/fhir/CodeSystem/advice"
-OVERRIDE_REASON_SYSTEM = "https://myocds.dev/fhir/CodeSystem/override-reason"
 SOURCE_LABEL_PREFIX = "myocds — "
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary" (cds-hooks-2.0.md 4.4)
 CK_TREND_ROWS = 8  # compact: the recent CK results a clinician scans, newest first
@@ -210,7 +210,7 @@ def ck_trend(cks: Iterable[CkValue]) -> str:
 
 
 def _ck_cell(ck: CkValue) -> str:
-    text = f"{ck.comparator or ''}{format_number(ck.value)}"
+    text = ck.number_text()
     notes = []
     if ck.converted:
         notes.append(f"from {ck.original}")

@@ -22,13 +22,12 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic.v1 import ValidationError
 
 from cds_service.advice.model import Suggestion
+from cds_service.fhir.terminology import SNOMED
 from cds_service.record.model import MedicationUse, format_number
+from cds_service.record.units import UCUM
+from cds_service.services import LOINC
 
 log = logging.getLogger(__name__)
-
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-SNOMED = "http://snomed.info/sct"
 
 
 @dataclass(frozen=True)

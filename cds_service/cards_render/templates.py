@@ -35,11 +35,10 @@ DEFAULT_CARDS_DIR = _PACKAGE_DIR.parents[1] / "cards"
 # The project's own CodeSystems (docs/ARCHITECTURE.md): a template's rule and display must be a
 # concept of the advice CodeSystem, its override codes concepts of the override-reason one.
 DEFAULT_MAPPINGS_DIR = _PACKAGE_DIR.parents[1] / "fhir_mappings"
-ADVICE_CODESYSTEM = ("CodeSystem-myocds-advice.json", "https://myocds.dev/fhir/CodeSystem/advice")
-OVERRIDE_CODESYSTEM = (
-    "CodeSystem-myocds-override-reason.json",
-    "https://myocds.dev/fhir/CodeSystem/override-reason",
-)
+ADVICE_SYSTEM = "https://myocds.dev/fhir/CodeSystem/advice"
+OVERRIDE_REASON_SYSTEM = "https://myocds.dev/fhir/CodeSystem/override-reason"
+ADVICE_CODESYSTEM = ("CodeSystem-myocds-advice.json", ADVICE_SYSTEM)
+OVERRIDE_CODESYSTEM = ("CodeSystem-myocds-override-reason.json", OVERRIDE_REASON_SYSTEM)
 
 INDICATORS = ("critical", "warning", "info")  # most urgent first (rules.md "Card identity")
 SEED_KIND = "seed"

@@ -32,20 +32,19 @@ from typing import Any
 from cds_service.errors import ConfigurationError
 from cds_service.fhir.elements import as_dict, as_list, to_decimal
 from cds_service.record.model import Medication
-from cds_service.services import OBSERVATION_CODES
+from cds_service.record.units import UCUM
+from cds_service.services import LOINC, OBSERVATION_CODES
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "fhir_mappings"
 VALUESET_BASE = "https://myocds.dev/fhir/ValueSet/"
 TEXT_MATCH_URL = "https://myocds.dev/fhir/StructureDefinition/text-match"
 CONCENTRATION_URL = "https://myocds.dev/fhir/StructureDefinition/concentration"
 
-LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 NDC = "http://hl7.org/fhir/sid/ndc"
 ATC = "http://www.whocc.no/atc"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-UCUM = "http://unitsofmeasure.org"
 
 # The same code systems as HL7 OIDs: some EHR interfaces (Epic among them) send these.
 _SYSTEM_ALIASES = {
