@@ -22,6 +22,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic.v1 import ValidationError
 
 from cds_service.advice.model import Suggestion
+from cds_service.fhir.elements import FHIR_ID
 from cds_service.fhir.terminology import SNOMED
 from cds_service.record.model import MedicationUse, format_number
 from cds_service.record.units import UCUM
@@ -57,7 +58,7 @@ _LAB_CATEGORY = {
 
 
 # FHIR R4 "id" datatype: what may follow "Patient/" or "MedicationRequest/" in a reference.
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_FHIR_ID = re.compile(rf"^{FHIR_ID}$")
 
 
 class SuggestionError(ValueError):

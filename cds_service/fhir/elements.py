@@ -12,6 +12,10 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+# The R4 "id" datatype, as a regex fragment: what may follow "Patient/" or "Medication/" in a
+# reference (FHIR R4 2.24.0.9 id: [A-Za-z0-9\-\.]{1,64}).
+FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
+
 
 def as_text(value: object) -> str | None:
     """A non-blank string, trimmed; None for anything else."""

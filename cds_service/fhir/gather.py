@@ -44,6 +44,7 @@ from requests.adapters import HTTPAdapter
 from cds_service.errors import BadRequest, DataUnavailable, FhirServerRefused, Unprocessable
 from cds_service.fhir.allow import check_fhir_server
 from cds_service.fhir.data import FetchStats, FhirData
+from cds_service.fhir.elements import FHIR_ID
 from cds_service.fhir.parse import InvalidResource, parse_resource, unpack_bundle
 from cds_service.fhir.search import render_template
 from cds_service.protocol.auth import ANONYMOUS, Caller
@@ -65,7 +66,7 @@ _ACCEPT = "application/fhir+json, application/json;q=0.9"
 _MEDICATION_USERS = frozenset(
     {"MedicationRequest", "MedicationStatement", "MedicationAdministration", "MedicationDispense"}
 )
-_MEDICATION_REF = re.compile(r"^Medication/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_MEDICATION_REF = re.compile(rf"^Medication/({FHIR_ID})(?:/_history/[^/]+)?$")
 # The Sandbox's Rx View selects its draft by its own type: "MedicationOrder/order-123" with a DSTU2
 # server (clients.md §1.1); the draft itself arrives converted to a MedicationRequest, same id.
 _DSTU2_SELECTION = re.compile(r"(^|/)MedicationOrder/(?=[^/]+/?$)")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from cds_service.fhir.elements import FHIR_ID
 from cds_service.services import ServiceDeclaration
 
 # Paging: the offset parameter of the next links this module writes (HAPI FHIR's name for it).
@@ -33,7 +34,7 @@ _USER_TOKENS = {
     "userPatientId": "Patient",
     "userRelatedPersonId": "RelatedPerson",
 }
-_REFERENCE_VALUE_RE = re.compile(r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")
+_REFERENCE_VALUE_RE = re.compile(rf"^[A-Z][A-Za-z]+/{FHIR_ID}$")
 _RESOURCE_TYPE_RE = re.compile(r"^[A-Z][A-Za-z]+$")
 
 Resource = dict[str, Any]

@@ -23,7 +23,7 @@ from typing import Any
 
 from cds_service.errors import Unprocessable
 from cds_service.fhir.data import FhirData
-from cds_service.fhir.elements import as_dict, as_list, as_text, to_decimal
+from cds_service.fhir.elements import FHIR_ID, as_dict, as_list, as_text, to_decimal
 from cds_service.fhir.terminology import (
     classify_medication,
     concept_texts,
@@ -513,7 +513,7 @@ def _status_code(value: object) -> str | None:
 
 
 # "Patient/<id>", a full URL ending so, or with a version: the id of the patient it names.
-_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_PATIENT_REFERENCE = re.compile(rf"(?:^|/)Patient/({FHIR_ID})(?:/_history/[^/]+)?$")
 
 
 def _refuse_other_patients(resources: Iterable[Mapping[str, Any]], patient_id: str) -> None:
