@@ -25,7 +25,6 @@ from referencing import Registry, Resource
 from cds_service.errors import SchemaViolation
 
 SCHEMA_NAMES = ("common", "request", "response", "feedback", "discovery")
-_BASE = "https://myocds.dev/schemas/"
 
 # RFC 3339 §5.6 date-time: a time zone is mandatory ("Z" or an offset).
 _RFC3339 = re.compile(
