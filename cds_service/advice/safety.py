@@ -15,7 +15,13 @@ from decimal import Decimal
 from cds_service.advice.common import card_caveats, ivig_order_hook, lab_fact
 from cds_service.advice.model import Advice, Fact, Suggestion
 from cds_service.record.ivig import drafted_ivig
-from cds_service.record.model import ConditionFact, LabValue, PatientRecord, format_number
+from cds_service.record.model import (
+    ACTIVE_ORDER_STATUSES,
+    ConditionFact,
+    LabValue,
+    PatientRecord,
+    format_number,
+)
 from cds_service.record.series import days_between, latest, within_last
 from cds_service.settings import ClinicalSettings
 
@@ -33,9 +39,6 @@ RENAL_KINDS = ("creatinine", "egfr")
 # venous-thromboembolism, rules.md "Renal and thrombosis risk codes").
 DIABETES = "diabetes"
 VENOUS_THROMBOEMBOLISM = "vte"
-# A Condition recorded in error or ruled out is no risk factor.
-NOT_A_DIAGNOSIS = frozenset({"refuted", "entered-in-error"})
-ACTIVE_ORDER_STATUSES = frozenset({"active", "on-hold"})
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,6 @@ def evaluate(
         safe_03_thrombosis_risk(record, today),
     )
     return [a for a in advices if a is not None]
-
-
-def _diagnosis(condition: ConditionFact) -> bool:
-    return condition.verification_status not in NOT_A_DIAGNOSIS
 
 
 def creatinine_uln(value: LabValue, gender: str | None) -> tuple[Decimal, bool]:
@@ -118,7 +117,8 @@ def renal_risks(
     if age is not None:
         findings.append(age)
     for condition in record.conditions:
-        if condition.active and _diagnosis(condition) and DIABETES in condition.kinds:
+        # A Condition recorded in error or ruled out is no risk factor.
+        if condition.active and not condition.void and DIABETES in condition.kinds:
             findings.append(RiskFinding("diabetes", _condition_fact(condition, "Diabetes")))
             break
     return tuple(findings)
@@ -143,7 +143,7 @@ def thrombosis_risks(record: PatientRecord, today: date) -> tuple[RiskFinding, .
         findings.append(age)
     for condition in record.conditions:
         # Active or resolved: a past thrombosis is a risk factor too.
-        if _diagnosis(condition) and VENOUS_THROMBOEMBOLISM in condition.kinds:
+        if not condition.void and VENOUS_THROMBOEMBOLISM in condition.kinds:
             findings.append(
                 RiskFinding("venous thromboembolism", _condition_fact(condition, "Thromboembolism"))
             )

@@ -24,7 +24,7 @@ from pydantic.v1 import ValidationError
 from cds_service.advice.model import Suggestion
 from cds_service.fhir.elements import FHIR_ID
 from cds_service.fhir.terminology import SNOMED
-from cds_service.record.model import MedicationUse, format_number
+from cds_service.record.model import ACTIVE_ORDER_STATUSES, MedicationUse, format_number
 from cds_service.record.units import UCUM
 from cds_service.services import LOINC
 
@@ -213,7 +213,7 @@ def _stop_active(suggestion: Suggestion, reason: str) -> dict[str, Any]:
         raise SuggestionError("stop-active needs a target order")
     if not target.resource_id:
         raise UnbuildableResource("the active order has no id")
-    if target.drafted or target.status not in ("active", "on-hold"):
+    if target.drafted or target.status not in ACTIVE_ORDER_STATUSES:
         raise SuggestionError("stop-active targets an order that is not active or on-hold")
     resource = _own_copy(target)
     resource["status"] = "stopped"

@@ -34,6 +34,7 @@ from cds_service.fhir.terminology import (
 )
 from cds_service.record.dosing import dose_grams
 from cds_service.record.model import (
+    VOID_VERIFICATION,
     CkValue,
     ConditionFact,
     IvigGiven,
@@ -54,8 +55,6 @@ GIVEN_ADMINISTRATION_STATUSES = frozenset({"completed", "in-progress", "stopped"
 # rules.md "IVIG given": an IVIG order with these statuses counts when no administration is
 # dated on or after its authoredOn.
 GIVEN_REQUEST_STATUSES = frozenset({"completed", "active"})
-# A Condition the clinician refuted or entered in error is not a fact about the patient.
-_VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 
 # rules.md "Ordered IVIG dose": dose units, normalised → (OrderedDose unit, factor to it).
 _DOSE_UNITS: dict[str, tuple[str, Decimal]] = {
@@ -474,7 +473,7 @@ def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, 
         if resource.get("resourceType") != "Condition":
             continue
         verification = _status_code(resource.get("verificationStatus"))
-        if verification in _VOID_VERIFICATION:
+        if verification in VOID_VERIFICATION:
             continue
         code = resource.get("code")
         keys = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from cds_service.record.model import IvigGiven, MedicationUse, PatientRecord
+from cds_service.record.model import ACTIVE_ORDER_STATUSES, IvigGiven, MedicationUse, PatientRecord
 from cds_service.record.series import days_between, within_last
 
 # rules.md "IVIG ongoing": the last IVIG ≤ 56 days ago still counts as an ongoing course (DESIGN:
@@ -21,8 +21,6 @@ ONGOING_WINDOW_DAYS = 56
 # rules.md "course ≥ 6 months" = course start ≥ 182 days before today (SEED1 "6-12 months";
 # PRIV/GAMG "beyond 6 months").
 COURSE_SIX_MONTHS_DAYS = 182
-# rules.md "IVIG ongoing": request statuses that keep a course open.
-ONGOING_REQUEST_STATUSES = frozenset({"active", "on-hold"})
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
         _is_ivig_order(u)
         and u.resource_type == "MedicationRequest"
         and not u.drafted
-        and u.status in ONGOING_REQUEST_STATUSES
+        and u.status in ACTIVE_ORDER_STATUSES
         for u in record.ivig_uses
     )
     recent = last is not None and within_last(last.day, today, ONGOING_WINDOW_DAYS)

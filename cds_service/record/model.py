@@ -35,6 +35,11 @@ RULE_UNITS: dict[str, str] = {
 }
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+# rules.md "Active statin", "Statin stop date", "IVIG ongoing": a MedicationRequest active or
+# on-hold is in force (the patient is on it).
+ACTIVE_ORDER_STATUSES = frozenset({"active", "on-hold"})
+# A Condition the clinician refuted or entered in error is not a fact about the patient.
+VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,11 @@ class ConditionFact:
     @property
     def active(self) -> bool:
         return self.clinical_status in (None, "active", "recurrence", "relapse")
+
+    @property
+    def void(self) -> bool:
+        """Refuted or entered in error: not a diagnosis at all."""
+        return self.verification_status in VOID_VERIFICATION
 
 
 @dataclass(frozen=True)

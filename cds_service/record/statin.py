@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 
 from cds_service.record.model import (
+    ACTIVE_ORDER_STATUSES,
     CkValue,
     ConditionFact,
     LabValue,
@@ -21,13 +22,9 @@ from cds_service.record.series import days_between, just_before, latest, usable,
 from cds_service.record.values import HMGCR_POSITIVE_INTERPRETATIONS
 from cds_service.settings import ClinicalSettings
 
-# rules.md "Active statin": request statuses that mean the patient is taking the statin.
-ACTIVE_REQUEST_STATUSES = frozenset({"active", "on-hold"})
-# rules.md "Active statin": a MedicationStatement counts when active.
+# rules.md "Active statin": a request counts when active or on-hold (ACTIVE_ORDER_STATUSES), a
+# MedicationStatement only when active.
 ACTIVE_STATEMENT_STATUSES = frozenset({"active"})
-# rules.md "Statin stop date": any statin request or statement in these statuses means the
-# patient is still on a statin, so there is no stop date.
-ONGOING_STATUSES = frozenset({"active", "on-hold"})
 # rules.md "Statin course": stopped or completed (cancelled, entered-in-error, draft and unknown
 # are not courses).
 COURSE_STATUSES = frozenset({"stopped", "completed"})
@@ -40,8 +37,6 @@ HMGCR_POSITIVE_CUTOFF = Decimal("20")
 # HMGCR_CONDITION_KIND) with the same wording; either counts.
 HMGCR_CONDITION_WORDS = ("hmgcr", "necrotizing myopathy", "necrotising myopathy")
 HMGCR_CONDITION_KIND = "hmgcr-myopathy"
-# A Condition the clinician refuted or entered in error is not evidence of anything.
-VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 
 
 # --- values -------------------------------------------------------------------------------
@@ -110,7 +105,7 @@ def active_statins(record: PatientRecord) -> tuple[MedicationUse, ...]:
         for u in _statins(record)
         if not u.drafted
         and (
-            (u.resource_type == "MedicationRequest" and u.status in ACTIVE_REQUEST_STATUSES)
+            (u.resource_type == "MedicationRequest" and u.status in ACTIVE_ORDER_STATUSES)
             or (u.resource_type == "MedicationStatement" and u.status in ACTIVE_STATEMENT_STATUSES)
         )
     )
@@ -141,7 +136,8 @@ def statin_stop_date(record: PatientRecord) -> date | None:
     None (unknown) when any statin request or statement is still active or on-hold, or when no
     course has an end date. A drafted statin does not count: STAT-06 asks about that very draft.
     """
-    if any(u.status in ONGOING_STATUSES for u in _statins(record) if not u.drafted):
+    # Any statin request or statement still active or on-hold: the patient is on a statin.
+    if any(u.status in ACTIVE_ORDER_STATUSES for u in _statins(record) if not u.drafted):
         return None
     ends = [u.end_date for u in statin_courses(record) if u.end_date is not None]
     return max(ends) if ends else None
@@ -169,7 +165,7 @@ def hmgcr_result_positive(value: LabValue) -> bool:
 
 def hmgcr_condition(condition: ConditionFact) -> bool:
     """An active Condition whose wording names anti-HMGCR / necrotizing myopathy (any code)."""
-    if not condition.active or condition.verification_status in VOID_VERIFICATION:
+    if not condition.active or condition.void:
         return False
     if HMGCR_CONDITION_KIND in condition.kinds:
         return True
