@@ -6,29 +6,21 @@ rule table is tested at the threshold and on each side of it.
 
 from __future__ import annotations
 
-import json
-import re
 import string
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cds_service.advice import continuation
 from cds_service.advice.model import Advice
-from cds_service.fhir.gather import gather
-from cds_service.fhir.search import build_prefetch
-from cds_service.record.build import build_record
 from cds_service.record.model import CkValue, MedicationUse, PatientRecord
-from cds_service.services import services_for_hook
 from cds_service.settings import ClinicalSettings, Settings
+from tests.advice import cards
 from tests.advice.builders import GAMUNEX, TODAY, ck, given, medication, record, unusable, use
-from tests.conftest import load_scenarios
+from tests.advice.scenarios import named_scenario, service_records
 
 CLINICAL = ClinicalSettings()
-REPO = Path(__file__).resolve().parents[2]
-RULES_MD = REPO.parent / "shared" / "knowledge" / "rules.md"
 CONT_RULES = ("CONT-01", "CONT-02", "CONT-03", "CONT-04")
 
 
@@ -388,19 +380,6 @@ def test_converted_ck_says_so() -> None:
 # --- templates ----------------------------------------------------------------------------------
 
 
-def _template(rule: str) -> dict[str, Any]:
-    return json.loads((REPO / "cards" / f"{rule}.json").read_text(encoding="utf-8"))
-
-
-def _rules_table() -> dict[str, dict[str, str]]:
-    rows: dict[str, dict[str, str]] = {}
-    for line in RULES_MD.read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and re.fullmatch(r"CONT-0\d", cells[0]):
-            rows[cells[0]] = {"hooks": cells[1], "indicator": cells[3], "sources": cells[-1]}
-    return rows
-
-
 def _placeholders(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
@@ -436,11 +415,11 @@ def _examples() -> dict[str, Advice]:
 
 @pytest.mark.parametrize("rule", CONT_RULES)
 def test_template_matches_rules_md_and_covers_advice_values(rule: str) -> None:
-    template = _template(rule)
-    row = _rules_table()[rule]
+    template = cards.template(rule)
+    row = cards.rules_table()[rule]
     advice = _examples()[rule]
     assert template["rule"] == rule
-    assert template["sources"] == [s.strip() for s in row["sources"].split(",")]
+    assert template["sources"] == row["sources"]
     for hook in template["hooks"]:
         assert hook in row["hooks"] or row["hooks"] == "all"
     indicators = template["indicator"]  # a list when it depends on the hook (CONT-01)
@@ -471,14 +450,7 @@ def scenario_advice(scenario: dict[str, Any]) -> dict[str, Advice]:
     today = date.fromisoformat(scenario["today"])
     hook = scenario["hook"]
     found: dict[str, Advice] = {}
-    for service in services_for_hook(hook):
-        body = {
-            "hook": hook,
-            "hookInstance": "5b0e7d0e-8a43-4a43-9d1f-3d6c2f0c7a11",
-            "context": scenario["context"],
-            "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
-        }
-        rec = build_record(gather(service, body, SCENARIO_SETTINGS), body, SCENARIO_SETTINGS)
+    for service, rec in service_records(scenario, SCENARIO_SETTINGS):
         for advice in continuation.evaluate(rec, today, SCENARIO_SETTINGS.clinical, hook):
             if advice.rule_id in service.rules:
                 found.setdefault(advice.rule_id, advice)
@@ -497,16 +469,9 @@ def test_scenario_cont_topics(scenario: dict[str, Any]) -> None:
     assert [t for t in absent if t in found] == []
 
 
-def _scenario(name: str) -> dict[str, Any]:
-    scenarios = load_scenarios()
-    if name not in scenarios:
-        pytest.skip(f"scenario {name} not found")
-    return scenarios[name]
-
-
 def test_scenario_ck_monitoring_overdue_numbers() -> None:
     # notes: last IVIG 2025-02-02 (149 days ago), stopped; latest CK 108 days ago > 56 days
-    advice = scenario_advice(_scenario("ck-monitoring-overdue"))["CONT-02"]
+    advice = scenario_advice(named_scenario("ck-monitoring-overdue"))["CONT-02"]
     assert advice.values["stop_date"] == "2025-02-02"
     assert advice.values["days_since_last"] == "149"
     assert advice.values["last_ck_clause"] == "last CK 2025-03-15"
@@ -517,7 +482,7 @@ def test_scenario_ck_monitoring_overdue_numbers() -> None:
 
 def test_scenario_relapse_numbers() -> None:
     # notes: last IVIG 2025-01-11 (171 days ago), CK 1,500 / 192 = 7.8×ULN after it
-    advice = scenario_advice(_scenario("relapse-after-ivig-stop"))["CONT-03"]
+    advice = scenario_advice(named_scenario("relapse-after-ivig-stop"))["CONT-03"]
     assert advice.values["ck"] == "1,500" and advice.values["ck_x_uln"] == "7.8"
     assert advice.values["last_ivig"] == "2025-01-11"
     assert advice.values["days_since_last"] == "171"
@@ -525,7 +490,7 @@ def test_scenario_relapse_numbers() -> None:
 
 def test_scenario_no_response_numbers() -> None:
     # notes: course since 2024-10-02 (272 days), ongoing; latest CK 900 / 192 = 4.7×
-    advice = scenario_advice(_scenario("ivig-no-ck-response"))["CONT-04"]
+    advice = scenario_advice(named_scenario("ivig-no-ck-response"))["CONT-04"]
     assert advice.values["course_start"] == "2024-10-02"
     assert advice.values["course_days"] == "272"
     assert advice.values["ck"] == "900" and advice.values["ck_x_uln"] == "4.7"
@@ -542,7 +507,7 @@ def test_scenario_seed_remission_numbers(
     name: str, indicator: str, suggested: list[tuple[str, str | None]]
 ) -> None:
     # notes: last two CKs 110 and 96 U/L (ULN 308), 101 days apart; IVIG since 2022-05
-    advice = scenario_advice(_scenario(name))["CONT-01"]
+    advice = scenario_advice(named_scenario(name))["CONT-01"]
     assert advice.indicator == indicator
     assert (advice.values["ck_prev"], advice.values["ck"]) == ("110", "96")
     assert advice.values["gap_days"] == "101"

@@ -12,7 +12,7 @@ from cds_service.advice.model import Advice
 from cds_service.record.model import PatientRecord
 from cds_service.settings import ClinicalSettings
 from tests.advice import builders as b
-from tests.advice.statin_cards import check_card, rules_table, template
+from tests.advice.cards import check_card, rules_table, template
 
 TODAY = b.TODAY
 CLINICAL = ClinicalSettings()

@@ -12,7 +12,7 @@ from cds_service.advice import iga
 from cds_service.record.model import Medication, OrderedDose, PatientRecord
 from cds_service.settings import ClinicalSettings
 from tests.advice.builders import GAMUNEX, TODAY, lab, record, unusable, use
-from tests.advice.statin_cards import filled
+from tests.advice.cards import filled
 
 CLINICAL = ClinicalSettings()
 

@@ -30,7 +30,7 @@ from tests.advice.builders import (
     unusable,
     use,
 )
-from tests.advice.statin_cards import check_card, rules_table, template
+from tests.advice.cards import check_card, rules_table, template
 
 RULES = (
     "IGA-01", "IGA-02", "IGA-03", "DOSE-01", "DOSE-02", "DOSE-03", "DOSE-04",

@@ -1,9 +1,8 @@
 """The shared patient scenarios, judged on the IGA, DOSE and SAFE topics only.
 
-Each scenario's record is turned into the prefetch its services would get (the EHR running our
-prefetch templates on it), gathered and built into a ``PatientRecord`` exactly as a hook call
-does; the IgA, dosing and safety rules then run on it. Every expected topic of these areas must
-fire with its indicator, every listed absent topic must stay silent.
+Each scenario's record is built per service as a hook call builds it (``tests.advice.scenarios``);
+the IgA, dosing and safety rules then run on it. Every expected topic of these areas must fire with
+its indicator, every listed absent topic must stay silent.
 """
 
 from __future__ import annotations
@@ -12,16 +11,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from cds_service.advice import dosing, iga, safety
 from cds_service.advice.model import Advice
-from cds_service.fhir.gather import gather
-from cds_service.fhir.search import build_prefetch
-from cds_service.record.build import build_record
-from cds_service.services import services_for_hook
 from cds_service.settings import Settings
-from tests.conftest import load_scenarios
+from tests.advice.scenarios import named_scenario, service_records
 
 AREAS = ("IGA-", "DOSE-", "SAFE-")
 SETTINGS = Settings(auth="off")
@@ -36,14 +29,7 @@ def scenario_advice(scenario: dict[str, Any]) -> dict[str, Advice]:
     today = date.fromisoformat(scenario["today"])
     hook = scenario["hook"]
     found: dict[str, Advice] = {}
-    for service in services_for_hook(hook):
-        body = {
-            "hook": hook,
-            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": scenario["context"],
-            "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
-        }
-        record = build_record(gather(service, body, SETTINGS), body, SETTINGS)
+    for service, record in service_records(scenario, SETTINGS):
         for module in (iga, dosing, safety):
             for advice in module.evaluate(record, today, SETTINGS.clinical, hook):
                 if advice.rule_id in service.rules:
@@ -61,16 +47,9 @@ def test_scenario_ivig_order_topics(scenario: dict[str, Any]) -> None:
     assert [t for t in absent if t in found] == []
 
 
-def _load(name: str) -> dict[str, Any]:
-    scenarios = load_scenarios()
-    if name not in scenarios:
-        pytest.skip(f"scenario {name} not found")
-    return scenarios[name]
-
-
 def test_first_ivig_obese_numbers() -> None:
     # notes: IBW 70.5 kg (ideal policy); order 200 g = 2 g/kg × actual; 2.2 g/kg × IBW = 155 g
-    found = scenario_advice(_load("first-ivig-obese-no-iga"))
+    found = scenario_advice(named_scenario("first-ivig-obese-no-iga"))
     assert found["DOSE-01"].values["dosing_kg"] == "70.5 kg"
     assert found["DOSE-02"].values["ordered_g"] == "200 g"
     assert found["DOSE-02"].values["k"] == "2"
@@ -83,7 +62,7 @@ def test_first_ivig_obese_numbers() -> None:
 
 def test_stale_creatinine_estrogen_numbers() -> None:
     # notes: creatinine 91 days old; estradiol active; 104 g <= 2.2 × 52.4 = 115.2 g
-    found = scenario_advice(_load("ivig-stale-creatinine-estrogen"))
+    found = scenario_advice(named_scenario("ivig-stale-creatinine-estrogen"))
     assert found["SAFE-01"].facts[0].note == "91 days ago"
     assert found["SAFE-03"].values["risks"] == "estrogen therapy"
     assert found["DOSE-01"].values["dosing_kg"] == "52.4 kg"
@@ -91,7 +70,7 @@ def test_stale_creatinine_estrogen_numbers() -> None:
 
 def test_remission_order_numbers() -> None:
     # notes: age 67 → renal and thrombosis risk; IBW 73.2 kg; DOSE-01 caps the rate at 0.03
-    found = scenario_advice(_load("seed-remission-ivig-order"))
+    found = scenario_advice(named_scenario("seed-remission-ivig-order"))
     assert found["SAFE-02"].values["risks"] == "age 67"
     assert found["SAFE-03"].values["risks"] == "age 67"
     assert found["DOSE-01"].values["dosing_kg"] == "73.2 kg"
@@ -102,7 +81,7 @@ def test_remission_order_numbers() -> None:
 
 def test_iga_deficient_numbers() -> None:
     # notes: IBW 56.9 kg vs actual 60 kg (5 % apart: no DOSE-02); 60 g per cycle
-    found = scenario_advice(_load("ivig-iga-deficient"))
+    found = scenario_advice(named_scenario("ivig-iga-deficient"))
     assert found["IGA-02"].values == {"iga": "4 mg/dL", "iga_date": "2025-06-01"}
     rows = dict(found["DOSE-01"].rows)
     assert rows["This order (Octagam 10% IV)"] == (

@@ -9,7 +9,7 @@ from cds_service.advice import orders
 from cds_service.services import ORDER_UNIDENTIFIED, find_service
 from cds_service.settings import ClinicalSettings
 from tests.advice import builders as b
-from tests.advice.statin_cards import check_card, template
+from tests.advice.cards import check_card, template
 
 TODAY = b.TODAY
 CLINICAL = ClinicalSettings()

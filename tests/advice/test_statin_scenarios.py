@@ -1,10 +1,9 @@
 """The scenarios of ../shared/scenarios, judged on the statin, anti-HMGCR and order topics.
 
-Each scenario's record is searched with every prefetch template of each service of its hook
-(``build_prefetch``), gathered (no network: the prefetch is complete), built into a
-``PatientRecord`` and run through the advice registry with that service's rules; the topics of
-these rules must be present with their indicator, or absent, as the scenario expects. The full
-HTTP path is judged elsewhere; this pins the advice on real FHIR input.
+Each scenario's record is built per service as a hook call builds it (``tests.advice.scenarios``)
+and run through the advice registry with that service's rules; the topics of these rules must be
+present with their indicator, or absent, as the scenario expects. The full HTTP path is judged
+elsewhere; this pins the advice on real FHIR input.
 """
 
 from __future__ import annotations
@@ -17,13 +16,11 @@ from typing import Any
 import pytest
 
 from cds_service import advice
-from cds_service.fhir.gather import gather
-from cds_service.fhir.search import build_prefetch
-from cds_service.record.build import build_record
-from cds_service.services import ALL_RULES_STATIN, ORDER_UNIDENTIFIED, services_for_hook
+from cds_service.services import ALL_RULES_STATIN, ORDER_UNIDENTIFIED
 from cds_service.settings import Settings
+from tests.advice.scenarios import service_records
+from tests.conftest import SCENARIO_DIR
 
-SCENARIOS = Path(__file__).resolve().parents[2].parent / "shared" / "scenarios"
 MY_TOPICS = frozenset(ALL_RULES_STATIN) | {ORDER_UNIDENTIFIED}
 
 
@@ -37,7 +34,7 @@ def _mine(scenario: dict[str, Any]) -> bool:
     return bool(topics & MY_TOPICS)
 
 
-SCENARIO_FILES = sorted(p for p in SCENARIOS.glob("*.json") if _mine(_load(p)))
+SCENARIO_FILES = sorted(p for p in SCENARIO_DIR.glob("*.json") if _mine(_load(p)))
 
 
 def topics_for(scenario: dict[str, Any]) -> dict[str, str]:
@@ -46,15 +43,7 @@ def topics_for(scenario: dict[str, Any]) -> dict[str, str]:
     today = date.fromisoformat(scenario["today"])
     settings = Settings(auth="off", today=today)
     found: dict[str, str] = {}
-    for service in services_for_hook(hook):
-        body = {
-            "hook": hook,
-            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": scenario["context"],
-            "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
-        }
-        data = gather(service, body, settings)
-        record = build_record(data, body, settings)
+    for service, record in service_records(scenario, settings):
         for item in advice.evaluate(record, today, settings.clinical, hook, service.rules):
             found[item.rule_id] = item.indicator
     return found

@@ -28,6 +28,7 @@ from cds_service.cards_render.templates import (
 from cds_service.protocol.schemas import errors as schema_errors
 from cds_service.services import SERVICES
 from tests.advice import builders as b
+from tests.advice.cards import rules_table
 from tests.cards_render.conftest import REPO
 
 KNOWLEDGE = REPO.parent / "shared" / "knowledge"
@@ -96,20 +97,6 @@ def template_files() -> list[Path]:
     return sorted(p for p in (REPO / "cards").glob("*.json") if p.name != "sources.json")
 
 
-def rules_md_table() -> dict[str, dict[str, Any]]:
-    """rule id -> {hooks, indicators, sources} from the rules.md rule table."""
-    rows: dict[str, dict[str, Any]] = {}
-    for line in RULES_MD.read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
-        if len(cells) >= 6 and re.fullmatch(r"[A-Z]+-\d\d", cells[0]):
-            rows[cells[0]] = {
-                "hooks": cells[1],
-                "indicators": {i.strip() for i in cells[3].split("/")},
-                "sources": [s.strip() for s in cells[-1].split(",")],
-            }
-    return rows
-
-
 def codesystem(file_and_url: tuple[str, str]) -> dict[str, Any]:
     return json.loads((DEFAULT_MAPPINGS_DIR / file_and_url[0]).read_text(encoding="utf-8"))
 
@@ -123,7 +110,7 @@ def test_repository_templates_load(repo_templates: Templates) -> None:
 
 @needs_knowledge
 def test_every_rules_md_rule_has_a_template(repo_templates: Templates) -> None:
-    rules = rules_md_table()
+    rules = rules_table()
     assert len(rules) == 23  # STAT-01…06, HMG-01…03, IGA-01…03, DOSE-01…04, SAFE-01…03, CONT-01…04
     assert sorted(set(rules) - set(repo_templates)) == []
 
@@ -135,7 +122,7 @@ def test_every_declared_rule_has_a_template(repo_templates: Templates) -> None:
 
 @needs_knowledge
 def test_templates_agree_with_rules_md(repo_templates: Templates) -> None:
-    for rule, row in rules_md_table().items():
+    for rule, row in rules_table().items():
         template = repo_templates[rule]
         assert set(template.indicators) == row["indicators"], rule
         assert list(template.sources) == row["sources"], rule
@@ -154,7 +141,7 @@ def test_advice_codesystem_and_templates_match_both_ways(repo_templates: Templat
 @needs_knowledge
 def test_advice_codesystem_has_every_rules_md_rule_and_the_notice() -> None:
     codes = {c["code"] for c in codesystem(ADVICE_CODESYSTEM)["concept"]}
-    assert codes == set(rules_md_table()) | {"ORDER-UNIDENTIFIED"}
+    assert codes == set(rules_table()) | {"ORDER-UNIDENTIFIED"}
 
 
 @pytest.mark.parametrize("file_and_url", [ADVICE_CODESYSTEM, OVERRIDE_CODESYSTEM])

@@ -1,6 +1,6 @@
-"""Checks that the card templates of the statin, anti-HMGCR and order rules fit their Advice:
-every placeholder has a value, the filled summary stays <= 139 characters, and the template
-agrees with the rules.md table (hooks, indicator, sources)."""
+"""The repository's card templates and the rules.md rule table, read once for every test that
+checks a template against its Advice (every placeholder has a value, the filled summary stays
+<= 139 characters) or against rules.md (hooks, indicator, sources)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def check_card(advice: Advice) -> str:
 
 
 def rules_table() -> dict[str, dict[str, Any]]:
-    """rule id -> {hooks text, indicator, sources} from the rules.md rule table."""
+    """rule id -> {hooks text, indicator text, indicators (set), sources (list)} from the rules.md
+    rule table ("info / warning" is one indicator text of two indicators)."""
     rows: dict[str, dict[str, Any]] = {}
     for line in RULES_MD.read_text(encoding="utf-8").splitlines():
         # "\|" inside a cell (DOSE-02's |grams − k × kg|) is a literal bar, not a column break
@@ -55,6 +56,7 @@ def rules_table() -> dict[str, dict[str, Any]]:
             rows[cells[0]] = {
                 "hooks": cells[1],
                 "indicator": cells[3],
+                "indicators": {i.strip() for i in cells[3].split("/")},
                 "sources": [s.strip() for s in cells[-1].split(",")],
             }
     return rows

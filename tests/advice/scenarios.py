@@ -1,0 +1,46 @@
+"""The shared patient scenarios as the advice sees them, for the scenario tests of every area.
+
+Each scenario's record is turned into the prefetch each service of its hook would get (the EHR
+running that service's prefetch templates on it), gathered (no network: the prefetch is
+complete) and built into a ``PatientRecord`` exactly as a hook call does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cds_service.fhir.gather import gather
+from cds_service.fhir.search import build_prefetch
+from cds_service.record.build import build_record
+from cds_service.record.model import PatientRecord
+from cds_service.services import ServiceDeclaration, services_for_hook
+from cds_service.settings import Settings
+from tests.conftest import load_scenarios
+
+HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
+
+
+def service_records(
+    scenario: dict[str, Any], settings: Settings
+) -> Iterator[tuple[ServiceDeclaration, PatientRecord]]:
+    """Each service declared for the scenario's hook, with the record its own prefetch gives."""
+    hook = scenario["hook"]
+    for service in services_for_hook(hook):
+        body = {
+            "hook": hook,
+            "hookInstance": HOOK_INSTANCE,
+            "context": scenario["context"],
+            "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
+        }
+        yield service, build_record(gather(service, body, settings), body, settings)
+
+
+def named_scenario(name: str) -> dict[str, Any]:
+    """One scenario by file stem; the test is skipped when it is not there."""
+    scenarios = load_scenarios()
+    if name not in scenarios:
+        pytest.skip(f"scenario {name} not found")
+    return scenarios[name]
