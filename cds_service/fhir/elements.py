@@ -36,12 +36,24 @@ def as_list(value: object) -> list[Any]:
     return [value] if isinstance(value, Mapping) else []
 
 
+# No quantity the rules read (CK, IgA, weight, height, creatinine, eGFR, doses, strengths) comes
+# within six orders of magnitude of these in any unit accepted; beyond them a ratio of two values
+# no longer fits Decimal's 28 digits and display rounding fails (the fuzzer sent a CK of 1e54).
+_LARGEST = Decimal("1e12")
+_SMALLEST = Decimal("1e-12")
+
+
 def to_decimal(value: object) -> Decimal | None:
-    """A JSON number (or numeric string) as an exact Decimal; floats via their shortest repr."""
+    """A JSON number (or numeric string) as an exact Decimal; floats via their shortest repr.
+    Absurd magnitudes (beyond 1e12 or, other than zero, below 1e-12) count as absent."""
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         return None
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation:
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite():
+        return None
+    if number and not _SMALLEST <= abs(number) < _LARGEST:
+        return None
+    return number

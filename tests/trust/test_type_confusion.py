@@ -126,3 +126,33 @@ def test_drafted_order_without_an_id(sweep_client: FlaskClient, draft_id: Any) -
         if "draftOrders" in seed[1]["context"]:
             call = _with(seed, change)
             check_response(call, call.send(sweep_client))
+
+
+def _first(body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """Every dict under ``body`` that has ``key`` (depth-first)."""
+    found: list[dict[str, Any]] = []
+    stack: list[Any] = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if key in node:
+                found.append(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+@pytest.mark.parametrize("number", [1.24e54, 1.37e-104, -3e42, 10**40, 0])
+def test_absurd_numbers_anywhere_a_quantity_is(sweep_client: FlaskClient, number: Any) -> None:
+    # The fuzzer's 20,000-request run met these as a CK, a reference range and an IVIG dose.
+    def change(body: dict[str, Any]) -> None:
+        for quantity in _first(body, "value"):
+            if isinstance(quantity["value"], int | float) and not isinstance(
+                quantity["value"], bool
+            ):
+                quantity["value"] = number
+
+    for seed in SEEDS:
+        call = _with(seed, change)
+        check_response(call, call.send(sweep_client))
