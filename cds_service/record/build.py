@@ -289,11 +289,7 @@ def _authored_on(resource: Mapping[str, Any]) -> date | None:
     if resource.get("resourceType") == "MedicationRequest":
         return parse_date(resource.get("authoredOn"))
     # A MedicationStatement has no authoredOn: when the use started, else when it was asserted.
-    return (
-        parse_date(resource.get("effectiveDateTime"))
-        or parse_date(as_dict(resource.get("effectivePeriod")).get("start"))
-        or parse_date(resource.get("dateAsserted"))
-    )
+    return _date(_start(resource, "effective")) or parse_date(resource.get("dateAsserted"))
 
 
 def _end_date(resource: Mapping[str, Any]) -> date | None:
@@ -383,9 +379,7 @@ def _ivig_given(
         dosage = as_dict(resource.get("dosage"))
         if not (medication.identified and medication.is_ivig) or is_subcutaneous([dosage]):
             continue
-        time = parse_datetime(resource.get("effectiveDateTime")) or parse_datetime(
-            as_dict(resource.get("effectivePeriod")).get("start")
-        )
+        time = _start(resource, "effective")
         if time is None:
             continue
         given.append(
@@ -488,8 +482,7 @@ def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, 
                 verification_status=verification,
                 codes=tuple(keys),
                 text=" | ".join(dict.fromkeys(t.strip() for t in concept_texts(code))),
-                onset=parse_date(resource.get("onsetDateTime"))
-                or parse_date(as_dict(resource.get("onsetPeriod")).get("start")),
+                onset=_date(_start(resource, "onset")),
                 recorded=parse_date(resource.get("recordedDate")),
                 kinds=condition_kinds(code),
             )
@@ -509,6 +502,18 @@ def _status_code(value: object) -> str | None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _start(resource: Mapping[str, Any], element: str) -> datetime | None:
+    """When an R4 dateTime-or-Period choice (``effective[x]``, ``onset[x]``) starts: the dateTime,
+    else the Period's start."""
+    return parse_datetime(resource.get(f"{element}DateTime")) or parse_datetime(
+        as_dict(resource.get(f"{element}Period")).get("start")
+    )
+
+
+def _date(moment: datetime | None) -> date | None:
+    return moment.date() if moment is not None else None
 
 
 # "Patient/<id>", a full URL ending so, or with a version: the id of the patient it names.
