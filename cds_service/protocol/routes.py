@@ -85,11 +85,8 @@ def discovery() -> Response:
 
 @cds.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    g.call = {"_started": time.perf_counter(), "service": service_id}
-    app_state = state()
+    app_state, body = _open_call(service_id)
     settings = app_state.settings
-    _require_known(service_id)
-    body = read_json_body(request, settings.max_body_bytes, settings.max_json_depth)
     check_resource_count(body, settings.max_resources)
     validate("request", body)
     hook = body["hook"]
@@ -112,11 +109,7 @@ def call_service(service_id: str) -> Response:
 
 @cds.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
-    g.call = {"_started": time.perf_counter(), "service": service_id, "hook": "feedback"}
-    app_state = state()
-    settings = app_state.settings
-    _require_known(service_id)
-    body = read_json_body(request, settings.max_body_bytes, settings.max_json_depth)
+    app_state, body = _open_call(service_id, hook="feedback")
     validate("feedback", body)
     items = body["feedback"]
     result = app_state.store.save_feedback(service_id, items, datetime.now(UTC))
@@ -141,9 +134,15 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-def _require_known(service_id: str) -> None:
+def _open_call(service_id: str, **call: Any) -> tuple[AppState, Any]:
+    """Start the call's record for the request log and metrics (``g.call``), refuse an unknown
+    service id, and read the JSON body within the size and depth limits."""
+    g.call = {"_started": time.perf_counter(), "service": service_id, **call}
+    app_state = state()
     if service_id not in service_ids():
         raise NotFound(f"no CDS service with id {service_id!r}; see GET /cds-services")
+    settings = app_state.settings
+    return app_state, read_json_body(request, settings.max_body_bytes, settings.max_json_depth)
 
 
 def _record_cards(service_id: str, hook: str, cards: list[dict[str, Any]]) -> None:
