@@ -334,13 +334,9 @@ def main() -> int:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
-    import tests.support.fhir_server as fhir_server
+    # The test server turns Nagle's algorithm off itself (a small answer would otherwise wait
+    # ~40 ms for a delayed ACK, inflating "one round trip" and flattering the ratio).
     from tests.support.fhir_server import FhirTestServer
-
-    # The test server writes headers and body separately; with Nagle's algorithm on, a small
-    # answer then waits ~40 ms for the client's delayed ACK, which would inflate "one round
-    # trip" (the denominator) and flatter the ratio. Every answer leaves at once here.
-    fhir_server._Handler.disable_nagle_algorithm = True
 
     started_load = load_average()
     port = free_port()

@@ -181,6 +181,9 @@ class FhirTestServer:
 class _Handler(BaseHTTPRequestHandler):
     fhir: FhirTestServer
     protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
+    # Headers and body go out in separate writes: with Nagle's algorithm a small answer waits
+    # ~40 ms for the client's delayed ACK, which would pass for FHIR server latency.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet test output
