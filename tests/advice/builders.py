@@ -187,14 +187,7 @@ def use(
     """A MedicationRequest/Statement of ``med``; a draft gets a matching raw R4 resource."""
     rid = resource_id or f"{resource_type[:10].lower()}-{status}-{med.display.split()[0].lower()}"
     if raw is None and drafted:
-        raw = {
-            "resourceType": "MedicationRequest",
-            "id": rid,
-            "status": "draft",
-            "intent": intent or "order",
-            "subject": {"reference": "Patient/p1"},
-            "medicationCodeableConcept": {"text": med.display},
-        }
+        raw = request_json(rid, med.display, intent=intent or "order")
     return MedicationUse(
         resource_type=resource_type,
         resource_id=rid,
@@ -208,6 +201,22 @@ def use(
         dose=dose,
         raw=raw or {},
     )
+
+
+def request_json(
+    rid: str, medication_text: str, status: str = "draft", **members: Any
+) -> dict[str, Any]:
+    """A MedicationRequest of patient p1 as R4 JSON (the ``raw`` a suggestion acts on); ``members``
+    add to it or replace its defaults (intent "order")."""
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationCodeableConcept": {"text": medication_text},
+        **members,
+    }
 
 
 def statin(status: str = "active", med: Medication = ATORVASTATIN, **kw: Any) -> MedicationUse:

@@ -307,21 +307,17 @@ def test_delete_draft_names_the_draft_by_resource_id(small_templates: Templates)
 
 
 def ivig_draft(**raw_members: Any):
-    raw = {
-        "resourceType": "MedicationRequest",
-        "id": "ivig-draft",
-        "status": "draft",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {"text": "Gamunex-C 10%"},
-        "dosageInstruction": [
+    raw = b.request_json(
+        "ivig-draft",
+        "Gamunex-C 10%",
+        dosageInstruction=[
             {
                 "text": "100 g daily for 2 days",
                 "timing": {"repeat": {"count": 2, "frequency": 1, "period": 1, "periodUnit": "d"}},
                 "doseAndRate": [{"doseQuantity": {"value": 100, "unit": "g"}}],
             }
         ],
-    }
+    )
     raw.update(raw_members)
     return b.use(b.GAMUNEX, "draft", drafted=True, resource_id="ivig-draft", raw=raw)
 
@@ -369,15 +365,9 @@ def test_update_draft_without_dosage_builds_one(small_templates: Templates) -> N
 
 
 def test_stop_active_updates_the_active_order_to_stopped(small_templates: Templates) -> None:
-    raw = {
-        "resourceType": "MedicationRequest",
-        "id": "atorva-1",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {"text": "atorvastatin 40 MG Oral Tablet"},
-        "authoredOn": "2024-05-01",
-    }
+    raw = b.request_json(
+        "atorva-1", "atorvastatin 40 MG Oral Tablet", "active", authoredOn="2024-05-01"
+    )
     active = b.statin("active", resource_id="atorva-1", raw=raw)
     card = one(stat01(suggestions=(Suggestion("stop-active", target=active),)), small_templates)
     (action,) = actions_of(card)

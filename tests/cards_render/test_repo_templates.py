@@ -245,23 +245,12 @@ def sample_advice(rule: str, template: Any, indicator: str, record: Any) -> Advi
 
 
 def sample_record() -> Any:
-    active_raw = {
-        "resourceType": "MedicationRequest",
-        "id": "atorva-active",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {"text": "atorvastatin 40 MG Oral Tablet"},
-    }
-    ivig_raw = {
-        "resourceType": "MedicationRequest",
-        "id": "ivig-draft",
-        "status": "draft",
-        "intent": "order",
-        "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": {"text": "Gamunex-C 10%"},
-        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 100, "unit": "g"}}]}],
-    }
+    active_raw = b.request_json("atorva-active", "atorvastatin 40 MG Oral Tablet", "active")
+    ivig_raw = b.request_json(
+        "ivig-draft",
+        "Gamunex-C 10%",
+        dosageInstruction=[{"doseAndRate": [{"doseQuantity": {"value": 100, "unit": "g"}}]}],
+    )
     return b.record(
         patient_id="p1",
         ck=(b.ck(6950, day=3), b.ck(2368, day=20, uln=192, uln_assumed=True)),
