@@ -6,8 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from cds_service.services import ServiceDeclaration, find_service
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
+
+
+def declared_service(service_id: str, hook: str) -> ServiceDeclaration:
+    """The service declared for (id, hook); fails the test module if there is none."""
+    service = find_service(service_id, hook)
+    assert service is not None, (service_id, hook)
+    return service
 
 
 @pytest.fixture

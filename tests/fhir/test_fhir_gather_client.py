@@ -21,21 +21,16 @@ from cds_service.errors import DataUnavailable, FhirServerRefused, Unprocessable
 from cds_service.fhir import gather as gather_module
 from cds_service.fhir.gather import gather
 from cds_service.fhir.search import build_prefetch, search
-from cds_service.services import LOINC, ServiceDeclaration, find_service
+from cds_service.services import LOINC, ServiceDeclaration
 from cds_service.settings import Settings
+from tests.fhir.conftest import declared_service
 
 BASE = "https://fhir.test.example/r4"
 TOKEN = "secret-token-123"
 PATIENT_ID = "pat-9f3"
 
 
-def _service(service_id: str, hook: str) -> ServiceDeclaration:
-    service = find_service(service_id, hook)
-    assert service is not None, (service_id, hook)
-    return service
-
-
-SERVICE = _service("myopathy-review", "patient-view")
+SERVICE = declared_service("myopathy-review", "patient-view")
 
 
 def _obs(ident: str, code: str, when: str) -> dict[str, Any]:
@@ -493,7 +488,7 @@ def _order_body(*entries: dict[str, Any], prefetch: dict[str, Any] | None = None
     return body
 
 
-_ORDER_SERVICE = _service("statin-order-select", "order-select")
+_ORDER_SERVICE = declared_service("statin-order-select", "order-select")
 
 
 def test_drafts_are_parsed_with_dstu2_tolerance_and_selections_kept(settings: Settings) -> None:

@@ -16,21 +16,16 @@ import pytest
 from cds_service.errors import DataUnavailable
 from cds_service.fhir.gather import gather
 from cds_service.fhir.search import build_prefetch
-from cds_service.services import LOINC, ServiceDeclaration, find_service
+from cds_service.services import LOINC
 from cds_service.settings import Settings
+from tests.fhir.conftest import declared_service
 from tests.support.fhir_server import FhirTestServer
 
 PATIENT_ID = "srv-1"
 
 
-def _service(service_id: str, hook: str) -> ServiceDeclaration:
-    service = find_service(service_id, hook)
-    assert service is not None, (service_id, hook)
-    return service
-
-
-STATIN = _service("statin-order-check", "order-sign")
-REVIEW = _service("myopathy-review", "patient-view")
+STATIN = declared_service("statin-order-check", "order-sign")
+REVIEW = declared_service("myopathy-review", "patient-view")
 TOKEN = "tok-abc"
 # Margin for thread start-up and a loaded CI machine; far below what a sequential or uncut fetch
 # would take in each test.
