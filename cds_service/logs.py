@@ -255,7 +255,7 @@ def gunicorn_logger_class() -> type:
     worker and error lines), so ``myocds serve`` writes JSON only."""
     from gunicorn.glogging import Logger
 
-    class JsonGunicornLogger(Logger):  # type: ignore[misc]
+    class JsonGunicornLogger(Logger):
         def setup(self, cfg: Any) -> None:
             super().setup(cfg)
             for logger in (self.error_log, self.access_log):
