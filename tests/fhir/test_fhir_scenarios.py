@@ -17,6 +17,7 @@ from cds_service.fhir.gather import gather
 from cds_service.fhir.search import build_prefetch
 from cds_service.services import LOINC, OBSERVATION_CODES, services_for_hook
 from cds_service.settings import Settings
+from tests.fhir.conftest import reset_when_idle
 from tests.support.fhir_server import FhirTestServer
 
 # Resource types each prefetch key brings (services.PREFETCH_TEMPLATES).
@@ -79,7 +80,7 @@ def test_scenario_gathers_the_same_data_both_ways(
         with_prefetch = gather(service, _body(scenario, prefetch=prefetch), fhir_settings)
         assert with_prefetch.stats.fetches == 0
 
-        fhir_server.reset()
+        reset_when_idle(fhir_server)
         fetched = gather(service, _body(scenario, fhirServer=fhir_server.base_url), fhir_settings)
         assert fetched.stats.keys_fetched == tuple(service.prefetch)
         assert fhir_server.request_count >= len(service.prefetch)
