@@ -58,9 +58,14 @@ def scenarios() -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Test settings: authentication off, a fresh SQLite store, the real clock (tests pin today
-    with ``settings.with_overrides(today=...)`` where the date matters)."""
+    with ``settings.with_overrides(today=...)`` where the date matters). The FHIR deadline is
+    generous so that tests about data and cards do not fail on a loaded CI machine; the tests
+    about deadlines and timeouts set their own."""
     return Settings().with_overrides(
-        auth="off", database_url=f"sqlite:///{tmp_path / 'myocds.sqlite3'}"
+        auth="off",
+        database_url=f"sqlite:///{tmp_path / 'myocds.sqlite3'}",
+        fhir_timeout_seconds=10.0,
+        hook_deadline_seconds=20.0,
     )
 
 
