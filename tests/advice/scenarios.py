@@ -7,11 +7,14 @@ complete) and built into a ``PatientRecord`` exactly as a hook call does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import date
 from typing import Any
 
 import pytest
 
+from cds_service.advice import Evaluator
+from cds_service.advice.model import Advice
 from cds_service.fhir.gather import gather
 from cds_service.fhir.search import build_prefetch
 from cds_service.record.build import build_record
@@ -36,6 +39,22 @@ def service_records(
             "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
         }
         yield service, build_record(gather(service, body, settings), body, settings)
+
+
+def advice_by_rule(
+    scenario: dict[str, Any], settings: Settings, evaluators: Iterable[Evaluator]
+) -> dict[str, Advice]:
+    """The advice of each rule the ``evaluators`` give across the services of the scenario's hook,
+    each service keeping the rules it declares (the first service's advice when two give one)."""
+    today = date.fromisoformat(scenario["today"])
+    hook = scenario["hook"]
+    found: dict[str, Advice] = {}
+    for service, record in service_records(scenario, settings):
+        for evaluate in evaluators:
+            for advice in evaluate(record, today, settings.clinical, hook):
+                if advice.rule_id in service.rules:
+                    found.setdefault(advice.rule_id, advice)
+    return found
 
 
 def named_scenario(name: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ rule table is tested at the threshold and on each side of it.
 from __future__ import annotations
 
 import string
-from datetime import date
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from cds_service.record.model import CkValue, MedicationUse, PatientRecord
 from cds_service.settings import ClinicalSettings, Settings
 from tests.advice import cards
 from tests.advice.builders import GAMUNEX, TODAY, ck, given, medication, record, unusable, use
-from tests.advice.scenarios import named_scenario, service_records
+from tests.advice.scenarios import advice_by_rule, named_scenario
 
 CLINICAL = ClinicalSettings()
 CONT_RULES = ("CONT-01", "CONT-02", "CONT-03", "CONT-04")
@@ -447,14 +446,7 @@ SCENARIO_SETTINGS = Settings(auth="off")
 def scenario_advice(scenario: dict[str, Any]) -> dict[str, Advice]:
     """CONT advice per rule id across the services of the scenario's hook, each run on the record
     its own prefetch templates give (as a hook call builds it)."""
-    today = date.fromisoformat(scenario["today"])
-    hook = scenario["hook"]
-    found: dict[str, Advice] = {}
-    for service, rec in service_records(scenario, SCENARIO_SETTINGS):
-        for advice in continuation.evaluate(rec, today, SCENARIO_SETTINGS.clinical, hook):
-            if advice.rule_id in service.rules:
-                found.setdefault(advice.rule_id, advice)
-    return found
+    return advice_by_rule(scenario, SCENARIO_SETTINGS, (continuation.evaluate,))
 
 
 def test_scenario_cont_topics(scenario: dict[str, Any]) -> None:

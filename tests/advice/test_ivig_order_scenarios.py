@@ -7,14 +7,13 @@ its indicator, every listed absent topic must stay silent.
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from cds_service.advice import dosing, iga, safety
 from cds_service.advice.model import Advice
 from cds_service.settings import Settings
-from tests.advice.scenarios import named_scenario, service_records
+from tests.advice.scenarios import advice_by_rule, named_scenario
 
 AREAS = ("IGA-", "DOSE-", "SAFE-")
 SETTINGS = Settings(auth="off")
@@ -26,15 +25,7 @@ def ours(topic: str) -> bool:
 
 def scenario_advice(scenario: dict[str, Any]) -> dict[str, Advice]:
     """Our advice per rule id across the services of the scenario's hook."""
-    today = date.fromisoformat(scenario["today"])
-    hook = scenario["hook"]
-    found: dict[str, Advice] = {}
-    for service, record in service_records(scenario, SETTINGS):
-        for module in (iga, dosing, safety):
-            for advice in module.evaluate(record, today, SETTINGS.clinical, hook):
-                if advice.rule_id in service.rules:
-                    found.setdefault(advice.rule_id, advice)
-    return found
+    return advice_by_rule(scenario, SETTINGS, (iga.evaluate, dosing.evaluate, safety.evaluate))
 
 
 def test_scenario_ivig_order_topics(scenario: dict[str, Any]) -> None:
