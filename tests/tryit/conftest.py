@@ -88,6 +88,7 @@ class LiveServer:
     """The app served by werkzeug on 127.0.0.1 (a random port) in a thread."""
 
     def __init__(self, app: Flask) -> None:
+        self.app = app  # the tests read its store (issued cards, feedback) after the page acted
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

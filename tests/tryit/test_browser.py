@@ -180,6 +180,13 @@ def test_ivig_order_sign_edit_the_dose_and_apply_a_suggestion(serve, make_app, s
     new_dose = resource["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
     assert 0 < new_dose < 40
     screenshot(page, "try-order-sign-obese-first-ivig-dose")
+    # Dismissed with no reason picked: the feedback carries no overrideReason at all.
+    iga = page.locator("#cards article.card[data-topic='IGA-03']")
+    iga.locator("button.dismiss").click()
+    sent = page.locator(".exchange--feedback[data-outcome='overridden']")
+    sent.locator(".status[data-status='200']").wait_for(timeout=TIMEOUT_MS)
+    (item,) = json.loads(sent.locator(".request-json").inner_text())["feedback"]
+    assert item["card"] == iga.get_attribute("data-uuid") and "overrideReason" not in item
     # Edit the order as the suggestion says: the over-dose cards go, the calculation stays.
     page.fill("#dose", str(new_dose))
     with page.expect_navigation():
@@ -192,6 +199,88 @@ def test_ivig_order_sign_edit_the_dose_and_apply_a_suggestion(serve, make_app, s
         "example": name, "hook": "order-sign", "product": "octagam", "dose": str(new_dose),
         "days": "5"}))
     assert page.locator("#timeline svg g.draft-mark").count() == 1
+    assert browser.errors == []
+
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def feedback_sent(page: Any, outcome: str) -> tuple[dict[str, Any], Any]:
+    """The one feedback item the page posted with this outcome, once its 200 came back."""
+    box = page.locator(f".exchange--feedback[data-outcome='{outcome}']")
+    box.locator(".status[data-status='200']").wait_for(timeout=TIMEOUT_MS)
+    assert box.count() == 1
+    assert box.locator("summary code").inner_text() == "/cds-services/myopathy-review/feedback"
+    assert json.loads(box.locator(".response-json").inner_text()) == {}
+    body = json.loads(box.locator(".request-json").inner_text())
+    assert list(body) == ["feedback"] and len(body["feedback"]) == 1
+    return body["feedback"][0], box
+
+
+def test_dismiss_and_accept_send_feedback_to_the_issuing_service(serve, settings,
+                                                                 browser: Browser):
+    name = "statin-ck-over-10x"
+    server = serve(settings_for(settings, name))
+    page = browser.page
+    answer = page.goto(server.url + f"/try?example={name}")
+    # The page's own policy lets it post only to its origin, which is where the feedback goes.
+    assert "connect-src 'self'" in answer.headers["content-security-policy"]
+    shown_cards(page)
+    issued = json.loads(page.locator(".exchange[data-service='myopathy-review'] .response-json")
+                        .inner_text())["cards"]
+    by_topic = {c["source"]["topic"]["code"]: c for c in issued}
+    store = server.app.extensions["myocds"].store
+    assert store.count_feedback() == 0
+
+    # STAT-02 dismissed with the clinician's reason: overridden, the reason as a full Coding.
+    stat02 = page.locator("#cards article.card[data-topic='STAT-02']")
+    assert stat02.get_attribute("data-uuid") == by_topic["STAT-02"]["uuid"]
+    stat02.locator("select.override-reason").select_option(index=2)
+    reason = by_topic["STAT-02"]["overrideReasons"][1]
+    stat02.locator("button.dismiss").click()
+    dismissed, _ = feedback_sent(page, "overridden")
+    assert dismissed["card"] == by_topic["STAT-02"]["uuid"]
+    assert dismissed["overrideReason"] == {"reason": {
+        "code": reason["code"], "system": reason["system"], "display": reason["display"]}}
+    assert "acceptedSuggestions" not in dismissed
+    assert RFC3339_UTC.match(dismissed["outcomeTimestamp"]), dismissed["outcomeTimestamp"]
+    assert stat02.locator(".card-outcome").inner_text().endswith("200 OK")
+    assert stat02.locator("button.dismiss").is_disabled()
+
+    # STAT-01: clicking the suggestion only shows it; Accept applies it and sends feedback.
+    stat01 = page.locator("#cards article.card[data-topic='STAT-01']")
+    stat01.locator("button.suggestion").first.click()
+    assert page.locator(".exchange--feedback").count() == 1
+    stat01.locator("button.accept").first.click()
+    accepted, _ = feedback_sent(page, "accepted")
+    suggestion = by_topic["STAT-01"]["suggestions"][0]
+    assert accepted == {
+        "card": by_topic["STAT-01"]["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": suggestion["uuid"]}],
+        "outcomeTimestamp": accepted["outcomeTimestamp"],
+    }
+    assert RFC3339_UTC.match(accepted["outcomeTimestamp"])
+    assert stat01.locator(".card-outcome").inner_text().endswith("200 OK")
+    assert stat01.locator("button.accept").first.is_disabled()
+    assert stat01.locator("button.dismiss").is_disabled()
+
+    # The service stored both, each joined to the rule of the card it was issued as.
+    rows = {row["outcome"]: row for row in store.feedback_rows()}
+    assert set(rows) == {"overridden", "accepted"} and store.count_feedback() == 2
+    assert store.issued_card(rows["overridden"]["card_uuid"]).topic == "STAT-02"
+    assert (rows["overridden"]["override_system"], rows["overridden"]["override_code"]) == (
+        reason["system"], reason["code"])
+    assert store.issued_card(rows["accepted"]["card_uuid"]).topic == "STAT-01"
+    assert rows["accepted"]["accepted_suggestions"] == suggestion["uuid"]
+    assert all(row["service_id"] == "myopathy-review" for row in rows.values())
+    report = store.rule_report()
+    assert (report["STAT-01"].issued, report["STAT-01"].accepted,
+            report["STAT-01"].overridden) == (1, 1, 0)
+    assert (report["STAT-02"].issued, report["STAT-02"].accepted,
+            report["STAT-02"].overridden) == (1, 0, 1)
+    assert None not in report  # no feedback on a card the store did not issue
+    screenshot(page, "try-feedback-dismiss-and-accept")
     assert browser.errors == []
 
 

@@ -6,6 +6,9 @@
 //    request and response JSON.
 // 3. POST the responses to /try/cards, which draws the cards as HTML with the same renderer as the
 //    card gallery (detail Markdown rendered safely on the server); insert it.
+// 4. Accepting a suggestion or dismissing a card POSTs CDS Hooks feedback to
+//    /cds-services/{id}/feedback of the service that issued the card, as an EHR (and the Sandbox)
+//    does, and shows that exchange in the request/response panel too.
 // Text from responses is only ever set with textContent; the only HTML inserted is /try/cards'.
 "use strict";
 
@@ -34,8 +37,11 @@
     }
   }
 
-  // Suggestions show the FHIR resource they would create, update or delete; Dismiss hides a card
-  // with the chosen override reason, as an EHR does (no feedback is sent from this page).
+  // Suggestions show the FHIR resource they would create, update or delete; Accept applies one and
+  // Dismiss greys a card out with the chosen override reason. On the try page both send feedback
+  // to the service that issued the card; the gallery's cards were issued by no call, so there
+  // they only change the page.
+  const feedbackPaths = new Map(); // serviceId -> its feedback URL, from the request plan
   document.addEventListener("click", onClick);
   if (!root) return; // the card gallery: cards are drawn on the server, nothing to call
 
@@ -52,7 +58,7 @@
   }
 
   function exchangeFor(serviceId) {
-    for (const box of document.querySelectorAll(".exchange")) {
+    for (const box of document.querySelectorAll(".exchange:not(.exchange--feedback)")) {
       if (box.dataset.service === serviceId) return box;
     }
     return null;
@@ -107,6 +113,7 @@
       showMessage("Could not build the requests: " + error.message, "error");
       return;
     }
+    for (const call of plan.calls) feedbackPaths.set(call.serviceId, call.path + "/feedback");
     const results = await Promise.all(plan.calls.map(callService));
     const failed = results.filter((r) => !r.ok);
     const answered = results.filter((r) => r.ok && r.body && Array.isArray(r.body.cards));
@@ -147,7 +154,120 @@
     cardsBox.innerHTML = await answer.text();
   }
 
+  // One exchange box per feedback post, built with textContent only, after the hook calls.
+  function feedbackExchange(serviceId, path, outcome) {
+    const box = document.createElement("details");
+    box.className = "exchange exchange--feedback";
+    box.dataset.service = serviceId;
+    box.dataset.outcome = outcome;
+    box.open = true;
+    const summary = document.createElement("summary");
+    const method = document.createElement("span");
+    method.className = "method";
+    method.textContent = "POST";
+    const url = document.createElement("code");
+    url.textContent = path;
+    const badge = document.createElement("span");
+    badge.className = "status";
+    badge.dataset.status = "";
+    badge.textContent = "…";
+    const label = document.createElement("span");
+    label.className = "muted feedback-label";
+    label.textContent = "feedback: " + outcome;
+    summary.append(method, " ", url, " ", badge, " ", label);
+    box.append(summary);
+    for (const [title, cls] of [["Request", "request-json"], ["Response", "response-json"]]) {
+      const heading = document.createElement("h4");
+      heading.textContent = title;
+      const pre = document.createElement("pre");
+      pre.className = "json " + cls;
+      box.append(heading, pre);
+    }
+    document.getElementById("exchanges").append(box);
+    return box;
+  }
+
+  // POST one feedback item for a card (CDS Hooks 2.0 §Feedback) and report on the card how it
+  // went. Returns without sending when the card cannot be fed back: no uuid (the spec sends no
+  // feedback then) or a service this page did not call.
+  async function sendFeedback(card, item, outcome) {
+    const note = card.querySelector(".card-outcome");
+    const serviceId = card.dataset.service;
+    const path = serviceId ? feedbackPaths.get(serviceId) : undefined;
+    if (!card.dataset.uuid || !path) {
+      note.textContent = "No feedback sent: " +
+        (card.dataset.uuid ? "no service of this page issued the card." : "the card has no uuid.");
+      note.hidden = false;
+      return;
+    }
+    const body = { feedback: [Object.assign({ card: card.dataset.uuid, outcome: outcome }, item)] };
+    const box = feedbackExchange(serviceId, path, outcome);
+    box.querySelector(".request-json").textContent = pretty(body);
+    note.textContent = "Sending feedback (" + outcome + ") to " + serviceId + "…";
+    note.hidden = false;
+    let response;
+    try {
+      response = await fetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(body),
+      });
+    } catch (error) {
+      box.querySelector(".status").textContent = "network error";
+      note.textContent = "Feedback not delivered: " + String(error);
+      return;
+    }
+    const text = await response.text();
+    let parsed = null;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      parsed = null;
+    }
+    const badge = box.querySelector(".status");
+    badge.textContent = response.status + " " + response.statusText;
+    badge.dataset.status = String(response.status);
+    box.querySelector(".response-json").textContent = parsed === null ? text : pretty(parsed);
+    note.textContent = "Feedback (" + outcome + ") sent to " + serviceId + ": " +
+      response.status + " " + response.statusText;
+    note.dataset.status = String(response.status);
+  }
+
+  // A card takes one outcome, as in an EHR: once accepted or dismissed its controls are done.
+  function closeCard(card) {
+    for (const control of card.querySelectorAll("button.accept, button.dismiss, select.override-reason")) {
+      control.disabled = true;
+    }
+  }
+
+  function nowRfc3339() {
+    // toISOString is always UTC with a "Z": the instant RFC 3339 §5.6 and the spec ask for.
+    return new Date().toISOString();
+  }
+
   function onClick(event) {
+    const accept = event.target.closest("button.accept");
+    if (accept) {
+      const card = accept.closest(".card");
+      const chosen = Array.from(card.querySelectorAll("button.suggestion"))
+        .find((button) => button.getAttribute("aria-controls") === accept.dataset.suggestion);
+      closeCard(card);
+      card.classList.add("card--accepted");
+      const label = chosen ? chosen.textContent.trim() : "suggestion";
+      const note = card.querySelector(".card-outcome");
+      note.textContent = "Accepted: " + label;
+      note.hidden = false;
+      if (!root) return;
+      if (!chosen || !chosen.dataset.uuid) {
+        note.textContent = "Accepted: " + label + ". No feedback sent: the suggestion has no uuid.";
+        return;
+      }
+      sendFeedback(card, {
+        acceptedSuggestions: [{ id: chosen.dataset.uuid }],
+        outcomeTimestamp: nowRfc3339(),
+      }, "accepted");
+      return;
+    }
     const suggestion = event.target.closest("button.suggestion");
     if (suggestion) {
       const panel = document.getElementById(suggestion.getAttribute("aria-controls"));
@@ -161,13 +281,21 @@
     if (dismiss) {
       const card = dismiss.closest(".card");
       const select = card.querySelector(".override-reason");
-      const reason =
-        select && select.value ? select.options[select.selectedIndex].text : "no reason given";
+      const option = select && select.value ? select.options[select.selectedIndex] : null;
       card.classList.add("card--dismissed");
       const note = card.querySelector(".dismissed-note");
-      note.textContent = "Dismissed: " + reason;
+      note.textContent = "Dismissed: " + (option ? option.text : "no reason given");
       note.hidden = false;
-      dismiss.disabled = true;
+      closeCard(card);
+      if (!root) return;
+      const item = { outcomeTimestamp: nowRfc3339() };
+      if (option) {
+        const reason = { code: option.value };
+        if (option.dataset.system) reason.system = option.dataset.system;
+        reason.display = option.text;
+        item.overrideReason = { reason: reason };
+      }
+      sendFeedback(card, item, "overridden");
     }
   }
 
