@@ -164,7 +164,7 @@ call_log = logging.getLogger("myocds.call")
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_SKIPPED_PATHS = ("/healthz", "/metrics")
+_SKIPPED_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def _known_values() -> tuple[set[str], set[str]]:

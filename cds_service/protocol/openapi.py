@@ -61,6 +61,7 @@ _ERRORS = {
     "413": "Body larger than the limit, or more resources than the limit.",
     "415": "The body is not JSON (Content-Type must be application/json).",
     "422": "Well-formed JSON whose FHIR content cannot be acted on.",
+    "503": "Not ready: the feedback database cannot be reached.",
 }
 
 
@@ -196,6 +197,28 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                         },
                     },
                     **_errors("405"),
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness (the feedback database answers)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The feedback database answers.",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["status"],
+                                    "properties": {"status": {"const": "ready"}},
+                                }
+                            }
+                        },
+                    },
+                    **_errors("405", "503"),
                 },
             }
         },

@@ -19,6 +19,7 @@ from cds_service import pipeline
 from cds_service.errors import BadRequest, NotFound
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.protocol.body import read_json_body
+from cds_service.protocol.errors import error_response
 from cds_service.protocol.limits import check_resource_count
 from cds_service.protocol.schemas import validate
 from cds_service.protocol.state import AppState
@@ -132,6 +133,17 @@ def feedback(service_id: str) -> Response:
 def healthz() -> Response:
     # Liveness only: a database outage must not make an orchestrator restart every replica.
     return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> Response:
+    """Readiness: the feedback store answers (card templates and settings were checked at
+    start-up). A replica whose database is gone is taken out of the load balancer, not
+    restarted; hook calls would still answer, but their cards could not be recorded."""
+    state: AppState = current_app.extensions["myocds"]
+    if not state.store.ping():
+        return error_response(503, "transient", "the feedback database cannot be reached")
+    return jsonify({"status": "ready"})
 
 
 def _open_call(service_id: str, **call: Any) -> tuple[AppState, Any]:

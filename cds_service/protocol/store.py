@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from cds_service.errors import ConfigurationError
 from cds_service.protocol.schemas import parse_rfc3339
@@ -188,6 +188,15 @@ class Store:
                 else:
                     counts.overridden += int(count)
         return report
+
+    def ping(self) -> bool:
+        """Can the database be reached now? (readiness; never raises)"""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
 
     def count_feedback(self) -> int:
         with self.engine.connect() as connection:

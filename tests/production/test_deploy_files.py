@@ -103,8 +103,10 @@ def test_kubernetes_deployment_service_and_autoscaler_agree() -> None:
     [container] = template["spec"]["containers"]
     port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert service["spec"]["ports"][0]["targetPort"] in port_names
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/healthz"
+    # Liveness must not follow the database (an outage would restart every replica);
+    # readiness does, so a replica without its store leaves the load balancer.
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert container[probe]["httpGet"]["path"] == path
         assert container[probe]["httpGet"]["port"] in port_names
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
