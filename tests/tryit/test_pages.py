@@ -154,6 +154,32 @@ def test_cards_endpoint_draws_responses_most_urgent_first(try_client):
     assert 'data-indicator="critical"' in html and 'data-service="b"' in html
 
 
+def test_cards_carry_what_the_page_needs_to_send_feedback(try_client):
+    """The card's and each suggestion's uuid and each override reason's full Coding are in the
+    drawn HTML (feedback names them), escaped; every card can be dismissed."""
+    reasons = card("warning", "STAT-03", "Repeat CK")
+    reasons.update(
+        uuid="5f0c2a1e-8c1d-4f7a-9a51-3d2f0b7e6c11",
+        suggestions=[{"label": "Order a repeat CK", "uuid": "5f0c2a1e-8c1d-4f7a-9a51-3d2f0b7e6c12",
+                      "actions": [{"type": "create", "description": "Order CK",
+                                   "resource": {"resourceType": "ServiceRequest"}}]}],
+        selectionBehavior="at-most-one",
+        overrideReasons=[{"system": "https://myocds.dev/fhir/CodeSystem/override-reason",
+                          "code": "exercise-or-injury", "display": "Exercise \"or\" injury"}],
+    )
+    bare = card("info", "STAT-04", "Minor CK rise")
+    body = {"responses": [{"serviceId": "s", "response": {"cards": [reasons, bare]}}]}
+    response = try_client.post("/try/cards", json=body)
+    assert response.status_code == 200, response.get_json()
+    html = response.get_data(as_text=True)
+    assert 'data-uuid="5f0c2a1e-8c1d-4f7a-9a51-3d2f0b7e6c11"' in html
+    assert re.search(r'class="suggestion"[^>]*data-uuid="5f0c2a1e-8c1d-4f7a-9a51-3d2f0b7e6c12"',
+                     html)
+    assert ('<option value="exercise-or-injury" data-system="https://myocds.dev/fhir/CodeSystem/'
+            'override-reason">Exercise &#34;or&#34; injury</option>') in html
+    assert html.count('class="accept"') == 1 and html.count('class="dismiss"') == 2
+
+
 @pytest.mark.parametrize("body", [
     {"cards": []},
     {"responses": {"serviceId": "a"}},
