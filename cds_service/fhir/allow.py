@@ -19,17 +19,22 @@ unless every check passes:
 path or below it on a ``/`` boundary; so ``https://fhir.example.org`` does not admit
 ``https://fhir.example.org.evil.com`` and ``/fhir`` does not admit ``/fhir-other``.
 
-Limit: the address check runs on a resolution made now; the HTTP client resolves again when it
-connects. A hostile DNS server answering a public address here and a private one a moment later
-(DNS rebinding) is not stopped by this check alone. Closing that gap needs connecting to the
-checked address (pinning) or an egress proxy/network policy; deployments that trust issuers'
-allow-lists to name only their own public servers are protected by check 2 regardless.
+DNS rebinding: the addresses a host resolved to in check 3 are recorded as the origin's pin
+(``Pin``, kept ``PIN_SECONDS``), and the transport (``cds_service/fhir/pinned.py``) dials only
+pinned addresses, keeping the host name for ``Host``, TLS SNI and certificate verification. A
+connection opened with no current pin resolves and checks the host again before dialling
+(``pinned_addresses``), so no connection ever goes to an address that was not checked. A host
+answering a public address to the check and a private one a moment later gets the public one.
+Pins are per origin (scheme, host, port): an origin checked through a ``MYOCDS_FHIR_ALLOW``
+prefix is pinned as exempt and its connections resolve as usual.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -47,6 +52,26 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_URL_LENGTH = 2048
 # Resolution runs in a small pool so a stalled resolver cannot hold a request past its deadline.
 _RESOLVER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fhir-allow-dns")
+# How long a check's addresses serve new connections to the origin. Every hook call that fetches
+# checks (and re-pins) its fhirServer first; a connection opened after the pin expired resolves and
+# checks again. Short, so a server that moves is followed, and a pin always outlives the call that
+# made it (see _pin_seconds).
+PIN_SECONDS = 30.0
+_MAX_PINS = 4096
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What a connection to one origin may dial: checked addresses, or ``None`` for an origin
+    allowed by a ``MYOCDS_FHIR_ALLOW`` prefix (its addresses are not checked)."""
+
+    addresses: tuple[str, ...] | None
+    expires: float  # time.monotonic() value
+
+
+_Origin = tuple[str, str, int]
+_pins: dict[_Origin, Pin] = {}
+_pins_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,65 @@ def system_resolver(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+def _origin(scheme: str, host: str, port: int) -> _Origin:
+    return scheme.lower(), host.strip("[]").rstrip(".").lower(), port
+
+
+def _record_pin(origin: _Origin, addresses: tuple[str, ...] | None, seconds: float) -> Pin:
+    pin = Pin(addresses=addresses, expires=time.monotonic() + seconds)
+    with _pins_lock:
+        if origin not in _pins and len(_pins) >= _MAX_PINS:
+            now = time.monotonic()
+            for key in [k for k, p in _pins.items() if p.expires <= now] or list(_pins)[:1]:
+                del _pins[key]
+        _pins[origin] = pin
+    return pin
+
+
+def forget_pins() -> None:
+    """Drop every pin (tests; the next connection to any origin resolves and checks again)."""
+    with _pins_lock:
+        _pins.clear()
+
+
+def _checked_addresses(host: str, port: int, resolve: Resolver, timeout: float) -> tuple[str, ...]:
+    """The host's addresses, each one checked; ``FhirServerRefused`` if any is not public."""
+    addresses = _addresses(host, port, resolve, timeout)
+    for address in addresses:
+        reason = _refusal_reason(address)
+        if reason is not None:
+            raise FhirServerRefused(
+                f"fhirServer host resolves to {reason}; "
+                "such servers must be listed in MYOCDS_FHIR_ALLOW",
+                expression="fhirServer",
+            )
+    # Dial order = resolver order; duplicates (one per socket type or family answer) dropped.
+    return tuple(dict.fromkeys(str(a) for a in addresses))
+
+
+def pinned_addresses(
+    scheme: str, host: str, port: int, *, timeout: float
+) -> tuple[str, ...] | None:
+    """The addresses a new connection to (scheme, host, port) may dial; ``None``: resolve as usual.
+
+    A current pin (from the check of this hook call) answers; without one the host is resolved
+    and checked now (strictly: only a check through the settings can exempt an origin) and the
+    result pinned. Raises ``FhirServerRefused`` when an address is not public.
+    """
+    origin = _origin(scheme, host, port)
+    with _pins_lock:
+        pin = _pins.get(origin)
+    if pin is not None and pin.expires > time.monotonic():
+        return pin.addresses
+    addresses = _checked_addresses(origin[1], port, system_resolver, timeout)
+    return _record_pin(origin, addresses, PIN_SECONDS).addresses
+
+
+def _pin_seconds(settings: Settings) -> float:
+    # A call's later connections (next pages, Medication reads) must still find its pin.
+    return max(PIN_SECONDS, settings.hook_deadline_seconds + settings.fhir_timeout_seconds)
+
+
 def _addresses(host: str, port: int, resolve: Resolver, timeout: float) -> list[IPAddress]:
     try:
         # An IP literal needs no resolver (and must not be sent to one).
@@ -169,26 +253,30 @@ def _addresses(host: str, port: int, resolve: Resolver, timeout: float) -> list[
 
 
 def check_fhir_server(
-    url: str, settings: Settings, caller: Caller, *, resolve: Resolver = system_resolver
-) -> None:
-    """Raise ``FhirServerRefused`` unless we may send requests (and a token) to ``url``."""
+    url: str, settings: Settings, caller: Caller, *, resolve: Resolver | None = None
+) -> Pin:
+    """Raise ``FhirServerRefused`` unless we may send requests (and a token) to ``url``.
+
+    Returns (and records for the transport) the origin's pin: the checked addresses connections
+    to it will dial, or no addresses for an origin allowed by a ``MYOCDS_FHIR_ALLOW`` prefix.
+    """
     target, _ = _parse(url)
     if settings.auth_required and not _within(target, caller.fhir_allow):
         raise FhirServerRefused(
             "fhirServer is not on the allow-list of the calling issuer", expression="fhirServer"
         )
+    origin = _origin(target.scheme, target.host, target.port)
     if _within(target, settings.fhir_allow):
-        return
+        return _record_pin(origin, None, _pin_seconds(settings))
     if target.scheme != "https":
         raise FhirServerRefused(
             "fhirServer must use https (or be listed in MYOCDS_FHIR_ALLOW)",
             expression="fhirServer",
         )
-    for address in _addresses(target.host, target.port, resolve, settings.fhir_timeout_seconds):
-        reason = _refusal_reason(address)
-        if reason is not None:
-            raise FhirServerRefused(
-                f"fhirServer host resolves to {reason}; "
-                "such servers must be listed in MYOCDS_FHIR_ALLOW",
-                expression="fhirServer",
-            )
+    addresses = _checked_addresses(
+        target.host,
+        target.port,
+        resolve if resolve is not None else system_resolver,
+        settings.fhir_timeout_seconds,
+    )
+    return _record_pin(origin, addresses, _pin_seconds(settings))

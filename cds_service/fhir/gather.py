@@ -39,13 +39,13 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from cds_service.errors import BadRequest, DataUnavailable, FhirServerRefused, Unprocessable
 from cds_service.fhir.allow import check_fhir_server
 from cds_service.fhir.data import FetchStats, FhirData
 from cds_service.fhir.elements import FHIR_ID
 from cds_service.fhir.parse import InvalidResource, parse_resource, unpack_bundle
+from cds_service.fhir.pinned import PinnedAdapter, PinRefused
 from cds_service.fhir.search import render_template
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.services import ServiceDeclaration
@@ -103,7 +103,10 @@ def _transport(settings: Settings) -> _Transport:
             session.trust_env = False
             # Cookies set by one EHR's server must never ride along on another call.
             session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-            adapter = HTTPAdapter(pool_connections=max(10, size), pool_maxsize=size, max_retries=0)
+            # Connections dial only addresses the allow-list checked (DNS rebinding, pinned.py).
+            adapter = PinnedAdapter(
+                pool_connections=max(10, size), pool_maxsize=size, max_retries=0
+            )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fhir-fetch")
@@ -170,7 +173,10 @@ class _Server:
             )
         except requests.Timeout:
             raise _FetchFailed("fhirServer did not answer in time") from None
-        except requests.RequestException:
+        except requests.RequestException as exc:
+            refused = _pin_refusal(exc)
+            if refused is not None:
+                raise _FetchFailed(f"fhirServer may not be called: {refused}") from None
             raise _FetchFailed("fhirServer could not be reached") from None
         try:
             if response.status_code != 200:
@@ -185,6 +191,23 @@ class _Server:
             return 200, requests.models.complexjson.loads(body)
         except ValueError:
             raise _FetchFailed("fhirServer sent a body that is not JSON") from None
+
+
+def _pin_refusal(exc: BaseException) -> str | None:
+    """The reason when a new connection was refused because the host now resolves elsewhere."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, PinRefused):
+            return current.reason
+        if isinstance(current, BaseException):
+            todo.extend((*current.args, current.__cause__, current.__context__))
+            todo.append(getattr(current, "reason", None))
+    return None
 
 
 def _read_body(response: requests.Response, budget: _Budget) -> bytes:
