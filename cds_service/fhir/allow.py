@@ -166,7 +166,14 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 def _origin(scheme: str, host: str, port: int) -> _Origin:
-    return scheme.lower(), host.strip("[]").rstrip(".").lower(), port
+    name = host.strip("[]").rstrip(".").lower()
+    try:
+        # The transport sees the ASCII (punycode) form of an internationalized name; a form that
+        # still differs only misses the pin, and the connection is then checked afresh.
+        name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return scheme.lower(), name, port
 
 
 def _record_pin(origin: _Origin, addresses: tuple[str, ...] | None, seconds: float) -> Pin:
