@@ -43,20 +43,9 @@ class _ErrorCapture(logging.Handler):
 
 
 def _local_dns_only() -> None:
-    import ipaddress
+    from tests.trust.strategies import local_only_getaddrinfo
 
-    real = socket.getaddrinfo
-
-    def local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        try:
-            ipaddress.ip_address(name.strip("[]").split("%")[0])
-        except ValueError:
-            if name not in ("localhost", "localhost.localdomain"):
-                raise socket.gaierror(socket.EAI_NONAME, "fuzz: no DNS") from None
-        return real(host, *args, **kwargs)
-
-    socket.getaddrinfo = local_only  # type: ignore[assignment]
+    socket.getaddrinfo = local_only_getaddrinfo(socket.getaddrinfo, "fuzz")
 
 
 def main(argv: list[str] | None = None) -> int:

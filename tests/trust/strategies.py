@@ -15,7 +15,9 @@ request ever leaves the machine.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,22 @@ SERVICE_IDS = sorted({s.id for s in SERVICES})
 HOOKS = sorted({s.hook for s in SERVICES})
 # Dead local port: a fetch allowed by MYOCDS_FHIR_ALLOW fails fast (connection refused).
 DEAD_FHIR = "http://127.0.0.1:9/fhir"
+
+
+def local_only_getaddrinfo(real: Any, label: str) -> Any:
+    """``socket.getaddrinfo`` that resolves only IP literals and localhost: a generated
+    fhirServer such as https://0.com must never make the fuzzer query DNS or the network."""
+
+    def local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            ipaddress.ip_address(name.strip("[]").split("%")[0])
+        except ValueError:
+            if name not in ("localhost", "localhost.localdomain"):
+                raise socket.gaierror(socket.EAI_NONAME, f"{label}: no DNS") from None
+        return real(host, *args, **kwargs)
+
+    return local_only
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import date
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -23,6 +22,7 @@ from .strategies import (
     Call,
     check_response,
     feedback_calls,
+    local_only_getaddrinfo,
     raw_calls,
     service_calls,
 )
@@ -62,19 +62,7 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlaskClien
 def no_dns_beyond_this_machine() -> Iterator[None]:
     """Any name other than localhost fails to resolve: the fuzzer can never reach the network."""
     real = socket.getaddrinfo
-
-    def local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        try:
-            import ipaddress
-
-            ipaddress.ip_address(name.strip("[]").split("%")[0])
-        except ValueError:
-            if name not in ("localhost", "localhost.localdomain"):
-                raise socket.gaierror(socket.EAI_NONAME, "fuzz: no DNS") from None
-        return real(host, *args, **kwargs)
-
-    socket.getaddrinfo = local_only
+    socket.getaddrinfo = local_only_getaddrinfo(real, "fuzz")  # type: ignore[assignment]
     yield
     socket.getaddrinfo = real
 

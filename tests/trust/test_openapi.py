@@ -28,7 +28,7 @@ from cds_service.services import SERVICES
 from cds_service.settings import Settings
 
 from .conftest import BASE_URL, SigningKey
-from .strategies import DEAD_FHIR
+from .strategies import DEAD_FHIR, local_only_getaddrinfo
 
 _DATABASE = Path(tempfile.mkdtemp(prefix="myocds-openapi-")) / "st.sqlite3"
 _SETTINGS = Settings().with_overrides(
@@ -51,19 +51,7 @@ SENT: list[int] = []
 @pytest.fixture(autouse=True)
 def no_dns_beyond_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """A generated fhirServer like https://0.com must never make us query DNS or the network."""
-    import ipaddress
-
-    real = socket.getaddrinfo
-
-    def local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        try:
-            ipaddress.ip_address(name.strip("[]").split("%")[0])
-        except ValueError:
-            if name not in ("localhost", "localhost.localdomain"):
-                raise socket.gaierror(socket.EAI_NONAME, "test: no DNS") from None
-        return real(host, *args, **kwargs)
-
+    local_only = local_only_getaddrinfo(socket.getaddrinfo, "test")
     monkeypatch.setattr(socket, "getaddrinfo", local_only)
 
 
