@@ -85,7 +85,8 @@ def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) ->
         (r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id),
         None,
     )
-    gender = as_text(as_dict(patient).get("gender"))
+    # rules.md "Reading a resource" (r2): codes the rules compare are read trimmed, any case.
+    gender = _code(as_dict(patient).get("gender"))
     birth_date = parse_date(as_dict(patient).get("birthDate"))
 
     labs = _read_labs(resources, gender, settings)
@@ -491,14 +492,21 @@ def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, 
 
 
 def _status_code(value: object) -> str | None:
-    """An R4 status CodeableConcept (or a DSTU2-style plain code) → its code."""
+    """An R4 status CodeableConcept (or a DSTU2-style plain code) → its code, trimmed and lower
+    case (rules.md "Reading a resource")."""
     if isinstance(value, str):
-        return as_text(value)
+        return _code(value)
     for coding in as_list(as_dict(value).get("coding")):
-        code = as_text(as_dict(coding).get("code"))
+        code = _code(as_dict(coding).get("code"))
         if code:
             return code
     return None
+
+
+def _code(value: object) -> str | None:
+    """A code the rules compare (status, gender...): trimmed, lower case; None when empty."""
+    text = as_text(value)
+    return text.lower() if text is not None else None
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -40,6 +40,13 @@ USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 ACTIVE_ORDER_STATUSES = frozenset({"active", "on-hold"})
 # A Condition the clinician refuted or entered in error is not a fact about the patient.
 VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+# rules.md "Conditions" (r2): "active" = clinicalStatus active, recurrence or relapse (or none).
+ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
+# rules.md "Order intent" (r2): a MedicationRequest that is not drafted counts only with one of
+# these intents (or none); proposal, plan, directive and option are not orders.
+ORDER_INTENTS = frozenset(
+    {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
+)
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,15 @@ class MedicationUse:
     # The resource as received (R4 JSON), for update/delete suggestions of drafts.
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
+    @property
+    def is_order(self) -> bool:
+        """rules.md "Order intent" (r2): a drafted request counts whatever its intent; any other
+        MedicationRequest only with an order intent or none. A MedicationStatement has no
+        intent and always counts."""
+        if self.drafted or self.resource_type != "MedicationRequest" or self.intent is None:
+            return True
+        return self.intent.strip().lower() in ORDER_INTENTS
+
 
 @dataclass(frozen=True)
 class IvigGiven:
@@ -210,7 +226,8 @@ class ConditionFact:
 
     @property
     def active(self) -> bool:
-        return self.clinical_status in (None, "active", "recurrence", "relapse")
+        """rules.md "Conditions" (r2): clinicalStatus active, recurrence or relapse, or none."""
+        return self.clinical_status is None or self.clinical_status in ACTIVE_CLINICAL_STATUSES
 
     @property
     def void(self) -> bool:
