@@ -1,10 +1,12 @@
 # Two entry points, both from a fresh clone: `make run` and `make test` (see README.md).
-# Both create .venv when missing and (re)install the project only when pyproject.toml changed.
+# Both create .venv when missing. `make run` installs only what serving needs; `make test` adds
+# the test extras. Each install is redone only when pyproject.toml changed.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test test-deps lint clean-venv
 
@@ -13,26 +15,33 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# The service and its runtime dependencies, editable (cards/ and fhir_mappings/ are read in place).
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+# The same, plus the test extras (pytest, Playwright, schemathesis, ruff, mypy, ...).
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(TEST_STAMP) $(RUN_STAMP)
 
 # Development mode: authentication off (said loudly at start-up), feedback in ./var/ (SQLite).
-run: $(STAMP)
+# MYOCDS_PORT and the other settings (README "Settings") pass through from the environment.
+run: $(RUN_STAMP)
 	@echo "make run: development mode, MYOCDS_AUTH=off (no authentication); feedback in ./var/"
 	MYOCDS_AUTH=off exec $(BIN)/myocds serve
 
 # Extra tools the test suite needs outside pip go here (e.g. the headless browser).
 # Debian's chromium for the browser tests (tests/tryit/test_browser.py); Playwright drives it and
 # never downloads a browser. Without it (no apt, no root) the browser tests skip, loudly.
-test-deps: $(STAMP)
+test-deps: $(TEST_STAMP)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
 		|| echo "WARNING: could not install chromium; the browser tests will be SKIPPED"
 
 test: test-deps
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check cds_service tests
 
 clean-venv:

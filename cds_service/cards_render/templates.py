@@ -6,8 +6,8 @@ Everything a clinician may reword lives in ``cards/`` (docs/ARCHITECTURE.md "Car
 instead of producing a broken card in front of a clinician.
 
 Where ``cards/`` is: the ``cards_dir`` argument, else the ``MYOCDS_CARDS_DIR`` environment
-variable, else ``<repository root>/cards`` (the package sits in the repository; this holds for
-``pip install -e .`` and for running from a checkout).
+variable, else the ``cards/`` shipped in the package (``cds_service.packaged``: the repository's
+``cards/`` in a checkout or an editable install, package data in a wheel).
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ import jsonschema
 from markdown_it import MarkdownIt
 
 from cds_service.errors import ConfigurationError
+from cds_service.packaged import data_dir
 
 CARDS_DIR_ENV = "MYOCDS_CARDS_DIR"
 SOURCES_FILE = "sources.json"
 _PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_CARDS_DIR = _PACKAGE_DIR.parents[1] / "cards"
+DEFAULT_CARDS_DIR = data_dir("cards")
 # The project's own CodeSystems (docs/ARCHITECTURE.md): a template's rule and display must be a
 # concept of the advice CodeSystem, its override codes concepts of the override-reason one.
-DEFAULT_MAPPINGS_DIR = _PACKAGE_DIR.parents[1] / "fhir_mappings"
+DEFAULT_MAPPINGS_DIR = data_dir("fhir_mappings")
 ADVICE_SYSTEM = "https://myocds.dev/fhir/CodeSystem/advice"
 OVERRIDE_REASON_SYSTEM = "https://myocds.dev/fhir/CodeSystem/override-reason"
 ADVICE_CODESYSTEM = ("CodeSystem-myocds-advice.json", ADVICE_SYSTEM)
@@ -129,7 +130,7 @@ class Templates:
 
 
 def cards_directory(cards_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cards directory: the argument, else ``MYOCDS_CARDS_DIR``, else ``<repo>/cards``."""
+    """The cards directory: the argument, else ``MYOCDS_CARDS_DIR``, else the shipped ``cards/``."""
     if cards_dir is not None:
         return Path(cards_dir)
     configured = os.environ.get(CARDS_DIR_ENV, "").strip()
@@ -143,7 +144,7 @@ def load_templates(
 ) -> Templates:
     """Load and check ``cards/sources.json`` and every ``cards/*.json`` template.
 
-    With ``mappings_dir`` (default: the repository's ``fhir_mappings/``), each template's rule and
+    With ``mappings_dir`` (default: the shipped ``fhir_mappings/``), each template's rule and
     display must also be a concept of the advice CodeSystem and its override codes concepts of the
     override-reason CodeSystem; ``None`` skips that check (tests of stand-alone templates).
 

@@ -31,11 +31,12 @@ from typing import Any
 
 from cds_service.errors import ConfigurationError
 from cds_service.fhir.elements import as_dict, as_list, to_decimal
+from cds_service.packaged import data_dir
 from cds_service.record.model import Medication
 from cds_service.record.units import UCUM
 from cds_service.services import LOINC, OBSERVATION_CODES
 
-MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "fhir_mappings"
+MAPPINGS_DIR = data_dir("fhir_mappings")
 VALUESET_BASE = "https://myocds.dev/fhir/ValueSet/"
 TEXT_MATCH_URL = "https://myocds.dev/fhir/StructureDefinition/text-match"
 CONCENTRATION_URL = "https://myocds.dev/fhir/StructureDefinition/concentration"

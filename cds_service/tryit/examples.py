@@ -26,6 +26,7 @@ from typing import Any
 
 from cds_service.errors import ConfigurationError, NotFound
 from cds_service.fhir.search import build_prefetch
+from cds_service.packaged import data_dir
 from cds_service.services import ServiceDeclaration, services_for_hook
 from cds_service.tryit.drafts import (
     DRAFT_FULL_URL,
@@ -35,7 +36,7 @@ from cds_service.tryit.drafts import (
     spec_from_index,
 )
 
-DEFAULT_EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+DEFAULT_EXAMPLES_DIR = data_dir("examples")
 INDEX_FILE = "index.json"
 HOOKS = ("patient-view", "order-select", "order-sign")
 ORDER_HOOKS = ("order-select", "order-sign")
