@@ -130,30 +130,30 @@ def normalise_system(system: object) -> str | None:
 
 
 def normalise_ndc(code: str) -> str | None:
-    """NDC → "LLLLL-PPPP" (labeler and product segments, 5-4 zero-padded), or None.
+    """NDC → "LLLLL-PPPP": the labeler and product segments of the 11-digit 5-4-2 form, or None.
 
-    Accepted: hyphenated 10-digit NDCs in the 4-4-2, 5-3-2 and 5-4-1 layouts, the 11-digit 5-4-2
-    layout with or without hyphens, and product-only NDCs (labeler-product, as the FDA lists
-    them). A 10-digit NDC without hyphens is ambiguous (three layouts) and is not guessed.
+    rules.md "IVIG" (r2): compared after normalising to 5-4-2, so leading zeros do not matter.
+    Hyphenated codes (4-4-2, 5-3-2, 5-4-1, 5-4-2, or product-only labeler-product; any segment
+    with more or fewer leading zeros) are padded segment by segment; without hyphens an
+    11-digit code is 5-4-2 and a 9-digit code labeler-product 5-4. A 10-digit NDC without
+    hyphens is ambiguous (three layouts) and is not guessed.
     """
     text = code.strip().replace(" ", "")
     parts = text.split("-")
     if not all(p.isdigit() for p in parts):
         return None
     if len(parts) == 1:
-        if len(text) == 11:
+        if len(text) in (9, 11):
             return f"{text[:5]}-{text[5:9]}"
         return None
     if len(parts) not in (2, 3):
         return None
-    labeler, product = parts[0], parts[1]
-    package = parts[2] if len(parts) == 3 else None
-    if package is not None:
-        layout = (len(labeler), len(product), len(package))
-        if layout not in ((4, 4, 2), (5, 3, 2), (5, 4, 1), (5, 4, 2)):
-            return None
-    elif (len(labeler), len(product)) not in ((4, 4), (5, 3), (5, 4)):
+    # Leading zeros do not matter: "0944", "00944" and "000944" are one labeler.
+    segments = [part.lstrip("0") for part in parts]
+    limits = (5, 4, 2)[: len(parts)]
+    if any(len(seg) > limit for seg, limit in zip(segments, limits, strict=True)):
         return None
+    labeler, product = segments[0], segments[1]
     return f"{labeler.zfill(5)}-{product.zfill(4)}"
 
 
@@ -319,9 +319,14 @@ def observation_kind(code_concept: object) -> str | None:
 
 
 def condition_kinds(concept: object) -> tuple[str, ...]:
-    """The condition classes (``ConditionFact.kinds``) a Condition.code belongs to."""
+    """The condition classes (``ConditionFact.kinds``) a Condition.code belongs to.
+
+    The text rules read the Condition's text as one (``code.text`` and every ``coding.display``
+    joined), so an exclusion such as "arterial" anywhere in it (rules.md r2, venous
+    thromboembolism) holds whichever part says it.
+    """
     pairs = codings(concept)
-    texts = concept_texts(concept)
+    texts = [" | ".join(concept_texts(concept))]
     kinds: list[str] = []
     for name, kind in CONDITION_KINDS.items():
         vs = VALUESETS[name]
@@ -331,17 +336,15 @@ def condition_kinds(concept: object) -> tuple[str, ...]:
 
 
 def is_subcutaneous(dosages: Iterable[object]) -> bool:
-    """rules.md "IVIG": route SNOMED 34206005, or SC/SQ/subcut/subcutaneous as a whole word in
-    ``route.text``, a route ``coding.display`` or the dosage ``text``."""
+    """rules.md "IVIG", as written: route SNOMED 34206005, or SC, SQ, subcut or subcutaneous as a
+    whole word in ``route.text`` or the dosage ``text``."""
     vs = VALUESETS["subcutaneous-route"]
     for dosage in dosages:
         d = as_dict(dosage)
         route = d.get("route")
         if any(vs.has_code(s, c) for s, c in codings(route)):
             return True
-        texts = concept_texts(route)
-        if isinstance(d.get("text"), str):
-            texts.append(d["text"])
+        texts = [t for t in (as_dict(route).get("text"), d.get("text")) if isinstance(t, str)]
         if vs.text_rule(texts) is not None:
             return True
     return False

@@ -97,6 +97,18 @@ def test_statin_system_given_as_hl7_oid() -> None:
     assert classify_medication(concept("urn:oid:2.16.840.1.113883.6.88", "617311")).is_statin
 
 
+def test_code_system_url_with_a_trailing_slash_still_matches() -> None:
+    # Mutation-run gap: a system written "http://.../rxnorm/" is the same code system.
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm/"
+    assert classify_medication(concept(rxnorm, "617311")).is_statin
+    assert classify_medication(concept(ATC + "/", "J06BA02")).is_ivig
+    assert classify_medication(concept(f" {NDC}/ ", "13533-800-20")).is_ivig
+    assert condition_kinds(concept(ICD + "/", "I82.401")) == ("vte",)
+    assert condition_kinds(concept(SCT + "/", "44054006")) == ("diabetes",)
+    # ...but a different path is a different system
+    assert not classify_medication(concept(ATC + "/x", "J06BA02")).is_ivig
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -183,6 +195,12 @@ def test_statin_medication_resource_ingredient_by_name() -> None:
         ("00944270002", "00944-2700"),
         ("69800-6503-1", "69800-6503"),  # 5-4-1
         ("0069-6550", "00069-6550"),  # product NDC, 4-4
+        # rules.md r2: normalised to 11-digit 5-4-2 first, so leading zeros do not matter
+        ("944-2700-2", "00944-2700"),
+        ("000944-02700-002", "00944-2700"),
+        ("44206-0439", "44206-0439"),
+        ("44206-439", "44206-0439"),
+        ("442060439", "44206-0439"),  # 9 digits without hyphens: labeler-product 5-4
     ],
 )
 def test_ivig_by_ndc_in_every_layout(ndc: str, normalised: str) -> None:
@@ -192,7 +210,9 @@ def test_ivig_by_ndc_in_every_layout(ndc: str, normalised: str) -> None:
     assert not med.is_statin
 
 
-@pytest.mark.parametrize("ndc", ["1353380020", "13533-801", "13533-8000-201", "abc-def", "1-2-3"])
+@pytest.mark.parametrize(
+    "ndc", ["1353380020", "13533-801", "13533-8000-201", "13533-08000-20", "abc-def", "1-2-3"]
+)
 def test_ndc_not_ivig_or_ambiguous(ndc: str) -> None:
     # 10 digits without hyphens could be 4-4-2, 5-3-2 or 5-4-1: not guessed.
     assert not classify_medication(concept(NDC, ndc)).is_ivig
@@ -267,10 +287,9 @@ def test_non_ivig_has_no_concentration() -> None:
         {"route": concept(SCT, "34206005")},
         {"route": {"text": "SC"}},
         {"route": {"text": "sq"}},
-        {"route": concept("http://example.org/routes", "R9", display="Subcutaneous")},
         {"text": "10 g subcut weekly"},
         {"text": "Give SUBCUTANEOUS infusion"},
-        {"text": "infuse subcutaneously"},  # the same instruction as an adverb
+        {"route": {"text": "Subcut"}, "text": "IV"},
     ],
 )
 def test_subcutaneous_route(dosage: dict[str, Any]) -> None:
@@ -285,6 +304,10 @@ def test_subcutaneous_route(dosage: dict[str, Any]) -> None:
         {"text": "35 g IV over 4 hours, discard remainder"},
         {"text": "check SCr before each dose"},  # SC must be a whole word
         {},
+        # rules.md "IVIG", as written: only SNOMED 34206005, route.text and the dosage text
+        # count, and only the words SC, SQ, subcut, subcutaneous.
+        {"route": concept("http://example.org/routes", "R9", display="Subcutaneous")},
+        {"text": "infuse subcutaneously"},
     ],
 )
 def test_not_subcutaneous(dosage: dict[str, Any]) -> None:
@@ -355,6 +378,14 @@ def test_observation_kind_needs_loinc() -> None:
         concept(SCT, "73211009"),
         concept(SCT, "46635009"),
         concept(text="Type 2 diabetes mellitus without complications"),
+        # rules.md r2: the whole word "diabetes" or "diabetic" in the text
+        concept(text="Diabetic nephropathy"),
+        concept(text="DIABETES"),
+        concept(text="Gestational diabetes"),
+        concept(SCT, "1234", display="diabetic foot ulcer"),
+        # each occurrence on its own: an excluded phrase does not hide a real one
+        concept(text="Diabetes insipidus; type 1 diabetes"),
+        concept(text="pre-diabetes, now diabetes mellitus"),
     ],
 )
 def test_diabetes(coded: dict[str, Any]) -> None:
@@ -368,6 +399,13 @@ def test_diabetes(coded: dict[str, Any]) -> None:
         concept(ICD, "R73.03", display="Prediabetes"),
         concept(text="Diabetes insipidus"),
         concept(ICD, "E23.2"),
+        # rules.md r2: not prediabetes / pre-diabetes, not diabetes insipidus, whole words only
+        concept(text="Prediabetes"),
+        concept(text="Pre-diabetes"),
+        concept(text="pre diabetes"),
+        concept(text="Nephrogenic diabetes insipidus"),
+        concept(text="Antidiabetic drug monitoring"),
+        concept(text="Diabetics clinic"),
     ],
 )
 def test_not_diabetes(coded: dict[str, Any]) -> None:
@@ -386,12 +424,38 @@ def test_not_diabetes(coded: dict[str, Any]) -> None:
         concept(SCT, "429098002"),
         concept(text="Deep vein thrombosis of left leg"),
         concept(text="Pulmonary embolism"),
-        concept(text="Thrombosis of the femoral vein"),
         concept(text="history of DVT"),
+        # rules.md r2: "venous thrombo", "vein thrombosis", "thromboembolism", "pulmonary embol"
+        # in any case; DVT, VTE, PE as upper-case whole words; the display counts as text
+        concept(text="Deep venous thrombosis"),
+        concept(text="VENOUS THROMBOSIS, left arm"),
+        concept(text="Thromboembolism"),
+        concept(text="pulmonary emboli, bilateral"),
+        concept(text="PE 2019"),
+        concept(text="VTE"),
+        concept(text="DVT/PE"),
+        concept("http://example.org/problems", "X1", display="Portal vein thrombosis"),
     ],
 )
 def test_venous_thromboembolism(coded: dict[str, Any]) -> None:
     assert condition_kinds(coded) == ("vte",)
+
+
+@pytest.mark.parametrize(
+    ("code", "kinds"),
+    [
+        # Mutation-run gap: ICD-10-CM codes are often sent without the dot.
+        ("I824", ("vte",)),
+        ("I82401", ("vte",)),
+        ("i26.99", ("vte",)),
+        ("I2699", ("vte",)),
+        ("E119", ("diabetes",)),
+        ("e11.9", ("diabetes",)),
+        ("I823", ()),  # renal vein: not in the list, dot or no dot
+    ],
+)
+def test_icd10cm_code_without_the_dot_or_in_lower_case(code: str, kinds: tuple[str, ...]) -> None:
+    assert condition_kinds(concept(ICD, code)) == kinds
 
 
 @pytest.mark.parametrize(
@@ -401,6 +465,17 @@ def test_venous_thromboembolism(coded: dict[str, Any]) -> None:
         concept(ICD, "I80.0"),  # superficial vessels
         concept(text="Arterial embolism of the leg"),
         concept(text="Cerebral thrombosis"),
+        # rules.md r2: none of the listed phrases (the letter of the Definition)
+        concept(text="Thrombosis of the femoral vein"),
+        # upper case only for the abbreviations, whole words only
+        concept(text="history of dvt"),
+        concept(text="pe"),
+        concept(text="Pes planus"),
+        concept(text="PEG tube"),
+        concept(text="DVTs"),
+        # "arterial" anywhere in the text excludes a text match, in any part of it
+        concept(text="Arterial thromboembolism"),
+        concept("http://example.org/problems", "X2", display="Thromboembolism", text="ARTERIAL"),
     ],
 )
 def test_not_venous_thromboembolism(coded: dict[str, Any]) -> None:
