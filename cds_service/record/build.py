@@ -373,7 +373,7 @@ def _ivig_given(
     for resource in resources:
         if resource.get("resourceType") != "MedicationAdministration":
             continue
-        status = as_text(resource.get("status"))
+        status = _code(resource.get("status"))
         if status not in GIVEN_ADMINISTRATION_STATUSES:
             continue
         medication = resolver.medication(resource)
@@ -397,7 +397,8 @@ def _ivig_given(
         if (
             use.drafted
             or use.resource_type != "MedicationRequest"
-            or use.status not in GIVEN_REQUEST_STATUSES
+            or not use.is_order  # rules.md r2 "Order intent": a plan or proposal gave nothing
+            or use.status.lower() not in GIVEN_REQUEST_STATUSES
             or use.authored_on is None
         ):
             continue

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
+from cds_service.fhir.data import FhirData
+from cds_service.record.build import build_record
 from cds_service.record.ivig import grams_given_between, ivig_status
 from cds_service.record.model import IvigGiven, Medication, MedicationUse, PatientRecord
+from cds_service.settings import Settings
 
 TODAY = date(2025, 11, 13)
 IVIG = Medication(display="Gamunex-C", is_ivig=True)
@@ -121,3 +125,56 @@ def test_grams_given_between_is_inclusive_and_skips_unknown_amounts() -> None:
     assert grams_given_between(rec, TODAY - timedelta(days=28), TODAY) == Decimal("60")
     assert grams_given_between(rec, TODAY - timedelta(days=27), TODAY - timedelta(days=1)) == 20
     assert grams_given_between(rec, TODAY + timedelta(days=1), TODAY + timedelta(days=9)) == 0
+
+
+# --- read from R4 JSON: status codes and order intent (rules.md r2) ------------------------------
+
+GAMUNEX_R4 = {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "13533-800"}]}
+
+
+def built(*resources: dict[str, Any]) -> PatientRecord:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+    data = FhirData(resources=(patient, *resources), drafts=(), selections=())
+    return build_record(data, {"hook": "patient-view", "context": {"patientId": "p1"}}, Settings())
+
+
+def ivig_request(status: str = "active", intent: str | None = "order") -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "resourceType": "MedicationRequest", "id": "mr1", "status": status,
+        "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": GAMUNEX_R4,
+        "authoredOn": "2025-10-01",
+        "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {
+            "value": 30, "system": "http://unitsofmeasure.org", "code": "g"}}]}],
+    }
+    if intent is not None:
+        r["intent"] = intent
+    return r
+
+
+@pytest.mark.parametrize(
+    ("intent", "counts"),
+    [
+        ("order", True), ("original-order", True), ("reflex-order", True),
+        ("filler-order", True), ("instance-order", True), (None, True), (" Order ", True),
+        ("proposal", False), ("plan", False), ("directive", False), ("option", False),
+    ],
+)
+def test_only_an_order_intent_gives_ivig_or_keeps_a_course_ongoing(
+    intent: str | None, counts: bool
+) -> None:
+    # rules.md r2 "Order intent": a plan or proposal was never given and is no open course.
+    rec = built(ivig_request("active", intent))
+    assert [g.resource_id for g in rec.ivig_given] == (["mr1"] if counts else [])
+    assert ivig_status(rec, TODAY).ongoing is counts
+
+
+@pytest.mark.parametrize("status", ["Completed", " IN-PROGRESS ", "stopped"])
+def test_administration_status_read_trimmed_and_in_any_case(status: str) -> None:
+    admin = {
+        "resourceType": "MedicationAdministration", "id": "a1", "status": status,
+        "medicationCodeableConcept": GAMUNEX_R4, "effectiveDateTime": "2025-11-01",
+        "subject": {"reference": "Patient/p1"},
+    }
+    rec = built(admin)
+    assert [g.resource_id for g in rec.ivig_given] == ["a1"]
+    assert ivig_status(rec, TODAY).days_since_last == 12
