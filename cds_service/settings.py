@@ -18,6 +18,7 @@ from pathlib import Path
 from cds_service.errors import ConfigurationError
 
 AUTH_MODES = ("required", "off")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DOSING_WEIGHT_POLICIES = ("ideal", "adjusted", "actual")
 
 
@@ -110,13 +111,13 @@ class Settings:
             max_body_bytes=reader.integer("MYOCDS_MAX_BODY_BYTES", 5 * 1024 * 1024, low=1024),
             max_json_depth=reader.integer("MYOCDS_MAX_JSON_DEPTH", 64, low=8),
             max_resources=reader.integer("MYOCDS_MAX_RESOURCES", 20000, low=1),
-            fhir_timeout_seconds=reader.number("MYOCDS_FHIR_TIMEOUT_SECONDS", 2.0),
-            hook_deadline_seconds=reader.number("MYOCDS_HOOK_DEADLINE_SECONDS", 4.0),
+            fhir_timeout_seconds=reader.number("MYOCDS_FHIR_TIMEOUT_SECONDS", 2.0, high=600),
+            hook_deadline_seconds=reader.number("MYOCDS_HOOK_DEADLINE_SECONDS", 4.0, high=600),
             fhir_page_cap=reader.integer("MYOCDS_FHIR_PAGE_CAP", 10, low=1),
             fhir_pool_size=reader.integer("MYOCDS_FHIR_POOL_SIZE", 16, low=1),
-            log_level=reader.text("MYOCDS_LOG_LEVEL", "INFO").upper(),
+            log_level=reader.choice("MYOCDS_LOG_LEVEL", "info", LOG_LEVELS).upper(),
             host=reader.text("MYOCDS_HOST", "127.0.0.1"),
-            port=reader.integer("MYOCDS_PORT", 8080, low=1),
+            port=reader.integer("MYOCDS_PORT", 8080, low=1, high=65535),
             workers=reader.integer("MYOCDS_WORKERS", 2, low=1),
             threads=reader.integer("MYOCDS_THREADS", 8, low=1),
             metrics_public=reader.flag("MYOCDS_METRICS_PUBLIC", False),
@@ -165,11 +166,13 @@ class _Reader:
         return self._raw(name)
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = (self._raw(name) or default).lower()
-        if value not in allowed:
-            self.errors.append(f"{name}={value!r} is not one of {', '.join(allowed)}")
-            return default
-        return value
+        """One of ``allowed``, matched without regard to case, spelled as in ``allowed``."""
+        raw = self._raw(name) or default
+        for value in allowed:
+            if raw.lower() == value.lower():
+                return value
+        self.errors.append(f"{name}={raw!r} is not one of {', '.join(allowed)}")
+        return next(v for v in allowed if v.lower() == default.lower())
 
     def csv(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         raw = self._raw(name)
@@ -177,7 +180,9 @@ class _Reader:
             return default
         return tuple(part.strip() for part in raw.split(",") if part.strip())
 
-    def integer(self, name: str, default: int, low: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, low: int | None = None, high: int | None = None
+    ) -> int:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -189,9 +194,12 @@ class _Reader:
         if low is not None and value < low:
             self.errors.append(f"{name}={value} is below the minimum {low}")
             return default
+        if high is not None and value > high:
+            self.errors.append(f"{name}={value} is above the maximum {high}")
+            return default
         return value
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, high: float | None = None) -> float:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -202,6 +210,9 @@ class _Reader:
             return default
         if not value > 0:
             self.errors.append(f"{name}={raw!r} must be positive")
+            return default
+        if high is not None and not value <= high:  # also catches inf
+            self.errors.append(f"{name}={raw!r} is above the maximum {high:g}")
             return default
         return value
 

@@ -13,7 +13,11 @@ unless every check passes:
    loopback, link-local (169.254/16 with the cloud metadata service 169.254.169.254, fe80::/10),
    private (10/8, 172.16/12, 192.168/16, fc00::/7), unspecified, multicast or otherwise
    non-global. IP literals in any notation (``2130706433``, ``0x7f.1``, ``[::ffff:127.0.0.1]``)
-   are caught because the resolved addresses are what gets checked.
+   are caught because the resolved addresses are what gets checked. An IPv6 address that embeds
+   an IPv4 address (IPv4-mapped, IPv4-compatible ``::a.b.c.d``, NAT64 ``64:ff9b::/96`` and
+   ``64:ff9b:1::/48``, 6to4 ``2002::/16``, Teredo ``2001::/32``) is refused when the embedded
+   address would be: a translator or tunnel on the way may deliver it there. Path segments are
+   checked after percent-decoding (``..%2f``, ``%2e%2e``).
 
 "Lies within" compares parsed parts: same scheme, host and port, and the path equal to the base
 path or below it on a ``/`` boundary; so ``https://fhir.example.org`` does not admit
@@ -32,6 +36,7 @@ prefix is pinned as exempt and its connections resolve as usual.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -82,6 +87,22 @@ class _Base:
     path: str  # without trailing slash
 
 
+def has_dot_segment(path: str) -> bool:
+    """Does ``path`` hold a ``.`` or ``..`` segment once percent-decoded?
+
+    Decoded before it is split, and again while it still changes: ``..%2f``, ``%2e%2e`` and
+    ``%252e%252e`` are all ``..`` to some server or proxy on the way. A backslash counts as a
+    separator (some servers treat it as one).
+    """
+    decoded = path
+    for _ in range(4):
+        once = unquote(decoded)
+        if once == decoded:
+            break
+        decoded = once
+    return any(segment in (".", "..") for segment in re.split(r"[/\\]", decoded))
+
+
 def _parse(url: str) -> tuple[_Base, SplitResult]:
     if not isinstance(url, str) or not url:
         raise FhirServerRefused("fhirServer is not a URL", expression="fhirServer")
@@ -105,7 +126,7 @@ def _parse(url: str) -> tuple[_Base, SplitResult]:
         raise FhirServerRefused(
             "fhirServer must be a base URL without query or fragment", expression="fhirServer"
         )
-    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+    if has_dot_segment(parts.path):
         # "/fhir/../admin" passes a prefix test, then the server normalizes it away.
         raise FhirServerRefused(
             "fhirServer URL must not contain '.' or '..' path segments", expression="fhirServer"
@@ -142,9 +163,48 @@ def _within(target: _Base, bases: Iterable[str]) -> bool:
     return False
 
 
+# IPv6 forms that carry an IPv4 address a translator, relay or tunnel may deliver to: NAT64 with
+# the well-known prefix (RFC 6052) and the local-use prefix (RFC 8215), and the deprecated
+# IPv4-compatible form (RFC 4291 §2.5.5.1). 6to4 and Teredo have ipaddress properties.
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 2765)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address embeds, each with the form's name."""
+    value = int(address)
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.ipv4_mapped is not None:
+        found.append(("IPv4-mapped", address.ipv4_mapped))
+    compatible = address in _IPV4_COMPATIBLE and value > 1  # not :: nor ::1 (their own kind)
+    if compatible or address in _IPV4_TRANSLATED or address in _NAT64_WELL_KNOWN:
+        name = "NAT64" if address in _NAT64_WELL_KNOWN else "IPv4-compatible"
+        found.append((name, ipaddress.IPv4Address(value & 0xFFFFFFFF)))
+    if address in _NAT64_LOCAL_USE:
+        # A /48 prefix puts the IPv4 address in bits 48-63 and 72-87 (bits 64-71 are "u").
+        high = (value >> 64) & 0xFFFF
+        low = (value >> 40) & 0xFFFF
+        found.append(("NAT64", ipaddress.IPv4Address((high << 16) | low)))
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        server, client = address.teredo
+        found.extend((("Teredo", server), ("Teredo", client)))
+    return found
+
+
 def _refusal_reason(address: IPAddress) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        for form, embedded in _embedded_ipv4(address):
+            reason = _ipv4_or_ipv6_reason(embedded)
+            if reason is not None:
+                return f"an IPv6 address ({form}) embedding {reason}"
+    return _ipv4_or_ipv6_reason(address)
+
+
+def _ipv4_or_ipv6_reason(address: IPAddress) -> str | None:
     if address.is_unspecified:
         return "an unspecified address"
     if address.is_loopback:

@@ -41,7 +41,7 @@ import requests
 import urllib3.exceptions
 
 from cds_service.errors import BadRequest, DataUnavailable, FhirServerRefused, Unprocessable
-from cds_service.fhir.allow import check_fhir_server
+from cds_service.fhir.allow import check_fhir_server, has_dot_segment
 from cds_service.fhir.data import FetchStats, FhirData
 from cds_service.fhir.elements import FHIR_ID
 from cds_service.fhir.parse import InvalidResource, parse_resource, unpack_bundle
@@ -155,7 +155,7 @@ class _Server:
         want, have = urlsplit(self.base), urlsplit(url)
         if (have.scheme.lower(), have.netloc.lower()) != (want.scheme.lower(), want.netloc.lower()):
             return False
-        if any(unquote(seg) in (".", "..") for seg in have.path.split("/")):
+        if has_dot_segment(have.path):
             return False
         base_path = want.path.rstrip("/")
         return have.path == base_path or have.path.startswith(base_path + "/")

@@ -86,6 +86,13 @@ def _serve(env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE) -> su
         ({"MYOCDS_AUTH": "maybe"}, (), "MYOCDS_AUTH"),
         ({"MYOCDS_AUTH": "off"}, ("--threads", "0"), "--threads must be at least 1"),
         ({"MYOCDS_AUTH": "off", "MYOCDS_DATABASE_URL": "nosuchdialect://x"}, (), "cannot start"),
+        (
+            {"MYOCDS_LOG_LEVEL": "VERBOSE"},
+            (),
+            "MYOCDS_LOG_LEVEL='VERBOSE' is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
+        ({"MYOCDS_PORT": "70000"}, (), "MYOCDS_PORT=70000 is above the maximum 65535"),
+        ({"MYOCDS_HOOK_DEADLINE_SECONDS": "inf"}, (), "MYOCDS_HOOK_DEADLINE_SECONDS='inf'"),
     ],
 )
 def test_bad_configuration_stops_start_up_with_a_message(
@@ -97,6 +104,9 @@ def test_bad_configuration_stops_start_up_with_a_message(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
     assert message in stderr
+    assert "Traceback" not in stderr
+    # One line saying what is wrong (the serve banner aside).
+    assert len([line for line in stderr.splitlines() if message in line]) == 1
 
 
 def _request(port: int, method: str, path: str, body: Any = None) -> tuple[int, bytes]:

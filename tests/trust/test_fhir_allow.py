@@ -192,3 +192,63 @@ def test_slow_resolver_is_cut_off_at_the_fhir_timeout() -> None:
 
 def test_public_https_server_is_allowed_with_auth_off() -> None:
     check_fhir_server("https://fhir.test.example/r4", AUTH_OFF, ANONYMOUS, resolve=resolver(PUBLIC))
+
+
+@pytest.mark.parametrize(
+    "address,form,kind",
+    [
+        ("::7f00:1", "IPv4-compatible", "loopback"),  # ::127.0.0.1
+        ("::a9fe:a9fe", "IPv4-compatible", "link-local"),  # ::169.254.169.254
+        ("::ffff:0:a00:1", "IPv4-compatible", "private"),  # SIIT ::ffff:0:10.0.0.1
+        ("64:ff9b::7f00:1", "NAT64", "loopback"),
+        ("64:ff9b::a9fe:a9fe", "NAT64", "link-local"),
+        ("64:ff9b:1:7f00:0:100::", "NAT64", "loopback"),  # /48 prefix: 127.0.0.1 around "u"
+        ("2002:7f00:1::", "6to4", "loopback"),
+        ("2002:a00:1::1", "6to4", "private"),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "Teredo", "loopback"),  # client 127.0.0.1
+        ("2001:0:7f00:1::1", "Teredo", "loopback"),  # Teredo server 127.0.0.1
+    ],
+)
+def test_ipv6_forms_embedding_a_non_public_ipv4_address_are_refused(
+    address: str, form: str, kind: str
+) -> None:
+    reason = refused("https://fhir.test.example/r4", addresses=(address,))
+    assert form in reason and kind in reason
+    # The same as a literal in the URL, which never reaches a resolver.
+    literal = refused(f"https://[{address}]/r4", addresses=())
+    assert form in literal and kind in literal
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::5db8:d70e", "2002:5db8:d70e::1", "::ffff:5db8:d70e"])
+def test_ipv6_forms_embedding_a_public_ipv4_address_are_allowed(address: str) -> None:
+    # 93.184.215.14 in NAT64, 6to4 and IPv4-mapped form: what it embeds is public.
+    pin = check_fhir_server(
+        "https://fhir.test.example/r4", AUTH_OFF, ANONYMOUS, resolve=resolver(address)
+    )
+    assert pin.addresses == (address,)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/r4/..%2fadmin",
+        "/r4/..%2Fadmin",
+        "/r4/%2e%2e%2fadmin",
+        "/r4/%2E%2E/admin",
+        "/r4/.%2e/admin",
+        "/r4/%252e%252e/admin",  # encoded twice
+        "/r4/..%5cadmin",  # a backslash, encoded
+        "/r4/%2e",
+    ],
+)
+def test_dot_segments_are_found_after_percent_decoding(path: str) -> None:
+    url = f"https://fhir.test.example{path}"
+    assert "'..'" in refused(url)
+    assert refused(url, AUTH_ON, EHR)
+
+
+def test_percent_encoded_names_that_are_not_dot_segments_pass() -> None:
+    # "%2e%2e" inside a longer segment is a name, not a parent reference.
+    check_fhir_server(
+        "https://fhir.test.example/r4/a%2e%2eb", AUTH_OFF, ANONYMOUS, resolve=resolver(PUBLIC)
+    )
