@@ -213,6 +213,7 @@ def call_fields(call: Mapping[str, Any] | None, status: int, started: float | No
     fields["duration_ms"] = duration
     fields["card_topics"] = _codes(call.get("card_topics"))
     fields["card_indicators"] = _codes(call.get("card_indicators"))
+    fields["cards_failed"] = _codes(call.get("cards_failed")) or None
     fields["fallback_fetches"] = _number(call.get("fallback_fetches"))
     fields["fallback_ms"] = _number(call.get("fallback_ms"))
     fields["fallback_keys"] = _codes(call.get("fallback_keys"))

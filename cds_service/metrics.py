@@ -72,6 +72,12 @@ class Metrics:
             "myocds_cards", "Cards returned, by rule topic (source.topic.code) and indicator",
             ["topic", "indicator"], registry=r,
         )
+        self.card_failures = Counter(
+            "myocds_card_render_failures",
+            "Cards left out because they could not be rendered (the call's other cards were "
+            "returned), by rule topic",
+            ["topic"], registry=r,
+        )
         self.fallback_calls = Counter(
             "myocds_fallback_calls",
             "Hook calls that fetched at least one prefetch key from the EHR's FHIR server",
@@ -140,6 +146,9 @@ class Metrics:
             if isinstance(fetch_ms, int | float) and not isinstance(fetch_ms, bool):
                 self.fallback_seconds.labels(service, hook).observe(fetch_ms / 1000)
         if status == 200:
+            for failed in call.get("cards_failed") or ():
+                topic_label = failed if isinstance(failed, str) and _CODE.match(failed) else OTHER
+                self.card_failures.labels(topic_label).inc()
             topics = call.get("card_topics") or ()
             indicators = call.get("card_indicators") or ()
             for topic, indicator in zip(topics, indicators, strict=False):

@@ -52,8 +52,10 @@ def run_hook(
     data = gather(service, body, settings, caller)
     record = build_record(data, body, settings)
     advices = advice.evaluate(record, today, settings.clinical, service.hook, service.rules)
-    cards = cards_render.render(advices, record, templates, service.hook)
+    failed: list[str] = []  # rule ids of cards that could not be rendered (logged, left out)
+    cards = cards_render.render(advices, record, templates, service.hook, failures=failed)
     if observe is not None:
+        observe["cards_failed"] = failed
         stats = data.stats
         observe["fallback_fetches"] = stats.fetches
         observe["fallback_ms"] = round(stats.fetch_ms, 1)

@@ -44,6 +44,12 @@ class ClinicalSettings:
     renal_recent_days: int = 30
     # rules.md SAFE-02: eGFR < 60 mL/min/1.73m2 [DESIGN].
     egfr_threshold: Decimal = Decimal("60")
+    # rules.md CONT-02 (r2: a local protocol, its thresholds are site settings) [SEED1 only]: CK
+    # every 56 days while the last IVIG is <= 182 days ago, every 91 days after, for 365 days.
+    ck_monitor_early_days: int = 56
+    ck_monitor_late_days: int = 91
+    ck_monitor_phase_days: int = 182
+    ck_monitor_horizon_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,12 @@ class Settings:
                 weight_recent_days=reader.integer("MYOCDS_WEIGHT_RECENT_DAYS", 90, low=1),
                 renal_recent_days=reader.integer("MYOCDS_RENAL_RECENT_DAYS", 30, low=1),
                 egfr_threshold=reader.decimal("MYOCDS_EGFR_THRESHOLD", Decimal("60")),
+                ck_monitor_early_days=reader.integer("MYOCDS_CK_MONITOR_EARLY_DAYS", 56, low=1),
+                ck_monitor_late_days=reader.integer("MYOCDS_CK_MONITOR_LATE_DAYS", 91, low=1),
+                ck_monitor_phase_days=reader.integer("MYOCDS_CK_MONITOR_PHASE_DAYS", 182, low=1),
+                ck_monitor_horizon_days=reader.integer(
+                    "MYOCDS_CK_MONITOR_HORIZON_DAYS", 365, low=1
+                ),
             ),
         )
         if reader.errors:

@@ -2,8 +2,9 @@
 (rules.md CONT-01…CONT-04).
 
 Every threshold here comes from one AI-generated seed document (SEED1) or is a design choice;
-clinical-evidence.md "Open questions" 6 says they need specialist sign-off, and the cards cite the
-seed so they say "expert summary, not a guideline". None is a (setting) in rules.md.
+clinical-evidence.md "Open questions" 6 says they need specialist sign-off, and the cards name the
+seed as an AI-generated expert summary. CONT-02, supported by the seed alone, is a local protocol
+(rules.md r2): its four day counts are site settings (``ClinicalSettings.ck_monitor_*``).
 
 Day counts are calendar days between ``today`` and a result's or dose's day; a window "in the last
 N days" includes day N (the rules.md "Recent" convention).
@@ -46,11 +47,9 @@ REMISSION_GAP_DAYS = 28  # SEED1 "4-8 weeks"
 # ... and no CK above the ULN in the last 182 days (6 months; SEED1 "6-12 months", DESIGN).
 REMISSION_WINDOW_DAYS = 182
 # CONT-02: CK monitoring after IVIG stops: every 4-8 weeks for 6 months, then quarterly (SEED1);
-# the rule watches the first year after the last IVIG.
-MONITORING_EARLY_PHASE_DAYS = 182  # SEED1 "for 6 months"
-MONITORING_EARLY_INTERVAL_DAYS = 56  # SEED1 "every 4-8 weeks": the 8-week end
-MONITORING_LATE_INTERVAL_DAYS = 91  # SEED1 "then quarterly"
-MONITORING_HORIZON_DAYS = 365  # rules.md CONT-02 "last IVIG ≤ 365 days ago" (DESIGN)
+# the rule watches the first year after the last IVIG. Settings (rules.md r2): early interval 56
+# days (SEED1 "every 4-8 weeks": the 8-week end), early phase 182 days (SEED1 "for 6 months"),
+# late interval 91 days (SEED1 "then quarterly"), horizon 365 days (DESIGN).
 # CONT-03: "If CPK rises above 3x ULN or symptoms recur, reinitiate IVIG promptly" (SEED1).
 RELAPSE_ULN_MULTIPLE = 3  # SEED1
 # CONT-03 also looks at a course still formally open whose last dose is older than the ongoing
@@ -61,9 +60,9 @@ RELAPSE_AFTER_DAYS = ONGOING_WINDOW_DAYS
 def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
-    """CONT-01…04 for this record on ``today``; ``clinical`` has no CONT thresholds (see above)."""
+    """CONT-01…04 for this record on ``today``; ``clinical`` holds CONT-02's day counts."""
     status = ivig_status(record, today)
-    context = _Context(record, today, status, hook)
+    context = _Context(record, today, status, hook, clinical)
     found = (
         remission_on_ivig(context),
         ck_monitoring_overdue(context),
@@ -76,8 +75,16 @@ def evaluate(
 class _Context:
     """What every CONT rule reads: the record, the IVIG status and the usable CKs."""
 
-    def __init__(self, record: PatientRecord, today: date, status: IvigStatus, hook: str) -> None:
+    def __init__(
+        self,
+        record: PatientRecord,
+        today: date,
+        status: IvigStatus,
+        hook: str,
+        clinical: ClinicalSettings,
+    ) -> None:
         self.record = record
+        self.clinical = clinical
         self.today = today
         self.status = status
         self.hook = hook
@@ -167,11 +174,11 @@ def remission_on_ivig(context: _Context) -> Advice | None:
 # --- CONT-02 ---------------------------------------------------------------------------------
 
 
-def monitoring_interval_days(days_since_last_ivig: int) -> int:
-    """SEED1 plan after stopping: 4-8-weekly CKs for 6 months, then quarterly."""
-    if days_since_last_ivig <= MONITORING_EARLY_PHASE_DAYS:
-        return MONITORING_EARLY_INTERVAL_DAYS
-    return MONITORING_LATE_INTERVAL_DAYS
+def monitoring_interval_days(days_since_last_ivig: int, clinical: ClinicalSettings) -> int:
+    """SEED1 plan after stopping: 4-8-weekly CKs for 6 months, then quarterly (settings)."""
+    if days_since_last_ivig <= clinical.ck_monitor_phase_days:
+        return clinical.ck_monitor_early_days
+    return clinical.ck_monitor_late_days
 
 
 def ck_monitoring_overdue(context: _Context) -> Advice | None:
@@ -179,9 +186,10 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
     if context.hook != PATIENT_VIEW or not status.stopped or status.stop_date is None:
         return None
     since = context.days_ago(status.stop_date)
-    if since > MONITORING_HORIZON_DAYS:
+    clinical = context.clinical
+    if since > clinical.ck_monitor_horizon_days:
         return None
-    interval = monitoring_interval_days(since)
+    interval = monitoring_interval_days(since, clinical)
     if any(context.within(c.day, interval) for c in context.cks):
         return None
 
@@ -195,15 +203,20 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
         "days_since_last": count_text(since),
         "interval_days": str(interval),
         "interval_words": (
-            "every 4–8 weeks (first 6 months after stopping)"
-            if interval == MONITORING_EARLY_INTERVAL_DAYS
-            else "every 3 months (after the first 6 months)"
+            f"at least every {clinical.ck_monitor_early_days} days for the first "
+            f"{clinical.ck_monitor_phase_days} days after stopping"
+            if since <= clinical.ck_monitor_phase_days
+            else f"at least every {clinical.ck_monitor_late_days} days after the first "
+            f"{clinical.ck_monitor_phase_days} days"
         ),
         "due_date": due.isoformat(),
         "overdue_days": count_text(context.days_ago(due)),
         "last_ck_clause": f"last CK {latest.day.isoformat()}" if latest else "no CK on file",
         "last_ck": f"{latest.display()} ({latest.day.isoformat()})" if latest else "none on file",
-        "horizon_days": str(MONITORING_HORIZON_DAYS),
+        "horizon_days": str(clinical.ck_monitor_horizon_days),
+        "early_interval_days": str(clinical.ck_monitor_early_days),
+        "late_interval_days": str(clinical.ck_monitor_late_days),
+        "phase_days": str(clinical.ck_monitor_phase_days),
     }
     facts = [*_course_facts(context)]
     if latest is not None:

@@ -3,13 +3,22 @@
 One card per advice. The card carries what rules.md "What every card must show" asks: a summary
 with the key value (at most 139 characters), a Markdown ``detail`` (reasoning, the values used
 with dates and units, what was converted or assumed, calculation lines, the CK trend, the
-monitoring plan, the sources, and "expert summary, not a guideline" for seed sources),
-``source.topic`` = the rule id in the advice CodeSystem, absolute ``links`` to the sources,
-``overrideReasons`` with display, and suggestions as FHIR R4 resources.
+monitoring plan, the sources, verified ones first, a seed named as an AI-generated expert summary
+and a seed-only rule as a local protocol), ``source.topic`` = the rule id in the advice
+CodeSystem, absolute ``links`` to the non-seed sources, ``overrideReasons`` with display, and
+suggestions as FHIR R4 resources.
+
+No card's text can fail a call: a summary that would pass 139 characters is shortened (the
+longest values it quotes first, at a word boundary, with an ellipsis; the full values stay in the
+detail). A suggestion whose resource would not be valid FHIR R4 (an update of an unfinished draft)
+is left out, and the card's detail says so.
 
 A disagreement between an advice and its template (a missing placeholder, a suggestion kind the
-template has no label for, an indicator or hook the template does not declare, a summary over 139
-characters) is a programming error: ``CardRenderError`` is raised, never a half-filled card.
+template has no label for, an indicator or hook the template does not declare) is a programming
+error: ``render_card`` raises ``CardRenderError``, never a half-filled card. ``render`` renders
+each card on its own: one card that cannot be rendered is logged (rule id and error, no patient
+data), counted in ``failures``, and left out; the other cards are still returned, so a broken
+info card never takes a critical one down with it.
 """
 
 from __future__ import annotations
@@ -32,9 +41,11 @@ from cds_service.cards_render.suggestions import (
 from cds_service.cards_render.templates import (
     ADVICE_SYSTEM,
     OVERRIDE_REASON_SYSTEM,
+    SEED_CAUTION,
     CardTemplate,
     Templates,
     absolute_https_problem,
+    placeholder_names,
 )
 from cds_service.record.model import CkValue, PatientRecord, format_number
 
@@ -43,7 +54,15 @@ log = logging.getLogger(__name__)
 SOURCE_LABEL_PREFIX = "myocds — "
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary" (cds-hooks-2.0.md 4.4)
 CK_TREND_ROWS = 8  # compact: the recent CK results a clinician scans, newest first
-SEED_NOTE = "expert summary, not a guideline"
+SEED_NOTE = SEED_CAUTION  # how the detail names a seed source (rules.md r2)
+# rules.md r2: a rule whose only support is a seed says this in its detail.
+LOCAL_PROTOCOL_NOTE = (
+    "This rule is a local protocol: not from a published guideline; thresholds are site settings."
+)
+ELLIPSIS = "…"
+# A value quoted in a summary is not shortened below this (UTF-16 units, the ellipsis included):
+# enough for its key part ("POSITIVE (>200 U)" is 17); the whole summary is cut after that.
+MIN_VALUE_CHARS = 14
 
 
 class CardRenderError(RuntimeError):
@@ -57,20 +76,40 @@ def render(
     hook: str,
     *,
     source_url: str | None = None,
+    failures: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The cards for ``advices`` (ordered critical, warning, info; one per rule).
 
     ``source_url``: optional absolute URL about the service, put in ``card.source.url``.
+    ``failures``: receives the rule id of every card that could not be rendered (left out and
+    logged; the other cards are returned).
     """
     ordered = sorted(advices, key=lambda a: INDICATOR_ORDER.get(a.indicator, len(INDICATOR_ORDER)))
     seen: set[str] = set()
     cards = []
     for advice in ordered:
-        if advice.rule_id in seen:
-            raise CardRenderError(f"{advice.rule_id}: more than one advice (one card per rule)")
-        seen.add(advice.rule_id)
-        cards.append(render_card(advice, record, templates, hook, source_url=source_url))
+        try:
+            if advice.rule_id in seen:
+                raise CardRenderError(f"{advice.rule_id}: more than one advice (one card per rule)")
+            seen.add(advice.rule_id)
+            cards.append(render_card(advice, record, templates, hook, source_url=source_url))
+        except Exception as exc:  # one card that cannot be rendered never takes the others down
+            _render_failed(advice.rule_id, exc, failures)
     return cards
+
+
+def _render_failed(rule: str, exc: Exception, failures: list[str] | None) -> None:
+    # A CardRenderError's message names rules, members and placeholders, never values; any other
+    # exception may carry patient data in its message, so only its type is logged.
+    reason = str(exc) if isinstance(exc, CardRenderError) else type(exc).__name__
+    log.error("card %s left out, it could not be rendered: %s", _safe_rule(rule), reason)
+    if failures is not None:
+        failures.append(_safe_rule(rule))
+
+
+def _safe_rule(rule: object) -> str:
+    text = str(rule)
+    return text if len(text) <= 40 and text.replace("-", "").isalnum() else "unknown-rule"
 
 
 def render_card(
@@ -93,14 +132,15 @@ def render_card(
     if hook not in template.hooks:
         raise CardRenderError(f"{rule}: fired on {hook}, not among the template's hooks")
 
+    summary = _summary(template, advice)
+    suggestions, left_out = _suggestions(template, advice, record)
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
-        "summary": _summary(template, advice),
+        "summary": summary,
         "indicator": advice.indicator,
-        "detail": _detail(template, advice, record, templates),
+        "detail": _detail(template, advice, record, templates, left_out),
         "source": _source(template, source_url),
     }
-    suggestions = _suggestions(template, advice, record)
     if suggestions:
         if sum(1 for s in suggestions if s.get("isRecommended")) > 1:
             # at-most-one allows at most one recommended suggestion (CDS Hooks cds-resp-1).
@@ -111,7 +151,9 @@ def render_card(
         {"code": reason.code, "system": OVERRIDE_REASON_SYSTEM, "display": reason.display}
         for reason in template.override_reasons
     ]
-    card["links"] = _links(template, templates)
+    links = _links(template, templates)
+    if links:  # a rule supported by seeds only (CONT-02) links to nothing
+        card["links"] = links
     _assert_no_empty(card, rule)
     return card
 
@@ -120,14 +162,45 @@ def render_card(
 
 
 def _summary(template: CardTemplate, advice: Advice) -> str:
+    """The filled summary, shortened to ``SUMMARY_MAX`` when it would be longer: the longest value
+    it quotes is shortened first (its start, where the key value is, kept), then the next, down
+    to ``MIN_VALUE_CHARS`` each; only then the summary itself, at a word boundary."""
     summary = _fill(template, "summary", template.summary, advice.values, is_markdown=False)
-    length = utf16_length(summary)
-    if length > SUMMARY_MAX:
-        raise CardRenderError(
-            f"{template.rule}: summary is {length} characters, over the {SUMMARY_MAX} allowed "
-            "(shorten the template or the values it uses)"
-        )
-    return summary
+    if utf16_length(summary) <= SUMMARY_MAX:
+        return summary
+    names = placeholder_names(template.summary)
+    values = {name: markdown.one_line(advice.values[name]) for name in names}
+    while utf16_length(summary) > SUMMARY_MAX:
+        longest = max(values, key=lambda name: utf16_length(values[name]))
+        length = utf16_length(values[longest])
+        if length <= MIN_VALUE_CHARS:
+            break
+        excess = utf16_length(summary) - SUMMARY_MAX
+        per_use = -(-excess // names.count(longest))  # ceiling: every use of it shrinks
+        values[longest] = shorten(values[longest], max(MIN_VALUE_CHARS, length - per_use))
+        summary = markdown.fill(template.summary, values, markdown=False)
+    log.info("%s: summary shortened to fit %d characters", template.rule, SUMMARY_MAX)
+    return shorten(summary, SUMMARY_MAX)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` UTF-16 units: cut at the last word boundary that keeps at
+    least half of it (else mid-word), trailing punctuation dropped, an ellipsis added."""
+    if utf16_length(text) <= limit:
+        return text
+    room = limit - utf16_length(ELLIPSIS)
+    kept, used = [], 0
+    for char in text:
+        size = utf16_length(char)
+        if used + size > room:
+            break
+        kept.append(char)
+        used += size
+    cut = "".join(kept)
+    boundary = cut.rfind(" ")
+    if boundary >= len(cut) // 2:
+        cut = cut[:boundary]
+    return cut.rstrip(" ,;:-–—(/") + ELLIPSIS
 
 
 def utf16_length(text: str) -> int:
@@ -146,10 +219,12 @@ def _source(template: CardTemplate, source_url: str | None) -> dict[str, Any]:
 
 
 def _links(template: CardTemplate, templates: Templates) -> list[dict[str, str]]:
+    """Absolute links to the rule's sources, verified first; a seed is never a link (rules.md
+    r2): it is named in the detail only."""
     links: list[dict[str, str]] = []
     urls: set[str] = set()
     for source in templates.sources_of(template):
-        if source.url in urls:
+        if source.is_seed or source.url in urls:
             continue  # two keys for one page (the two captures of the AmeriPharma page)
         urls.add(source.url)
         links.append({"label": source.title, "url": source.url, "type": "absolute"})
@@ -171,14 +246,17 @@ def _record_caveats(record: PatientRecord) -> tuple[str, ...]:
 
 
 def _detail(
-    template: CardTemplate, advice: Advice, record: PatientRecord, templates: Templates
+    template: CardTemplate,
+    advice: Advice,
+    record: PatientRecord,
+    templates: Templates,
+    left_out: Iterable[str] = (),
 ) -> str:
     sections = [_fill(template, "reasoning", template.reasoning, advice.values, is_markdown=True)]
     if advice.facts:
         sections.append("**Values used**\n\n" + _facts_table(advice.facts))
-    caveats = tuple(
-        dict.fromkeys(c for c in (*advice.caveats, *_record_caveats(record)) if c.strip())
-    )
+    notes = (*advice.caveats, *_record_caveats(record), *map(_left_out_note, left_out))
+    caveats = tuple(dict.fromkeys(c for c in notes if c.strip()))
     if caveats:
         sections.append("**Note:**\n\n" + markdown.bullet_list(caveats))
     if advice.rows:
@@ -228,18 +306,32 @@ def _times_uln_cell(ck: CkValue) -> str:
     return text
 
 
+def _left_out_note(label: str) -> str:
+    return (
+        f"The suggestion \u201c{label}\u201d is not offered as an action: the resource it would "
+        "send to the EHR would not be valid FHIR R4 (for example a drafted order that has no "
+        "intent or subject yet). Make the change in the order itself."
+    )
+
+
 def _sources_line(template: CardTemplate, templates: Templates) -> str:
+    """The sources by name, verified first; a seed unlinked and named for what it is; a rule
+    with seeds only said to be a local protocol (rules.md r2)."""
     cited = []
     for source in templates.sources_of(template):
-        entry = markdown.link(source.title, source.url)
         if source.is_seed:
-            entry += f" ({SEED_NOTE})"
-        elif source.kind == "design":
+            cited.append(f"{markdown.escape(source.title)} \u2014 {source.caution or SEED_NOTE}")
+            continue
+        entry = markdown.link(source.title, source.url)
+        if source.kind == "design":
             entry += " (service design choice, configurable)"
         elif source.verified == "UNVERIFIED":
             entry += " (not verified)"
         cited.append(entry)
-    return "**Sources:**\n\n" + "\n".join(f"- {entry}" for entry in cited)
+    listed = "**Sources:**\n\n" + "\n".join(f"- {entry}" for entry in cited)
+    if templates.seed_only(template):
+        return LOCAL_PROTOCOL_NOTE + "\n\n" + listed
+    return listed
 
 
 def _day(day: date | None) -> str:
@@ -251,13 +343,18 @@ def _day(day: date | None) -> str:
 
 def _suggestions(
     template: CardTemplate, advice: Advice, record: PatientRecord
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The suggestions, and the labels of those left out because their resource would not be
+    valid FHIR R4 (the card says so in its detail)."""
     out = []
+    left_out = []
     for suggestion in advice.suggestions:
-        built = _suggestion(template, suggestion, advice.values, record)
-        if built is not None:
+        label, built = _suggestion(template, suggestion, advice.values, record)
+        if built is None:
+            left_out.append(label)
+        else:
             out.append(built)
-    return out
+    return out, left_out
 
 
 def _suggestion(
@@ -265,28 +362,29 @@ def _suggestion(
     suggestion: Suggestion,
     advice_values: Mapping[str, str],
     record: PatientRecord,
-) -> dict[str, Any] | None:
+) -> tuple[str, dict[str, Any] | None]:
     key = label_key(suggestion)
     if key not in template.suggestions:
         raise CardRenderError(f"{template.rule}: no label for suggestion {key!r} in the template")
+    # A label may use the advice's values and the suggestion's own ({medication}, {dose_g}...).
+    values = {**advice_values, **label_values(suggestion)}
+    member = f"suggestions[{key!r}]"
+    label = _fill(template, member, template.suggestions[key], values, is_markdown=False)
     try:
         actions = build_actions(suggestion, record.patient_id, template.display)
     except SuggestionError as exc:
         raise CardRenderError(f"{template.rule}: suggestion {key!r}: {exc}") from exc
     except UnbuildableResource as exc:
-        # The client's own draft did not validate once updated: leave this button out (the card
-        # still says what to do) rather than hand the EHR a resource it would reject.
+        # The resource (usually the client's own unfinished draft, updated) would not be valid
+        # R4: leave this button out rather than hand the EHR a resource it would reject; the
+        # card still shows and says what to do (rules.md "Reading a resource", r2).
         log.warning("%s: suggestion %s left out: %s", template.rule, key, exc)
-        return None
-    # A label may use the advice's values and the suggestion's own ({medication}, {dose_g}...).
-    values = {**advice_values, **label_values(suggestion)}
-    member = f"suggestions[{key!r}]"
-    label = _fill(template, member, template.suggestions[key], values, is_markdown=False)
+        return label, None
     built: dict[str, Any] = {"label": label, "uuid": str(uuid.uuid4())}
     if suggestion.recommended:
         built["isRecommended"] = True
     built["actions"] = actions
-    return built
+    return label, built
 
 
 # --- helpers ---------------------------------------------------------------------------------

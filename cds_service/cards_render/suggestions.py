@@ -261,10 +261,56 @@ def validated(model: type[Any], resource: Mapping[str, Any]) -> dict[str, Any]:
         raise UnbuildableResource(
             f"{resource.get('resourceType')} does not validate as FHIR R4 ({_error_locations(exc)})"
         ) from exc
+    broken = extension_problem(resource)
+    if broken:
+        raise UnbuildableResource(
+            f"{resource.get('resourceType')} does not validate as FHIR R4 ({broken})"
+        )
     pruned = prune_empty(json.loads(parsed.json()))
     if not isinstance(pruned, dict):
         raise UnbuildableResource(f"{resource.get('resourceType')} serialised to nothing")
     return pruned
+
+
+_EXTENSION_KEYS = ("extension", "modifierExtension")
+
+
+def extension_problem(value: Any, path: str = "") -> str | None:
+    """Where an extension breaks R4 in a way the ``fhir.resources`` models let through (they treat
+    ``Extension.url``, 1..1 in R4, as optional, and do not check ext-1: a value or nested
+    extensions, not both, not neither); None when every extension is sound. Paths only."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = extension_problem(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if not isinstance(value, dict):
+        return None
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        if key in _EXTENSION_KEYS and isinstance(item, list):
+            for index, extension in enumerate(item):
+                problem = _one_extension_problem(extension)
+                if problem:
+                    return f"{where}[{index}] {problem}"
+        found = extension_problem(item, where)
+        if found:
+            return found
+    return None
+
+
+def _one_extension_problem(extension: Any) -> str | None:
+    if not isinstance(extension, dict):
+        return "is not an object"
+    url = extension.get("url")
+    if not isinstance(url, str) or not url.strip():
+        return "has no url"
+    has_value = any(k.startswith("value") for k in extension)
+    has_nested = bool(extension.get("extension"))
+    if has_value == has_nested:
+        return "needs either a value or nested extensions (ext-1)"
+    return None
 
 
 def _error_locations(exc: Exception) -> str:

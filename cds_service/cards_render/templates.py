@@ -43,6 +43,12 @@ OVERRIDE_CODESYSTEM = ("CodeSystem-myocds-override-reason.json", OVERRIDE_REASON
 
 INDICATORS = ("critical", "warning", "info")  # most urgent first (rules.md "Card identity")
 SEED_KIND = "seed"
+# rules.md "What every card must show" (r2): how a card's detail names a seed source. A seed entry
+# of sources.json may say otherwise in its "caution" (the pharmacy pages are not AI-generated).
+SEED_CAUTION = "expert summary (AI-generated, not peer reviewed)"
+# rules.md (r2) "verified sources first": the order sources appear in on a card (stable within a
+# rank, so the template's own order decides among equals).
+_VERIFICATION_RANK = {"V": 0, "DESIGN": 1, "UNVERIFIED": 2, "S": 3}
 
 # Placeholders are plain names of Advice.values keys: no attribute or index access (a template
 # must not reach into objects), no positional fields, no conversions or format specs (the values
@@ -64,10 +70,18 @@ class Source:
     kind: str  # guideline | label | lab | review | seed | design | code
     verified: str  # V | S | UNVERIFIED | DESIGN
     note: str | None = None
+    caution: str | None = None  # seeds: how the detail names it (default SEED_CAUTION)
 
     @property
     def is_seed(self) -> bool:
         return self.kind == SEED_KIND
+
+    @property
+    def rank(self) -> int:
+        """Verified sources first, seeds last (rules.md r2)."""
+        if self.is_seed:
+            return len(_VERIFICATION_RANK)
+        return _VERIFICATION_RANK.get(self.verified, len(_VERIFICATION_RANK) - 1)
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,14 @@ class Templates:
         return len(self.cards)
 
     def sources_of(self, template: CardTemplate) -> tuple[Source, ...]:
-        return tuple(self.sources[key] for key in template.sources)
+        """The template's sources, verified first and seeds last (rules.md r2), otherwise in the
+        template's order."""
+        cited = (self.sources[key] for key in template.sources)
+        return tuple(sorted(cited, key=lambda source: source.rank))
+
+    def seed_only(self, template: CardTemplate) -> bool:
+        """Is every source of this rule a seed (rules.md r2: then it is a local protocol)?"""
+        return bool(template.sources) and all(s.is_seed for s in self.sources_of(template))
 
     def require(self, rules: Iterable[str]) -> None:
         """Raise ``ConfigurationError`` unless every rule in ``rules`` has a template (a service
@@ -202,6 +223,9 @@ def _load_sources(directory: Path, problems: list[str]) -> tuple[dict[str, Sourc
     for key, entry in data.items():
         if key == "$schema" or key in broken:
             continue
+        if "caution" in entry and entry["kind"] != SEED_KIND:
+            problems.append(f"{where}: source {key}: caution applies to seed sources only")
+            continue
         url_problem = absolute_https_problem(entry["url"])
         if url_problem:
             problems.append(f"{where}: source {key}: url {entry['url']!r} {url_problem}")
@@ -213,8 +237,16 @@ def _load_sources(directory: Path, problems: list[str]) -> tuple[dict[str, Sourc
             kind=entry["kind"],
             verified=entry["verified"],
             note=entry.get("note"),
+            caution=_caution(entry),
         )
     return sources, set(data) - {"$schema"}
+
+
+def _caution(entry: Mapping[str, Any]) -> str | None:
+    if entry["kind"] != SEED_KIND:
+        return None
+    caution = entry.get("caution")
+    return caution.strip() if isinstance(caution, str) else SEED_CAUTION
 
 
 def absolute_https_problem(url: str) -> str | None:

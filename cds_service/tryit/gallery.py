@@ -39,6 +39,10 @@ SETTING_ENV: dict[str, str] = {
     "weight_recent_days": "MYOCDS_WEIGHT_RECENT_DAYS",
     "renal_recent_days": "MYOCDS_RENAL_RECENT_DAYS",
     "egfr_threshold": "MYOCDS_EGFR_THRESHOLD",
+    "ck_monitor_early_days": "MYOCDS_CK_MONITOR_EARLY_DAYS",
+    "ck_monitor_phase_days": "MYOCDS_CK_MONITOR_PHASE_DAYS",
+    "ck_monitor_late_days": "MYOCDS_CK_MONITOR_LATE_DAYS",
+    "ck_monitor_horizon_days": "MYOCDS_CK_MONITOR_HORIZON_DAYS",
 }
 SETTING_MEANING: dict[str, str] = {
     "recent_days": "a result counts as recent within this many days",
@@ -51,7 +55,17 @@ SETTING_MEANING: dict[str, str] = {
     "weight_recent_days": "a weight counts for dosing when this recent (days)",
     "renal_recent_days": "creatinine or eGFR needed within this many days",
     "egfr_threshold": "eGFR below this (mL/min/1.73m²) is a renal risk",
+    "ck_monitor_early_days": "after the last IVIG: a CK wanted at least this often (days) at first",
+    "ck_monitor_phase_days": "how long (days after the last IVIG) the first interval applies",
+    "ck_monitor_late_days": "after that phase: a CK wanted at least this often (days)",
+    "ck_monitor_horizon_days": "CK monitoring is watched this many days after the last IVIG",
 }
+_CK_MONITOR = (
+    "ck_monitor_early_days",
+    "ck_monitor_phase_days",
+    "ck_monitor_late_days",
+    "ck_monitor_horizon_days",
+)
 _CK_ULN = ("ck_uln_male", "ck_uln_female", "ck_uln_other")
 _DOSING = ("ivig_dosing_weight", "weight_recent_days")
 
@@ -78,7 +92,7 @@ RULE_SETTINGS: dict[str, tuple[str, ...]] = {
     "SAFE-02": ("egfr_threshold",),
     "SAFE-03": (),
     "CONT-01": _CK_ULN,
-    "CONT-02": (),
+    "CONT-02": _CK_MONITOR,
     "CONT-03": _CK_ULN,
     "CONT-04": _CK_ULN,
     "ORDER-UNIDENTIFIED": (),

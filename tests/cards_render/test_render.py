@@ -21,7 +21,13 @@ from cds_service.cards_render import (
     Templates,
     render,
 )
-from cds_service.cards_render.render import SEED_NOTE
+from cds_service.cards_render.render import (
+    LOCAL_PROTOCOL_NOTE,
+    SEED_NOTE,
+    SUMMARY_MAX,
+    render_card,
+    utf16_length,
+)
 from cds_service.protocol.schemas import errors as schema_errors
 from tests.advice import builders as b
 
@@ -97,15 +103,11 @@ def test_card_fields(small_templates: Templates) -> None:
             "display": "Statin already stopped",
         },
     ]
+    # rules.md r2: a seed (SEED1 here) is never a card link.
     assert card["links"] == [
         {
             "label": "Stroes ES, et al. Statin-associated muscle symptoms. Eur Heart J. 2015",
             "url": "https://pmc.ncbi.nlm.nih.gov/articles/PMC4416140/",
-            "type": "absolute",
-        },
-        {
-            "label": "Dr.Oracle. Is continuation of IVIG medically necessary? 2025",
-            "url": "https://www.droracle.ai/articles/520622/is-continuation",
             "type": "absolute",
         },
     ]
@@ -136,8 +138,14 @@ def test_detail_shows_reasoning_values_dates_caveats_plan_and_sources(
     assert "**Monitoring plan**\n\nRepeat CK in 7 days." in detail
     sources = detail.rsplit("**Sources:**", 1)[1]
     assert "[Stroes ES, et al. Statin-associated muscle symptoms. Eur Heart J. 2015]" in sources
-    assert "Is continuation of IVIG medically necessary? 2025](https://www.droracle.ai" in sources
-    assert sources.rstrip().endswith(f"({SEED_NOTE})")
+    # The seed is named, unlinked, as an AI-generated expert summary (rules.md r2).
+    assert sources.rstrip().endswith(
+        "- Dr.Oracle. Is continuation of IVIG medically necessary? 2025 — "
+        "expert summary (AI-generated, not peer reviewed)"
+    )
+    assert SEED_NOTE == "expert summary (AI-generated, not peer reviewed)"
+    assert "droracle.ai" not in detail
+    assert LOCAL_PROTOCOL_NOTE not in detail  # it has a verified source too
 
 
 def test_no_seed_note_without_a_seed_source(small_templates: Templates) -> None:
@@ -404,6 +412,34 @@ def test_unbuildable_draft_leaves_the_suggestion_out(small_templates: Templates)
     suggestion = Suggestion("update-draft", target=draft, dose_g=Decimal("40"), days=2)
     card = one(stat01(suggestions=(suggestion,)), small_templates)
     assert "suggestions" not in card and "selectionBehavior" not in card
+    assert "Change to 40 g daily for 2 days" in card["detail"]
+    assert "not offered as an action" in card["detail"]
+
+
+@pytest.mark.parametrize("missing", ["intent", "subject"])
+def test_update_of_an_unfinished_draft_is_left_out_and_the_card_says_so(
+    small_templates: Templates, missing: str
+) -> None:
+    # rules.md r2: drafts are unfinished by nature; an update would emit an invalid R4 resource.
+    draft = ivig_draft()
+    del draft.raw[missing]
+    suggestions = (
+        Suggestion("update-draft", target=draft, dose_g=Decimal("40"), days=2),
+        Suggestion("order-lab", loinc="2157-6"),
+    )
+    card = one(stat01(suggestions=suggestions), small_templates, hook="order-sign")
+    assert [s["label"] for s in card["suggestions"]] == ["Order a repeat CK"]
+    note = table_free(card["detail"])
+    assert "The suggestion “Change to 40 g daily for 2 days” is not offered as an action" in note
+    assert "would not be valid FHIR R4" in note
+    # The delete of the same draft needs no resource: still offered.
+    delete = one(stat01(suggestions=(Suggestion("delete-draft", target=draft),)), small_templates)
+    assert actions_of(delete)[0]["resourceId"] == "MedicationRequest/ivig-draft"
+    assert "not offered" not in delete["detail"]
+
+
+def table_free(detail: str) -> str:
+    return detail.replace("\\", "")
 
 
 # --- ordering and programming errors ---------------------------------------------------------
@@ -415,8 +451,16 @@ def test_cards_ordered_by_urgency(small_templates: Templates) -> None:
 
 
 def errors_for(advices: list[Advice], templates: Templates, hook: str = "patient-view") -> str:
+    """The error of the one advice that cannot be rendered: raised by ``render_card``; ``render``
+    leaves that card out, logs it and counts it in ``failures``."""
+    record = b.record(statin_uses=(b.statin(),))
+    failures: list[str] = []
+    assert render(advices, record, templates, hook, failures=failures) == [] or len(advices) > 1
+    assert failures == [advices[-1].rule_id]
     with pytest.raises(CardRenderError) as caught:
-        render(advices, b.record(statin_uses=(b.statin(),)), templates, hook)
+        for advice in advices:
+            render_card(advice, record, templates, hook)
+        raise CardRenderError("one card per rule")  # the only error of two good advices
     return str(caught.value)
 
 
@@ -430,22 +474,92 @@ def test_missing_placeholder_in_plan_raises(small_templates: Templates) -> None:
     assert "plan uses {repeat_days}" in errors_for([stat01(values=values)], small_templates)
 
 
-def test_summary_over_139_characters_raises(small_templates: Templates) -> None:
-    values = {**VALUES, "ck_date": "x" * 97}  # 43 + 97 = 140
-    assert "over the 139 allowed" in errors_for([stat01(values=values)], small_templates)
+def test_summary_over_139_characters_is_shortened_in_the_long_value(
+    small_templates: Templates,
+) -> None:
+    long_date = "2025-06-28 (drawn at the outside laboratory " + "and sent by courier " * 5 + ")"
+    card = one(stat01(values={**VALUES, "ck_date": long_date}), small_templates)
+    summary = card["summary"]
+    assert utf16_length(summary) <= SUMMARY_MAX
+    # The template's words and the key value stay; the long value is cut at a word boundary.
+    assert summary.startswith("Stop the statin: CK 6,950 U/L = 22.6×ULN (2025-06-28 (drawn at")
+    assert summary.endswith("…)")
+    assert " and sent by courier and" not in summary[-12:]
+    # The full value is still in the detail.
+    assert "sent by courier and sent by courier" in card["detail"]
 
 
 def test_summary_of_exactly_139_characters_is_kept(small_templates: Templates) -> None:
     base = len("Stop the statin: CK 6,950 U/L = 22.6×ULN ()")
     card = one(stat01(values={**VALUES, "ck_date": "d" * (139 - base)}), small_templates)
-    assert len(card["summary"]) == 139
+    assert len(card["summary"]) == 139 and "…" not in card["summary"]
 
 
 def test_summary_length_counts_utf16_units(small_templates: Templates) -> None:
     base = len("Stop the statin: CK 6,950 U/L = 22.6×ULN ()")
     emoji = "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}\U0001f6a8"  # 🚨 is 2 UTF-16 units
     values = {**VALUES, "ck_date": "d" * (139 - base - 3) + emoji}
-    assert "over the 139 allowed" in errors_for([stat01(values=values)], small_templates)
+    summary = one(stat01(values=values), small_templates)["summary"]
+    assert len(summary) <= SUMMARY_MAX and utf16_length(summary) <= SUMMARY_MAX
+    assert summary.endswith("…)")
+
+
+@pytest.mark.parametrize("name", ["ck", "ck_x_uln", "ck_date"])
+@pytest.mark.parametrize("length", [140, 1000, 100_000])
+def test_no_value_of_any_length_makes_the_summary_fail(
+    small_templates: Templates, name: str, length: int
+) -> None:
+    words = ("POSITIVE (>200 U) " * (length // 18 + 1))[:length]
+    card = one(stat01(values={**VALUES, name: words}), small_templates)
+    assert utf16_length(card["summary"]) <= SUMMARY_MAX
+    assert card["summary"].startswith("Stop the statin: CK ")
+    assert "POSITIVE (>200 U)" in card["summary"]  # the start of the long value is kept
+
+
+def test_every_summary_value_long_at_once_still_fits(small_templates: Templates) -> None:
+    values = {**VALUES, "ck": "9" * 400, "ck_x_uln": "x " * 300, "ck_date": "\U0001f6a8" * 200}
+    summary = one(stat01(values=values), small_templates)["summary"]
+    assert utf16_length(summary) <= SUMMARY_MAX
+    assert summary.startswith("Stop the statin: CK 999")
+
+
+def test_one_card_that_cannot_be_rendered_leaves_the_others(
+    small_templates: Templates, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = stat01(values={k: v for k, v in VALUES.items() if k != "ck"})  # a missing value
+    failures: list[str] = []
+    with caplog.at_level("ERROR", logger="cds_service.cards_render.render"):
+        cards = render(
+            [broken, cont01()], b.record(), small_templates, "patient-view", failures=failures
+        )
+    assert [c["source"]["topic"]["code"] for c in cards] == ["CONT-01"]
+    assert failures == ["STAT-01"]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("card STAT-01 left out")
+    assert VALUES["ck_date"] not in message and VALUES["statin"] not in message
+
+
+def test_an_unexpected_error_is_logged_without_its_message(
+    small_templates: Templates, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Exploding(dict):  # a value mapping that fails with patient data in the message
+        def __getitem__(self, key: str) -> str:
+            raise ValueError("patient Jane Doe, MRN 12345")
+
+        def __contains__(self, key: object) -> bool:
+            return True
+
+    failures: list[str] = []
+    with caplog.at_level("ERROR"):
+        cards = render(
+            [stat01(values=Exploding()), cont01()],
+            b.record(),
+            small_templates,
+            "patient-view",
+            failures=failures,
+        )
+    assert len(cards) == 1 and failures == ["STAT-01"]
+    assert "Jane" not in caplog.text and "ValueError" in caplog.text
 
 
 def test_suggestion_without_template_label_raises(small_templates: Templates) -> None:
@@ -492,7 +606,12 @@ def test_stop_of_a_draft_raises(small_templates: Templates) -> None:
 
 def test_update_without_dose_raises(small_templates: Templates) -> None:
     advice = stat01(suggestions=(Suggestion("update-draft", target=ivig_draft(), days=2),))
-    assert "needs dose_g and days" in errors_for([advice], small_templates)
+    assert "{dose_g}" in errors_for([advice], small_templates)  # the label needs it first
+    labelled = stat01(
+        suggestions=(Suggestion("update-draft", target=ivig_draft(), days=2),),
+        values={**VALUES, "dose_g": "40"},
+    )
+    assert "needs dose_g and days" in errors_for([labelled], small_templates)
 
 
 def test_unknown_rule_raises(small_templates: Templates) -> None:

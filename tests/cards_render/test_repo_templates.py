@@ -17,8 +17,21 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.advice.model import Advice, Suggestion
-from cds_service.cards_render import ADVICE_SYSTEM, OVERRIDE_REASON_SYSTEM, Templates, render
-from cds_service.cards_render.render import SEED_NOTE, SUMMARY_MAX, utf16_length
+from cds_service.cards_render import (
+    ADVICE_SYSTEM,
+    OVERRIDE_REASON_SYSTEM,
+    Source,
+    Templates,
+    load_templates,
+    render,
+)
+from cds_service.cards_render.markdown import escape
+from cds_service.cards_render.render import (
+    LOCAL_PROTOCOL_NOTE,
+    SEED_NOTE,
+    SUMMARY_MAX,
+    utf16_length,
+)
 from cds_service.cards_render.templates import (
     ADVICE_CODESYSTEM,
     DEFAULT_MAPPINGS_DIR,
@@ -275,14 +288,72 @@ def test_every_template_renders_a_conformant_card(repo_templates: Templates) -> 
                 rendered += 1
                 assert schema_errors("response", {"cards": [card]}) == [], rule
                 assert card["source"]["topic"]["code"] == rule
-                assert card["links"] and card["overrideReasons"]
+                assert card["overrideReasons"]
                 assert ("selectionBehavior" in card) == bool(template.suggestions), rule
-                seeded = any(s.is_seed for s in repo_templates.sources_of(template))
-                assert (SEED_NOTE in card["detail"]) == seeded, rule
+                check_sources(card, repo_templates.sources_of(template), rule)
                 for suggestion in card.get("suggestions", ()):
                     for action in suggestion["actions"]:
                         check_action(action, record.patient_id)
     assert rendered >= len(repo_templates)
+
+
+def check_sources(card: dict[str, Any], sources: tuple[Source, ...], rule: str) -> None:
+    """rules.md "What every card must show" (r2): verified sources first; a seed never a link,
+    named in the detail for what it is; a seed-only rule says it is a local protocol."""
+    detail = card["detail"]
+    listed = detail.rsplit("**Sources:**", 1)[1].strip().splitlines()
+    assert len(listed) == len(sources), rule
+    linked = [s for s in sources if not s.is_seed]
+    assert [link["url"] for link in card.get("links", ())] == list(
+        dict.fromkeys(s.url for s in linked)
+    ), rule
+    ranks = ["V" if s.verified == "V" else "seed" if s.is_seed else "other" for s in sources]
+    assert ranks == sorted(ranks, key=["V", "other", "seed"].index), rule
+    for line, source in zip(listed, sources, strict=True):
+        assert escape(source.title) in line, rule
+        if source.is_seed:
+            assert "](" not in line and source.url not in detail, (rule, source.key)
+            expected = source.caution or SEED_NOTE
+            assert line.endswith(f"— {expected}"), (rule, line)
+            if source.title.startswith("Dr.Oracle"):
+                assert expected == "expert summary (AI-generated, not peer reviewed)"
+        else:
+            assert f"]({source.url.replace('(', '%28').replace(')', '%29')})" in line, rule
+    seed_only = all(s.is_seed for s in sources)
+    assert (LOCAL_PROTOCOL_NOTE in detail) == seed_only, rule
+    assert (
+        "local protocol: not from a published guideline; thresholds are site settings" in detail
+    ) == seed_only, rule
+    assert ("links" in card) == (not seed_only), rule
+
+
+@needs_knowledge
+def test_rules_supported_by_seeds_only_are_exactly_the_unverified_ones() -> None:
+    # clinical-evidence.md section 3: CONT-02 is "SEED1 S only"; the templates agree.
+    templates = load_templates()
+    seed_only = {r for r, t in templates.cards.items() if templates.seed_only(t)}
+    assert seed_only == {"CONT-02"}
+    text = EVIDENCE_MD.read_text(encoding="utf-8")
+    assert "| CONT-02 | SEED1 S only" in text
+
+
+def test_cont02_shows_its_four_thresholds(repo_templates: Templates) -> None:
+    template = repo_templates["CONT-02"]
+    shown = set(placeholder_names(template.reasoning + (template.plan or "")))
+    assert {"early_interval_days", "phase_days", "late_interval_days", "horizon_days"} <= shown
+
+
+def test_seed_sources_name_what_they_are(repo_templates: Templates) -> None:
+    cautions = {k: s.caution for k, s in repo_templates.sources.items() if s.is_seed}
+    assert cautions == {
+        "SEED0": "expert summary (AI-generated, not peer reviewed)",
+        "SEED1": "expert summary (AI-generated, not peer reviewed)",
+        "SEED2": "expert summary (AI-generated, not peer reviewed)",
+        # clinical-evidence.md: seeds 003/004 are a pharmacy information page, not AI-generated.
+        "SEED3": "pharmacy information page (not peer reviewed)",
+        "SEED4": "pharmacy information page (not peer reviewed)",
+    }
+    assert all(s.caution is None for s in repo_templates.sources.values() if not s.is_seed)
 
 
 def check_action(action: dict[str, Any], patient_id: str) -> None:

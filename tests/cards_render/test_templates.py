@@ -155,6 +155,23 @@ def test_source_with_unknown_kind_is_refused(cards_dir: CardsDir) -> None:
     assert "cards/sources.json: EAS15/kind: 'blog' is not one of" in error
 
 
+def test_caution_on_a_source_that_is_not_a_seed_is_refused(cards_dir: CardsDir) -> None:
+    sources = copy.deepcopy(SOURCES)
+    sources["EAS15"]["caution"] = "not peer reviewed"
+    error = load_error(cards_dir(sources=sources))
+    assert "cards/sources.json: source EAS15: caution applies to seed sources only" in error
+
+
+def test_seed_caution_defaults_to_the_ai_generated_expert_summary(cards_dir: CardsDir) -> None:
+    sources = copy.deepcopy(SOURCES)
+    loaded = load_templates(cards_dir(sources=sources)).sources
+    assert loaded["SEED1"].caution == "expert summary (AI-generated, not peer reviewed)"
+    sources["SEED1"]["caution"] = "pharmacy information page (not peer reviewed)"
+    loaded = load_templates(cards_dir(sources=sources)).sources
+    assert loaded["SEED1"].caution == "pharmacy information page (not peer reviewed)"
+    assert loaded["EAS15"].caution is None
+
+
 def test_invalid_json_names_file_and_line(cards_dir: CardsDir) -> None:
     error = load_error(cards_dir({"STAT-01": '{\n  "rule": "STAT-01",\n  oops\n}'}))
     assert "cards/STAT-01.json: invalid JSON at line 3" in error
