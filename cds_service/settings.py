@@ -72,6 +72,8 @@ class Settings:
     hook_deadline_seconds: float = 4.0
     fhir_page_cap: int = 10
     fhir_pool_size: int = 16
+    # One hook call's fallback fetches hold at most this many response bytes, all keys together.
+    fhir_call_bytes: int = 16 * 1024 * 1024
     log_level: str = "INFO"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -121,6 +123,9 @@ class Settings:
             hook_deadline_seconds=reader.number("MYOCDS_HOOK_DEADLINE_SECONDS", 4.0, high=600),
             fhir_page_cap=reader.integer("MYOCDS_FHIR_PAGE_CAP", 10, low=1),
             fhir_pool_size=reader.integer("MYOCDS_FHIR_POOL_SIZE", 16, low=1),
+            fhir_call_bytes=reader.integer(
+                "MYOCDS_FHIR_CALL_BYTES", 16 * 1024 * 1024, low=64 * 1024
+            ),
             log_level=reader.choice("MYOCDS_LOG_LEVEL", "info", LOG_LEVELS).upper(),
             host=reader.text("MYOCDS_HOST", "127.0.0.1"),
             port=reader.integer("MYOCDS_PORT", 8080, low=1, high=65535),

@@ -59,6 +59,7 @@ Resource = dict[str, Any]
 # body is refused rather than buffered.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
+_OVER_BUDGET = "fhirServer sent more data than one call may hold (MYOCDS_FHIR_CALL_BYTES)"
 # A socket wait cut to the time left ends a few milliseconds around the deadline.
 _DEADLINE_SLACK = 0.05
 _ACCEPT = "application/fhir+json, application/json;q=0.9"
@@ -121,13 +122,30 @@ class _FetchFailed(Exception):
 
 @dataclass(frozen=True)
 class _Budget:
-    """The time one hook call may spend on fhirServer, shared by all its fetches."""
+    """The time and memory one hook call may spend on fhirServer, shared by all its fetches."""
 
     deadline: float  # time.monotonic() value
     request_timeout: float
+    # Bytes of response bodies the call may hold, summed over every key, page and Medication read
+    # (MYOCDS_FHIR_CALL_BYTES): counted while streaming, so a server sending large pages on
+    # several keys at once cannot take more than this much of a worker's memory.
+    byte_limit: int = MAX_RESPONSE_BYTES
     # Set when the call has already failed: the other keys' fetches stop at their next request or
     # chunk instead of paging on for nothing.
     abandoned: threading.Event = field(default_factory=threading.Event)
+    _spent: list[int] = field(default_factory=lambda: [0])
+    _spent_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bytes_left(self) -> int:
+        return self.byte_limit - self._spent[0]
+
+    def spend(self, size: int) -> None:
+        """Count ``size`` more bytes held; past the call's budget the fetch fails."""
+        with self._spent_lock:
+            self._spent[0] += size
+            over = self._spent[0] > self.byte_limit
+        if over:
+            raise _FetchFailed(_OVER_BUDGET)
 
     def remaining(self) -> float:
         if self.abandoned.is_set():
@@ -184,6 +202,8 @@ class _Server:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
                 raise _FetchFailed("fhirServer sent a response larger than the limit")
+            if length and length.isdigit() and int(length) > budget.bytes_left():
+                raise _FetchFailed(_OVER_BUDGET)
             body = _read_body(response, budget)
         finally:
             response.close()
@@ -210,10 +230,11 @@ def _pin_refusal(exc: BaseException) -> str | None:
     return None
 
 
-def _read_body(response: requests.Response, budget: _Budget) -> bytes:
-    """Read the streamed body chunk by chunk, never past the deadline or the size cap."""
+def _read_body(response: requests.Response, budget: _Budget) -> bytearray:
+    """Read the streamed body chunk by chunk, never past the deadline, the size cap or the call's
+    memory budget. One growing buffer: no second copy when the chunks are joined."""
     raw = response.raw
-    chunks: list[bytes] = []
+    body = bytearray()
     size = 0
     while True:
         remaining = budget.remaining()
@@ -233,11 +254,12 @@ def _read_body(response: requests.Response, budget: _Budget) -> bytes:
         except (urllib3.exceptions.HTTPError, OSError):
             raise _FetchFailed("fhirServer sent an incomplete response") from None
         if not chunk:
-            return b"".join(chunks)
+            return body
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise _FetchFailed("fhirServer sent a response larger than the limit")
-        chunks.append(chunk)
+        budget.spend(len(chunk))
+        body += chunk
 
 
 def _limit_socket_wait(raw: Any, seconds: float) -> None:
@@ -474,6 +496,7 @@ def gather(
     budget = _Budget(
         deadline=deadline if deadline is not None else started + settings.hook_deadline_seconds,
         request_timeout=settings.fhir_timeout_seconds,
+        byte_limit=settings.fhir_call_bytes,
     )
     context = body.get("context")
     context = context if isinstance(context, dict) else {}

@@ -8,8 +8,8 @@ It answers reads and searches (GET, and POST ``<type>/_search`` with a form body
 - ``page_size``: a default ``_count`` when the request gives none (forces paging);
 - ``require_token``: answer 401 unless ``Authorization: Bearer <token>`` is sent;
 - faults, per request path (``add_fault``): an HTTP status with an OperationOutcome, a malformed
-  JSON body, a body of the wrong resourceType, a body that trickles out a few bytes at a time, or
-  no answer at all.
+  JSON body, a body of the wrong resourceType, a body that trickles out a few bytes at a time, a
+  page padded to a large size (``large``), or no answer at all.
 
 Every request is recorded (path, query, Authorization header, start and end times) and the peak
 number of requests in flight is kept, so tests can assert parallelism and paging. Waits use an
@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cds_service.fhir.search import UnsupportedSearch, search
 
-FAULT_KINDS = ("status", "malformed", "wrong-type", "trickle", "hang")
+FAULT_KINDS = ("status", "malformed", "wrong-type", "trickle", "hang", "large")
 _HANG_LIMIT_SECONDS = 30.0  # a forgotten hung handler still ends
 
 
@@ -42,6 +42,9 @@ class Fault:
     times: int | None = None  # how many requests it hits; None: all of them
     trickle_bytes: int = 8  # per write
     trickle_interval: float = 0.05  # seconds between writes
+    large_bytes: int = 4 * 1024 * 1024  # "large": a valid search page padded to this size
+    announce_length: bool = False  # "large": send Content-Length (else the body ends at close)
+    sent: int = 0  # "large": body bytes written so far, over all requests it hit
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -262,6 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"resourceType": "Basic", "id": "x", "code": {"text": "odd"}})
         elif fault.kind == "trickle":
             self._trickle(fault)
+        elif fault.kind == "large":
+            self._large(fault)
         elif fault.kind == "hang":
             self.fhir._wait(_HANG_LIMIT_SECONDS)
             self.close_connection = True
@@ -282,6 +287,30 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         except OSError:
             return  # the client hung up, as it should when its deadline passes
+
+    def _large(self, fault: Fault) -> None:
+        """A valid, empty search page padded with whitespace to ``large_bytes``, written as fast
+        as the client reads it; ``fault.sent`` counts what went out."""
+        head = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        if fault.announce_length:
+            self.send_header("Content-Length", str(fault.large_bytes))
+        self.end_headers()
+        self.close_connection = True
+        block = b" " * 65536
+        left = fault.large_bytes
+        try:
+            self.wfile.write(head)
+            left -= len(head)
+            while left > 0 and not self.fhir._stop.is_set():
+                piece = block[: min(left, len(block))]
+                self.wfile.write(piece)
+                left -= len(piece)
+                with self.fhir._lock:
+                    fault.sent += len(piece)
+        except OSError:
+            return  # the client stopped reading and closed: what the budget tests look for
 
     def _send_outcome(self, status: int, code: str, text: str) -> None:
         outcome = {
