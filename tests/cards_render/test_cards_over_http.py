@@ -298,3 +298,36 @@ def test_update_of_a_draft_that_is_not_valid_r4_is_left_out_and_its_card_still_s
     assert updates == []
     assert "is not offered as an action" in dose02["detail"]
     assert "would not be valid FHIR R4" in dose02["detail"]
+
+
+def ivig_given(days_ago: int) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationAdministration",
+        "id": f"ivig-given-{days_ago}",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "effectiveDateTime": day(days_ago),
+        "medicationCodeableConcept": {
+            "coding": [{"system": NDC, "code": "13533-800", "display": "Gamunex-C 10%"}]
+        },
+        "dosage": {"dose": {"value": 60, "unit": "g", "system": UCUM, "code": "g"}},
+    }
+
+
+def test_cont02_thresholds_are_site_settings_shown_on_the_card(
+    make_app: Any, settings: Any
+) -> None:
+    # rules.md r2: CONT-02 rests on a seed alone: a local protocol whose thresholds are settings.
+    stopped = record(ivig_given(100), ivig_given(128), ck("ck-1", 40, 150))
+    default = make_app(settings.with_overrides(today=TODAY)).test_client()
+    assert "CONT-02" not in by_topic(call(default, "myopathy-review", "patient-view", stopped))
+    stricter = make_app(
+        settings.with_overrides(today=TODAY, ck_monitor_early_days=30, ck_monitor_phase_days=120)
+    ).test_client()
+    card = by_topic(call(stricter, "myopathy-review", "patient-view", stopped))["CONT-02"]
+    detail = card["detail"]
+    assert "local protocol: not from a published guideline; thresholds are site settings" in detail
+    assert "CK at least every 30 days for the first 120 days after the last IVIG" in detail
+    assert "then every 91 days; this card watches the first 365 days" in detail
+    assert "links" not in card  # its only source is a seed, never a link
+    assert "expert summary (AI-generated, not peer reviewed)" in detail
