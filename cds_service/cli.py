@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,7 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (help_text, add_arguments, _) in sorted(COMMANDS.items()):
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
-    return COMMANDS[args.command][2](args)
+    try:
+        status = COMMANDS[args.command][2](args)
+        sys.stdout.flush()  # inside the try: a reader that left (``| head``) is seen here
+    except BrokenPipeError:
+        # The reader closed the pipe: stop quietly, as a program killed by SIGPIPE would, and
+        # point stdout at /dev/null so the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return status
 
 
 if __name__ == "__main__":

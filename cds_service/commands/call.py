@@ -1,12 +1,13 @@
 """``myocds call``: a command-line mini-EHR for integrators.
 
-It holds one patient's record (a FHIR Bundle, or a scenario file of ``../shared/scenarios``),
-asks a running service what it offers (discovery), builds each call as an EHR would (the hook
-context, and the prefetch by running each service's own announced templates against the record
-with ``cds_service.fhir.search.build_prefetch``; or no prefetch and a ``fhirServer`` for the
-service to fetch from), calls every service of the hook and prints the cards for a person to
-read: indicator (coloured on a terminal), summary, detail as text, sources, suggestions with
-their action and resource types, links and override reasons.
+It holds one patient's record (a FHIR Bundle, a scenario file, or one of the shipped example
+patients moved to today as the try-it page moves them), asks a running service what it offers
+(discovery), builds each call as an EHR would (the hook context, and the prefetch by running each
+service's own announced templates against the record with
+``cds_service.fhir.search.build_prefetch``; or no prefetch and a ``fhirServer`` for the service
+to fetch from), calls every service of the hook and prints the cards for a person to read:
+indicator (coloured on a terminal), summary, detail as text, sources, suggestions with their
+action and resource types, links and override reasons.
 
 Exit status: 0 when every service answered 200, 1 when one refused the call (its
 OperationOutcome is printed), 2 when the service cannot be reached or the input is unusable.
@@ -23,6 +24,7 @@ import textwrap
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -45,10 +47,23 @@ class CallError(Exception):
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hook", required=True, choices=HOOKS)
     parser.add_argument(
-        "--record", required=True, type=Path,
-        help="a FHIR Bundle of the patient's record, or a scenario JSON (../shared/scenarios)",
+        "--hook", choices=HOOKS, help="the hook to fire (default: the example's own hook)"
+    )
+    patient = parser.add_mutually_exclusive_group(required=True)
+    patient.add_argument(
+        "--record", type=Path,
+        help="a FHIR Bundle of the patient's record, or a scenario JSON (tests/scenarios)",
+    )
+    patient.add_argument(
+        "--example", metavar="NAME",
+        help="a shipped example patient (GET /try lists them; examples/index.json), its dates "
+        "moved to --today as the try-it page moves them, with its own drafted order",
+    )
+    parser.add_argument(
+        "--today", type=date.fromisoformat, default=None,
+        help="the service's clinical date an --example is moved to (YYYY-MM-DD; default "
+        "$MYOCDS_TODAY, else today)",
     )
     parser.add_argument(
         "--draft", type=Path,
@@ -105,6 +120,30 @@ def _resources(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def example_chart(name: str, hook: str | None, today: date) -> tuple[str, Chart]:
+    """A shipped example as the try-it page builds it (``cds_service.tryit.examples``): its
+    record with every date moved to ``today``, its context and drafted order on ``hook``."""
+    from cds_service.errors import NotFound
+    from cds_service.tryit.examples import View, context_for, load_examples, record_on, shift_days
+
+    examples = load_examples()
+    try:
+        example = examples.get(name)
+    except NotFound:
+        raise CallError(
+            f"no example {name!r}; the examples are: {', '.join(examples.names())}"
+        ) from None
+    view = View(example, hook or example.hook, example.draft)
+    chart = Chart(
+        record=record_on(example, today), context=context_for(view, today), title=example.title
+    )
+    chart.context.pop("userId", None)
+    shift = shift_days(example, today)
+    if shift:
+        chart.notes.append(f"the example's dates are moved by {shift} days to {today}")
+    return view.hook, chart
+
+
 def load_chart(hook: str, record_path: Path, draft_path: Path | None, user: str | None) -> Chart:
     document = _read_json(record_path, "record")
     if isinstance(document, dict) and "record" in document and "context" in document:
@@ -123,6 +162,11 @@ def load_chart(hook: str, record_path: Path, draft_path: Path | None, user: str 
         if len(patients) != 1 or not isinstance(patients[0].get("id"), str):
             raise CallError("the record Bundle must hold exactly one Patient with an id")
         chart = Chart(record=record, context={"patientId": patients[0]["id"]})
+    return fit_to_hook(chart, hook, draft_path, user)
+
+
+def fit_to_hook(chart: Chart, hook: str, draft_path: Path | None, user: str | None) -> Chart:
+    """The chart's context for ``hook``: the user, and the drafted orders on an order hook."""
     if user is not None or "userId" not in chart.context:
         chart.context["userId"] = user or DEFAULT_USER
     if hook == "patient-view":
@@ -309,15 +353,31 @@ def use_colour(out: TextIO) -> bool:
 # --- the command -----------------------------------------------------------------------------
 
 
+def _today(given: date | None) -> date:
+    if given is not None:
+        return given
+    pinned = os.environ.get("MYOCDS_TODAY", "").strip()
+    try:
+        return date.fromisoformat(pinned) if pinned else date.today()
+    except ValueError:
+        raise CallError(f"MYOCDS_TODAY={pinned!r} is not a date (YYYY-MM-DD)") from None
+
+
 def run_call(args: argparse.Namespace, out: TextIO) -> int:
     if args.no_prefetch and not args.fhir_server:
         raise CallError("--no-prefetch needs --fhir-server: the service must fetch from somewhere")
-    chart = load_chart(args.hook, args.record, args.draft, args.user)
+    if args.example:
+        hook, chart = example_chart(args.example, args.hook, _today(args.today))
+        chart = fit_to_hook(chart, hook, args.draft, args.user)
+    elif args.hook is None:
+        raise CallError("--record needs --hook")
+    else:
+        hook, chart = args.hook, load_chart(args.hook, args.record, args.draft, args.user)
     base = args.url.rstrip("/")
     session = _session(args.bearer)
-    services = discover(session, base, args.hook)
+    services = discover(session, base, hook)
     if not services:
-        raise CallError(f"{base} announces no service for {args.hook}")
+        raise CallError(f"{base} announces no service for {hook}")
     printer = Printer(out, use_colour(out))
     if chart.title:
         printer.line(printer.style(chart.title, _BOLD))
@@ -329,7 +389,7 @@ def run_call(args: argparse.Namespace, out: TextIO) -> int:
     every_card: list[Mapping[str, Any]] = []
     status = 0
     for service in services:
-        body = build_request(service, args.hook, chart, prefetch=not args.no_prefetch,
+        body = build_request(service, hook, chart, prefetch=not args.no_prefetch,
                              fhir_server=args.fhir_server)
         try:
             response = session.post(f"{base}/cds-services/{service.id}", json=body,
