@@ -11,6 +11,7 @@ mL and mL/h).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
@@ -39,7 +40,9 @@ from cds_service.settings import ClinicalSettings
 INDUCTION_G_PER_KG = Decimal("2")  # OCTA: 2 g/kg divided over 2–5 consecutive days [ONT, SEED4]
 INDUCTION_DAYS = (2, 5)  # OCTA: "over 2–5 consecutive days"
 MAINTENANCE_G_PER_KG = Decimal("1")  # SEED4: 1 g/kg monthly; PRIV/GAMG 1 g/kg maintenance
-MAX_G_PER_KG_28D = Decimal("2.2")  # ONT 2 g/kg per 4-week cycle + 10 % (rules.md DOSE-03)
+MAX_G_PER_KG_28D = Decimal("2")  # ONT, OCTA: at most 2 g/kg per 4-week cycle (rules.md DOSE-03)
+# rules.md DOSE-03: fires above 2 g/kg + 10 % (a margin only; the suggestion uses 2 g/kg).
+MAX_G_PER_KG_28D_MARGIN = Decimal("2.2")
 CYCLE_DAYS = 28  # ONT, OCTA: one cycle every 4 weeks
 TEN_PERCENT_G_PER_ML = Decimal("0.1")  # a 10 % product holds 0.1 g/mL (10 mL per g)
 RATE_INITIAL_ML_KG_MIN = Decimal("0.01")  # OCTA: initial 1 mg/kg/min (0.01 mL/kg/min)
@@ -66,7 +69,7 @@ def evaluate(
         return [dose_04_no_dosing_weight(record, today, clinical)]
     advices = (
         dose_01_calculation(record, today, clinical, dosing),
-        dose_02_actual_weight_dose(record, dosing),
+        dose_02_actual_weight_dose(record, today, dosing),
         dose_03_over_cycle_maximum(record, today, dosing),
     )
     return [a for a in advices if a is not None]
@@ -239,7 +242,7 @@ def _ml_at_10_percent(grams_: Decimal) -> str:
     return format_number(grams_ / TEN_PERCENT_G_PER_ML, 0)
 
 
-# --- DOSE-02 ----------------------------------------------------------------------------------
+# --- one dose per draft (DOSE-02 and DOSE-03) -------------------------------------------------
 
 
 def actual_weight_multiple(cycle_g: Decimal, actual_kg: Decimal) -> int | None:
@@ -251,126 +254,307 @@ def actual_weight_multiple(cycle_g: Decimal, actual_kg: Decimal) -> int | None:
     return None
 
 
-def dose_02_actual_weight_dose(record: PatientRecord, dosing: DosingWeight) -> Advice | None:
-    """(actual − dosing weight) / actual > 10 % and the order ≈ 1 or 2 g/kg × actual weight."""
+@dataclass(frozen=True)
+class DraftedIvig:
+    """One IVIG drafted in this call with its grams per cycle (None: not convertible)."""
+
+    use: MedicationUse
+    cycle_g: Decimal | None
+
+    @property
+    def days(self) -> int:
+        return self.use.dose.days if self.use.dose is not None else 1
+
+    @property
+    def per_day_g(self) -> Decimal | None:
+        return self.cycle_g / self.days if self.cycle_g is not None else None
+
+
+@dataclass(frozen=True)
+class ActualWeightDose:
+    """DOSE-02 on one draft: its grams are ≈ k g/kg × actual weight."""
+
+    draft: DraftedIvig
+    k: int
+    corrected_g: Decimal  # k g/kg × dosing weight, per cycle
+
+    @property
+    def per_day_g(self) -> Decimal:
+        return _per_day(self.corrected_g, self.draft.days)
+
+
+@dataclass(frozen=True)
+class CycleTotal:
+    """DOSE-03's numbers: G28, every IVIG drafted in this call, the maximum and its margin."""
+
+    start: date
+    end: date
+    given_g: Decimal  # G28: grams given from 27 days before today through today
+    drafts: tuple[DraftedIvig, ...]
+    max_g: Decimal  # 2 g/kg × dosing weight: the usual maximum per 4-week cycle
+    margin_g: Decimal  # 2.2 g/kg × dosing weight: DOSE-03 fires above it
+
+    @property
+    def ordered_g(self) -> Decimal:
+        """The grams per cycle of every drafted IVIG whose dose converts to grams."""
+        return sum((d.cycle_g for d in self.drafts if d.cycle_g is not None), Decimal(0))
+
+    @property
+    def total_g(self) -> Decimal:
+        return self.given_g + self.ordered_g
+
+    @property
+    def over(self) -> bool:
+        return self.total_g > self.margin_g
+
+    @property
+    def remaining_g(self) -> Decimal:
+        """rules.md r2: the remaining allowance = 2 g/kg × dosing weight − G28 (may be ≤ 0)."""
+        return self.max_g - self.given_g
+
+    def allowance_per_day(self, draft: DraftedIvig) -> Decimal | None:
+        """This draft's share of the remaining allowance per day, or None when its dose is not
+        known in grams. Several drafts share it in proportion to their grams, so no draft is ever
+        raised; the daily dose is rounded down (the allowance is a ceiling); 0 = nothing left."""
+        if self.remaining_g <= 0:
+            return Decimal(0)
+        if draft.cycle_g is None or self.ordered_g <= 0:
+            return None
+        share = draft.cycle_g * self.remaining_g / self.ordered_g
+        return max(_per_day(share, draft.days, ROUND_DOWN), Decimal(0))
+
+
+def drafted_grams(record: PatientRecord, dosing: DosingWeight | None) -> tuple[DraftedIvig, ...]:
+    return tuple(DraftedIvig(u, grams_per_cycle(u, dosing)) for u in drafted_ivig(record))
+
+
+def actual_weight_doses(
+    record: PatientRecord, dosing: DosingWeight
+) -> tuple[ActualWeightDose, ...]:
+    """DOSE-02 judges each drafted IVIG by its own grams (rules.md r2): (actual − dosing weight)
+    / actual > 10 % and the draft ≈ 1 or 2 g/kg × actual weight."""
     if dosing.excess_fraction <= WEIGHT_EXCESS_FRACTION:
-        return None
-    for use in drafted_ivig(record):
-        cycle_g = grams_per_cycle(use, dosing)
-        if cycle_g is None or use.dose is None:
+        return ()
+    found = []
+    for draft in drafted_grams(record, dosing):
+        if draft.cycle_g is None:
             continue
-        k = actual_weight_multiple(cycle_g, dosing.actual_kg)
-        if k is None:
-            continue
-        corrected = k * dosing.used_kg
-        days = use.dose.days
-        per_day = _per_day(corrected, days)
-        return Advice(
-            rule_id="DOSE-02",
-            indicator="warning",
-            values={
-                "ordered_g": grams(cycle_g),
-                "k": str(k),
-                "actual_kg": kg(dosing.actual_kg),
-                "dosing_kg": kg(dosing.used_kg),
-                "basis": basis_text(dosing),
-                "excess_percent": format_number(dosing.excess_fraction * 100, 0),
-                "corrected_g": grams(corrected),
-                "corrected_per_day_g": grams(per_day),
-                "days": str(days),
-            },
-            facts=(*_weight_facts(dosing), _order_fact(use, dosing)),
-            caveats=tuple(_dosing_caveats(record, dosing)),
-            rows=(
-                ("Order", _order_text(use, dosing)),
-                (f"{k} g/kg × actual weight {kg(dosing.actual_kg)}", grams(k * dosing.actual_kg)),
-                (f"{k} g/kg × dosing weight {kg(dosing.used_kg)}", grams(corrected)),
-                ("Corrected order", f"{grams(per_day)}/day × {days} days"),
-            ),
-            suggestions=(
-                Suggestion(
-                    kind="update-draft", target=use, dose_g=per_day, days=days, recommended=True
-                ),
-            ),
-        )
-    return None
-
-
-# --- DOSE-03 ----------------------------------------------------------------------------------
+        k = actual_weight_multiple(draft.cycle_g, dosing.actual_kg)
+        if k is not None:
+            found.append(ActualWeightDose(draft, k, k * dosing.used_kg))
+    return tuple(found)
 
 
 def cycle_window(today: date) -> tuple[date, date]:
     """The 28 days up to today: today and the 27 days before it (both included).
 
     A dose given exactly 28 days ago belongs to the previous 4-week cycle, so a regular
-    2 g/kg every 4 weeks does not count twice.
+    2 g/kg every 4 weeks does not count twice (rules.md r2).
     """
     return today - timedelta(days=CYCLE_DAYS - 1), today
+
+
+def cycle_total(record: PatientRecord, today: date, dosing: DosingWeight) -> CycleTotal:
+    start, end = cycle_window(today)
+    return CycleTotal(
+        start=start,
+        end=end,
+        given_g=grams_given_between(record, start, end),
+        drafts=drafted_grams(record, dosing),
+        max_g=MAX_G_PER_KG_28D * dosing.used_kg,
+        margin_g=MAX_G_PER_KG_28D_MARGIN * dosing.used_kg,
+    )
+
+
+def one_dose_per_draft(
+    record: PatientRecord, today: date, dosing: DosingWeight
+) -> dict[int, Decimal]:
+    """The one daily dose each draft is set to, by its position in ``drafted_ivig``: the smaller
+    of DOSE-02's and DOSE-03's when both fire on it (rules.md r2), so two cards never set one
+    draft to two doses. 0 means: nothing remains, delete the draft."""
+    drafts = drafted_ivig(record)
+    candidates: dict[int, list[Decimal]] = {}
+    for found in actual_weight_doses(record, dosing):
+        candidates.setdefault(_position(drafts, found.draft.use), []).append(found.per_day_g)
+    cycle = cycle_total(record, today, dosing)
+    if cycle.over:
+        for draft in cycle.drafts:
+            allowance = cycle.allowance_per_day(draft)
+            if allowance is not None:
+                candidates.setdefault(_position(drafts, draft.use), []).append(allowance)
+    return {i: min(doses) for i, doses in candidates.items()}
+
+
+def _position(drafts: tuple[MedicationUse, ...], use: MedicationUse) -> int:
+    return next(i for i, d in enumerate(drafts) if d is use)
+
+
+def _dose_suggestion(use: MedicationUse, dose_g: Decimal, recommended: bool) -> Suggestion:
+    if dose_g <= 0:
+        return Suggestion(kind="delete-draft", target=use, recommended=recommended)
+    days = use.dose.days if use.dose is not None else 1
+    return Suggestion(
+        kind="update-draft", target=use, dose_g=dose_g, days=days, recommended=recommended
+    )
+
+
+def _suggestion_text(dose_g: Decimal, days: int) -> str:
+    if dose_g <= 0:
+        return "delete the order"
+    day_word = "day" if days == 1 else "days"
+    return f"{grams(dose_g)}/day × {days} {day_word}"
+
+
+# --- DOSE-02 ----------------------------------------------------------------------------------
+
+
+def dose_02_actual_weight_dose(
+    record: PatientRecord, today: date, dosing: DosingWeight
+) -> Advice | None:
+    """(actual − dosing weight) / actual > 10 % and a draft ≈ 1 or 2 g/kg × actual weight."""
+    found = actual_weight_doses(record, dosing)
+    if not found:
+        return None
+    drafts = drafted_ivig(record)
+    doses = one_dose_per_draft(record, today, dosing)
+    first = found[0]
+    suggestions: list[Suggestion] = []
+    rows: list[tuple[str, str]] = []
+    caveats = _dosing_caveats(record, dosing)
+    for item in found:
+        use, days = item.draft.use, item.draft.days
+        dose = doses[_position(drafts, use)]
+        label = f" ({use.medication.display})" if len(found) > 1 else ""
+        rows += [
+            (f"Order{label}", _order_text(use, dosing)),
+            (
+                f"{item.k} g/kg × actual weight {kg(dosing.actual_kg)}",
+                grams(item.k * dosing.actual_kg),
+            ),
+            (f"{item.k} g/kg × dosing weight {kg(dosing.used_kg)}", grams(item.corrected_g)),
+        ]
+        if dose <= 0:
+            # DOSE-03: nothing remains in this 4-week cycle; its card suggests deleting the draft.
+            caveats.append(
+                f"{use.medication.display}: no IVIG remains in this 4-week cycle (2 g/kg already "
+                "given), so no corrected dose is suggested"
+            )
+            continue
+        rows.append((f"Corrected order{label}", _suggestion_text(dose, days)))
+        suggestions.append(_dose_suggestion(use, dose, recommended=not suggestions))
+    first_dose = doses[_position(drafts, first.draft.use)]
+    return Advice(
+        rule_id="DOSE-02",
+        indicator="warning",
+        values={
+            "ordered_g": grams(first.draft.cycle_g or Decimal(0)),
+            "k": str(first.k),
+            "actual_kg": kg(dosing.actual_kg),
+            "dosing_kg": kg(dosing.used_kg),
+            "basis": basis_text(dosing),
+            "excess_percent": format_number(dosing.excess_fraction * 100, 0),
+            "corrected_g": grams(first.corrected_g),
+            # the daily dose suggested (the smaller one when DOSE-03 fires too)
+            "corrected_per_day_g": grams(max(first_dose, Decimal(0))),
+            "suggested_dose_g": grams(max(first_dose, Decimal(0))),
+            "suggested": _suggestion_text(first_dose, first.draft.days),
+            "days": str(first.draft.days),
+        },
+        facts=(*_weight_facts(dosing), *(_order_fact(f.draft.use, dosing) for f in found)),
+        caveats=tuple(dict.fromkeys(caveats)),
+        rows=tuple(rows),
+        suggestions=tuple(suggestions),
+    )
+
+
+# --- DOSE-03 ----------------------------------------------------------------------------------
 
 
 def dose_03_over_cycle_maximum(
     record: PatientRecord, today: date, dosing: DosingWeight
 ) -> Advice | None:
-    """G28 + this draft's grams per cycle > 2.2 g/kg × dosing weight."""
-    start, end = cycle_window(today)
-    given_g = grams_given_between(record, start, end)
-    maximum = MAX_G_PER_KG_28D * dosing.used_kg
-    for use in drafted_ivig(record):
-        cycle_g = grams_per_cycle(use, dosing)
-        if cycle_g is None or use.dose is None or given_g + cycle_g <= maximum:
-            continue
-        days = use.dose.days
-        remaining = max(maximum - given_g, Decimal(0))
-        # The allowance is a ceiling: round the suggested daily dose down, never up.
-        per_day = _per_day(remaining, days, ROUND_DOWN)
-        given = ivig_given_between(record, start, end)
-        caveats = _dosing_caveats(record, dosing)
-        for dose in doses_without_grams_between(record, start, end):
-            caveats.append(
-                f"IVIG given on {dose.day.isoformat()} has no dose in grams: not counted in the "
-                "28-day total"
-            )
-        suggestions: tuple[Suggestion, ...] = ()
-        if per_day > 0:
-            suggestions = (Suggestion(kind="update-draft", target=use, dose_g=per_day, days=days),)
-        return Advice(
-            rule_id="DOSE-03",
-            indicator="warning",
-            values={
-                "ordered_g": grams(cycle_g),
-                "given_28d_g": grams(given_g),
-                "total_g": grams(given_g + cycle_g),
-                "max_g": grams(maximum),
-                "dosing_kg": kg(dosing.used_kg),
-                "basis": basis_text(dosing),
-                "remaining_g": grams(remaining),
-                "remaining_per_day_g": grams(per_day),
-                "days": str(days),
-            },
-            facts=(
-                *_weight_facts(dosing),
-                _order_fact(use, dosing),
-                *(
-                    Fact(
-                        "IVIG given",
-                        grams(g.grams) if g.grams is not None else "dose not recorded",
-                        g.day,
-                        note=f"{g.resource_type} {g.status}",
-                    )
-                    for g in given
-                ),
-            ),
-            caveats=tuple(dict.fromkeys(caveats)),
-            rows=(
-                ("Given in the last 28 days", grams(given_g)),
-                ("This order", _order_text(use, dosing)),
-                ("Total", grams(given_g + cycle_g)),
-                (f"Maximum 2.2 g/kg × dosing weight {kg(dosing.used_kg)}", grams(maximum)),
-                ("Remaining allowance", grams(remaining)),
-            ),
-            suggestions=suggestions,
+    """G28 + the grams per cycle of every IVIG drafted in this call > 2.2 g/kg × dosing weight
+    (rules.md r2: several drafts add up; a draft without a dose in grams adds nothing, so G28
+    alone over the limit still fires)."""
+    cycle = cycle_total(record, today, dosing)
+    if not cycle.drafts or not cycle.over:
+        return None
+    drafts = drafted_ivig(record)
+    doses = one_dose_per_draft(record, today, dosing)
+    remaining = max(cycle.remaining_g, Decimal(0))
+    caveats = _dosing_caveats(record, dosing)
+    for unknown in doses_without_grams_between(record, cycle.start, cycle.end):
+        caveats.append(
+            f"IVIG given on {unknown.day.isoformat()} has no dose in grams: not counted in the "
+            "28-day total"
         )
-    return None
+    suggestions: list[Suggestion] = []
+    rows: list[tuple[str, str]] = [("Given in the last 28 days", grams(cycle.given_g))]
+    planned: list[str] = []
+    for draft in cycle.drafts:
+        use = draft.use
+        rows.append((f"This order ({use.medication.display})", _order_text(use, dosing)))
+        if draft.cycle_g is None:
+            caveats.append(
+                f"{use.medication.display}: dose "
+                f"'{use.dose.original if use.dose else 'not given'}' could not be converted to "
+                "grams: not counted in the 28-day total"
+            )
+        dose = doses.get(_position(drafts, use))
+        if dose is None:
+            continue
+        planned.append(_suggestion_text(dose, draft.days))
+        current = draft.per_day_g
+        if dose > 0 and current is not None and dose >= current:
+            continue  # already within its share: nothing to change
+        suggestions.append(_dose_suggestion(use, dose, recommended=False))
+    rows += [
+        ("Total", grams(cycle.total_g)),
+        (f"Maximum 2 g/kg × dosing weight {kg(dosing.used_kg)}", grams(cycle.max_g)),
+        ("Remaining allowance (maximum − given)", grams(remaining)),
+    ]
+    first = cycle.drafts[0]
+    first_dose = doses.get(0)
+    days = first.days
+    return Advice(
+        rule_id="DOSE-03",
+        indicator="warning",
+        values={
+            "ordered_g": grams(cycle.ordered_g),
+            "given_28d_g": grams(cycle.given_g),
+            "total_g": grams(cycle.total_g),
+            "max_g": grams(cycle.max_g),
+            "margin_g": grams(cycle.margin_g),
+            "dosing_kg": kg(dosing.used_kg),
+            "basis": basis_text(dosing),
+            "remaining_g": grams(remaining),
+            "remaining_per_day_g": grams(
+                first_dose if first_dose is not None and first_dose > 0 else Decimal(0)
+            ),
+            "suggested_dose_g": grams(
+                first_dose if first_dose is not None and first_dose > 0 else Decimal(0)
+            ),
+            "suggested": "; ".join(planned) or "no dose can be suggested",
+            "days": str(days),
+            "drafts": str(len(cycle.drafts)),
+        },
+        facts=(
+            *_weight_facts(dosing),
+            *(_order_fact(d.use, dosing) for d in cycle.drafts),
+            *(
+                Fact(
+                    "IVIG given",
+                    grams(g.grams) if g.grams is not None else "dose not recorded",
+                    g.day,
+                    note=f"{g.resource_type} {g.status}",
+                )
+                for g in ivig_given_between(record, cycle.start, cycle.end)
+            ),
+        ),
+        caveats=tuple(dict.fromkeys(caveats)),
+        rows=tuple(rows),
+        suggestions=tuple(suggestions),
+    )
 
 
 # --- DOSE-04 ----------------------------------------------------------------------------------

@@ -44,10 +44,16 @@ def test_first_ivig_obese_numbers() -> None:
     assert found["DOSE-01"].values["dosing_kg"] == "70.5 kg"
     assert found["DOSE-02"].values["ordered_g"] == "200 g"
     assert found["DOSE-02"].values["k"] == "2"
+    # One dose per draft (rules.md r2): DOSE-02 (2 g/kg × 70.46 = 140.9 g, 70.46 g/day) and
+    # DOSE-03 (200 g > 2.2 g/kg = 155 g; allowance 2 g/kg − 0 given, rounded down) both fire and
+    # both set the draft to 70.4 g/day × 2 days.
     (update,) = found["DOSE-02"].suggestions
     assert update.target is not None
-    assert (update.target.resource_id, update.dose_g, update.days) == ("mr-84", Decimal("70.5"), 2)
-    assert found["DOSE-03"].values["max_g"] == "155 g"
+    assert (update.target.resource_id, update.dose_g, update.days) == ("mr-84", Decimal("70.4"), 2)
+    (same,) = found["DOSE-03"].suggestions
+    assert (same.target, same.dose_g, same.days) == (update.target, update.dose_g, update.days)
+    assert found["DOSE-03"].values["max_g"] == "140.9 g"
+    assert found["DOSE-03"].values["margin_g"] == "155 g"
     assert found["IGA-01"].suggestions[0].loinc == "2458-8"
 
 
@@ -78,3 +84,36 @@ def test_iga_deficient_numbers() -> None:
     assert rows["This order (Octagam 10% IV)"] == (
         "30 g/day × 2 days = 60 g = 1.05 g/kg of dosing weight"
     )
+
+
+def test_two_drafts_add_up_numbers() -> None:
+    # notes: 70 + 70 = 140 g > 2.2 × IBW 61.4 kg = 135.1 g (each alone under it); 64 kg is 4 %
+    # over IBW: no DOSE-02. Suggest 2 g/kg = 122.8 g shared: 30.7 g/day × 2 days on each.
+    found = scenario_advice(named_scenario("r2-two-ivig-drafts-add-up"))
+    assert "DOSE-02" not in found
+    values = found["DOSE-03"].values
+    assert (values["ordered_g"], values["total_g"], values["margin_g"]) == (
+        "140 g", "140 g", "135.1 g"
+    )
+    assert [(s.kind, s.dose_g, s.days) for s in found["DOSE-03"].suggestions] == [
+        ("update-draft", Decimal("30.7"), 2),
+        ("update-draft", Decimal("30.7"), 2),
+    ]
+    assert len({s.target.resource_id for s in found["DOSE-03"].suggestions if s.target}) == 2
+
+
+def test_infusion_28_days_ago_numbers() -> None:
+    # notes: the 60 g infusion of 2025-06-03 is 28 days ago, the previous cycle: G28 = 0 and
+    # 60 g <= 2.2 × 52.4 = 115.2 g (counting it would give 120 g and fire).
+    found = scenario_advice(named_scenario("r2-infusion-28-days-ago-not-counted"))
+    assert "DOSE-03" not in found
+    assert found["DOSE-01"].values["dosing_kg"] == "52.4 kg"
+
+
+def test_refuted_dvt_numbers() -> None:
+    # notes: a refuted DVT Condition is ignored everywhere: no thrombosis risk, so DOSE-01 keeps
+    # the 0.04 mL/kg/min maximum rate (60 kg actual: 144 mL/h).
+    found = scenario_advice(named_scenario("r2-refuted-dvt-no-thrombosis-risk"))
+    assert "SAFE-03" not in found
+    rows = dict(found["DOSE-01"].rows)
+    assert rows["Maximum rate 0.04 mL/kg/min × actual weight"] == "144 mL/h"
