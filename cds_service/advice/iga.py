@@ -23,6 +23,7 @@ IGA_DEFICIENCY_MIN_AGE_YEARS = 4  # ESID: the definition applies over 4 years of
 IGA_LOWER_DEFAULT = Decimal("61")  # LABIGA Mayo: adult (≥ 18 y) reference 61–356 mg/dL
 
 IGA_KINDS = ("iga",)
+AGE_NOT_CHECKED = "Age not on record: the ESID age condition (over 4 years) was not checked"
 
 
 def evaluate(
@@ -82,7 +83,7 @@ def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Ad
     if age is None:
         facts.append(Fact("Age", "not on record"))
         # Failing safe: an unknown age does not silence a possible deficiency.
-        caveats.append("Age not on record: the ESID age condition (over 4 years) was not checked")
+        caveats.append(AGE_NOT_CHECKED)
     else:
         facts.append(Fact("Age", f"{age} years"))
     if status is not None and status.ongoing:
@@ -113,6 +114,11 @@ def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
     )
     if not (low_not_deficient or bound_undecided):
         return None
+    # rules.md r2: IGA-03 needs age > 4, as IGA-02 does (ESID: under 5 the adult ranges do not
+    # apply); an unknown age does not silence the card, it says the age was not checked.
+    age = record.age_on(today)
+    if age is not None and age <= IGA_DEFICIENCY_MIN_AGE_YEARS:
+        return None
 
     drafts = drafted_ivig(record)
     limit_note = f"lower limit {format_number(lower)} mg/dL " + (
@@ -130,6 +136,8 @@ def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
             f"IgA reported as {iga.display()}: deficiency (< 7 mg/dL) not excluded; ask the "
             "laboratory for the exact value or repeat the test"
         )
+    if age is None:
+        caveats.append(AGE_NOT_CHECKED)
     return Advice(
         rule_id="IGA-03",
         indicator="info",

@@ -9,8 +9,10 @@ from decimal import Decimal
 import pytest
 
 from cds_service.advice import iga
+from cds_service.fhir.data import FhirData
+from cds_service.record.build import build_record
 from cds_service.record.model import Medication, OrderedDose, PatientRecord
-from cds_service.settings import ClinicalSettings
+from cds_service.settings import ClinicalSettings, Settings
 from tests.advice.builders import GAMUNEX, TODAY, lab, record, unusable, use
 from tests.advice.cards import filled
 
@@ -221,3 +223,47 @@ def test_iga_rules_are_exclusive_for_one_value():
     for value in ("3", "7", "40", "200"):
         fired = set(rules(order(iga_value(value))))
         assert len(fired) <= 1, (value, fired)
+
+
+@pytest.mark.parametrize(
+    "birth,fires",
+    [
+        (date(2021, 7, 1), False),  # 4 today
+        (date(2020, 7, 2), False),  # 4, turns 5 tomorrow
+        (date(2020, 7, 1), True),  # 5 today
+    ],
+)
+def test_iga_03_needs_age_over_4(birth, fires):
+    # rules.md r2: IGA-03 "age > 4" (the adult lower limit does not apply to a small child)
+    assert ("IGA-03" in rules(order(iga_value("40"), birth_date=birth))) is fires
+    assert ("IGA-03" in rules(order(iga_value("10", "<"), birth_date=birth))) is fires
+
+
+def test_iga_03_unknown_age_fails_safe_and_says_so():
+    advice = rules(order(iga_value("40"), birth_date=None))["IGA-03"]
+    assert iga.AGE_NOT_CHECKED in advice.caveats
+    assert iga.AGE_NOT_CHECKED not in rules(order(iga_value("40")))["IGA-03"].caveats
+
+
+def test_iga_of_exactly_zero_is_a_value_in_the_deficiency_range():
+    # Mutation-run gap: 0 mg/dL is a result (IgA absent in the serum), not "no IgA on file".
+    result = rules(order(iga_value("0")))
+    assert set(result) == {"IGA-02"}
+    assert result["IGA-02"].values["iga"] == "0 mg/dL"
+
+
+def test_iga_of_exactly_zero_read_from_an_observation_gives_iga_02_not_iga_01():
+    observation = {
+        "resourceType": "Observation", "id": "iga-0", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2458-8"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-06-01",
+        "valueQuantity": {"value": 0, "unit": "mg/dL", "system": "http://unitsofmeasure.org",
+                          "code": "mg/dL"},
+    }
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female",
+               "birthDate": "1970-01-01"}
+    data = FhirData(resources=(patient, observation), drafts=(), selections=())
+    built = build_record(data, {"hook": "order-sign", "context": {"patientId": "p1"}}, Settings())
+    assert [v.value for v in built.iga] == [Decimal(0)]
+    rec = dataclasses.replace(built, ivig_uses=(ivig_draft(),))
+    assert set(rules(rec)) == {"IGA-02"}
