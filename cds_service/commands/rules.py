@@ -1,5 +1,6 @@
 """``myocds rules``: the rule catalogue (rule id, hooks, indicator, sources, short name), read
-from the card templates, so what is printed is what the service will show."""
+from the card templates, so what is printed is what the service will show; ``--markdown`` prints
+the rules as documentation (``docs/rules.md``, see ``rules_doc``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ HEADER = ("RULE", "HOOKS", "INDICATOR", "SOURCES", "NAME")
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cards-dir",
-        help=f"card templates directory (default {CARDS_DIR_ENV}, else the repository's cards/)",
+        help=f"card templates directory (default {CARDS_DIR_ENV}, else the shipped cards/)",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true",
+        help="print the rules as Markdown documentation (docs/rules.md is this output)",
     )
 
 
@@ -68,6 +73,11 @@ def rules(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"myocds rules: {exc.message}", file=sys.stderr)
         return 1
+    if args.markdown:
+        from cds_service.commands.rules_doc import rules_markdown
+
+        print(rules_markdown(templates), end="")
+        return 0
     print(format_table(catalogue(templates)))
     print(f"\n{len(templates)} rules, {len(templates.sources)} sources ({templates.directory})")
     return 0
