@@ -135,6 +135,7 @@ class RuleEntry:
     settings: tuple[SettingValue, ...]
     suggestions: tuple[str, ...]
     override_reasons: tuple[str, ...]
+    local_protocol: bool = False  # supported by seeds only (rules.md r2)
     firings: list[Firing] = field(default_factory=list)
 
     @property
@@ -184,6 +185,7 @@ def build_gallery(
             settings=setting_values(RULE_SETTINGS.get(rule, ()), settings.clinical),
             suggestions=tuple(template.suggestions.values()),
             override_reasons=tuple(r.display for r in template.override_reasons),
+            local_protocol=templates.seed_only(template),
         )
     for example in examples:
         view = View(example, example.hook, example.draft)

@@ -45,6 +45,10 @@ class Sections(HTMLParser):
             self._depth += 1
         if tag == "a" and "source-link" in classes:
             self._current["sources"].append((a.get("data-source"), a.get("href")))
+        if "source-seed" in classes:
+            self._current.setdefault("seeds", []).append(a.get("data-source"))
+        if "local-protocol" in classes:
+            self._current["local_protocol"] = True
         if tag == "tr" and "setting" in classes:
             self._current["settings"][a.get("data-env")] = None
             self._current["_setting"] = a.get("data-env")
@@ -87,12 +91,56 @@ def test_every_rule_is_shown_with_its_sources_as_absolute_links(try_client):
     assert list(shown) == [r for r in RULES if r in templates]
     assert len(shown) >= 23
     for rule, section in shown.items():
-        expected = [(s.key, s.url) for s in templates.sources_of(templates[rule])]
+        cited = templates.sources_of(templates[rule])
+        # rules.md r2: verified first; a seed is named, never linked.
+        expected = [(s.key, s.url) for s in cited if not s.is_seed]
         assert section["sources"] == expected, rule
-        assert section["sources"], f"{rule} names no source"
+        assert section.get("seeds", []) == [s.key for s in cited if s.is_seed], rule
+        assert section["sources"] or section.get("seeds"), f"{rule} names no source"
         for _, href in section["sources"]:
             assert absolute_https_problem(href) is None, (rule, href)
         assert section["definition"].strip(), f"{rule} has no plain-words condition"
+        assert section.get("local_protocol", False) == (rule == "CONT-02"), rule
+
+
+# rules.md r2 points the gallery states in plain words, per rule (and for every rule, above).
+R2_WORDING = {
+    "STAT-01": ["lower bound", "not a plan or proposal"],
+    "STAT-03": ["lower-bound CK"],
+    "STAT-05": ["a resolved one still forbids statins for life", "refuted"],
+    "SAFE-03": ["refuted", "any clinical status"],
+    "DOSE-02": ["One draft, one dose", "same, smaller dose"],
+    "DOSE-03": [
+        "an infusion exactly 28 days ago belongs to the previous cycle",
+        "two drafts add up",
+        "usual maximum of 2 g/kg per 4-week cycle",
+        "not the 2.2 g/kg margin",
+    ],
+    "CONT-02": ["local protocol", "site settings"],
+    "ORDER-UNIDENTIFIED": ["A draft with no medication at all", "ignored without a card"],
+}
+
+
+def test_the_gallery_states_the_r2_wording_in_plain_words(try_client):
+    html = try_client.get("/try/rules").get_data(as_text=True)
+    shown = sections(html)
+    for rule, phrases in R2_WORDING.items():
+        definition = " ".join(shown[rule]["definition"].split())
+        for phrase in phrases:
+            assert phrase in definition, (rule, phrase)
+    reading = html.split('id="reading"', 1)[1].split("</details>", 1)[0]
+    text = " ".join(reading.split())
+    for phrase in [
+        "a draft with no medication yet (order entry just opened) is ignored without a card",
+        "<code>note</code> given as a string",
+        "<code>_include</code>",
+        "Diagnoses marked refuted or entered in error are ignored everywhere",
+        "an anti-HMGCR myopathy that has resolved still forbids statins for life",
+        "the 4-week dose window is days 0–27",
+        "counts as at least that value",
+        "time zone offset not converted",
+    ]:
+        assert phrase in text, phrase
 
 
 def test_with_the_shipped_examples_every_rule_fires(try_client, examples):
