@@ -125,12 +125,15 @@ def renal_risks(
 
 
 def active_estrogens(record: PatientRecord) -> tuple[str, ...]:
-    """Estrogen-containing medications active, on hold or being ordered now (display names)."""
+    """Estrogen-containing medications active, on hold or being ordered now (display names);
+    a request counts only as an order (rules.md r2 "Order intent": not a plan or proposal)."""
     return tuple(
         dict.fromkeys(
             u.medication.display
             for u in record.estrogen_uses
-            if u.medication.is_estrogen and (u.status in ACTIVE_ORDER_STATUSES or u.drafted)
+            if u.medication.is_estrogen
+            and u.is_order
+            and (u.status.lower() in ACTIVE_ORDER_STATUSES or u.drafted)
         )
     )
 

@@ -10,8 +10,10 @@ from decimal import Decimal
 import pytest
 
 from cds_service.advice import safety
+from cds_service.fhir.data import FhirData
+from cds_service.record.build import build_record
 from cds_service.record.model import PatientRecord
-from cds_service.settings import ClinicalSettings
+from cds_service.settings import ClinicalSettings, Settings
 from tests.advice.builders import (
     GAMUNEX,
     TODAY,
@@ -146,7 +148,9 @@ def test_safe_02_uses_the_latest_egfr_and_the_threshold_setting():
         ("1.11", None, "female", True),  # default 1.1 mg/dL for women and other
         ("1.1", None, "female", False),
         ("1.11", None, "other", True),
+        ("1.11", None, "unknown", True),  # rules.md r2: other and unknown sex use the female ULN
         ("1.11", None, None, True),
+        ("1.1", None, "unknown", False),
     ],
 )
 def test_safe_02_creatinine_above_uln(value, ref_high, gender, fires):
@@ -178,9 +182,19 @@ def test_safe_02_and_03_age_65(birth, fires):
         assert result["SAFE-02"].values["risks"] == "age 65"
 
 
-def test_safe_02_diabetes_active_only():
-    assert rules(order(conditions=(diabetes(),)))["SAFE-02"].values["risks"] == "diabetes"
-    assert "SAFE-02" not in rules(order(conditions=(diabetes(clinical_status="resolved"),)))
+@pytest.mark.parametrize(
+    "status,fires",
+    [
+        ("active", True), ("recurrence", True), ("relapse", True), (None, True),
+        ("inactive", False), ("remission", False), ("resolved", False),
+    ],
+)
+def test_safe_02_diabetes_active_only(status, fires):
+    # rules.md r2 "Conditions": active = clinicalStatus active, recurrence, relapse or none
+    result = rules(order(conditions=(diabetes(clinical_status=status),)))
+    assert ("SAFE-02" in result) is fires
+    if fires:
+        assert result["SAFE-02"].values["risks"] == "diabetes"
     assert "SAFE-02" not in rules(order(conditions=(diabetes(verification_status="refuted"),)))
 
 
@@ -212,6 +226,13 @@ def test_safe_03_not_for_a_refuted_thrombosis_or_another_condition():
     assert "SAFE-03" not in rules(order(conditions=(diabetes(),)))
 
 
+@pytest.mark.parametrize("intent,fires", [("order", True), ("plan", False), ("proposal", False)])
+def test_safe_03_estrogen_must_be_an_order(intent, fires):
+    # rules.md r2 "Order intent": a planned or proposed estrogen is not active medication
+    rec = order(estrogen_uses=(use(ESTRADIOL, "active", intent=intent),))
+    assert ("SAFE-03" in rules(rec)) is fires
+
+
 @pytest.mark.parametrize(
     "status,drafted,fires",
     [
@@ -236,3 +257,69 @@ def test_renal_and_thrombosis_risk_functions_are_what_dose_01_reads():
     rec = order(birth_date=AGE_64, egfr=(egfr("59"),))
     assert [f.reason for f in safety.renal_risks(rec, TODAY, CLINICAL)] == ["eGFR 59"]
     assert safety.thrombosis_risks(rec, TODAY) == ()
+
+
+# --- Conditions read from R4 JSON (rules.md r2 "Conditions", risk-condition text) ---------------
+
+
+def condition_json(text: str, clinical: str | None = "active", verification: str | None = None,
+                   code: tuple[str, str] | None = None) -> dict[str, object]:
+    concept: dict[str, object] = {"text": text}
+    if code is not None:
+        concept["coding"] = [{"system": code[0], "code": code[1]}]
+    resource: dict[str, object] = {
+        "resourceType": "Condition", "id": f"c-{abs(hash((text, clinical, verification)))}",
+        "subject": {"reference": "Patient/p1"}, "code": concept,
+    }
+    if clinical is not None:
+        resource["clinicalStatus"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+            "code": clinical}]}
+    if verification is not None:
+        resource["verificationStatus"] = {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+            "code": verification}]}
+    return resource
+
+
+def risks_of(*conditions: dict[str, object]) -> dict[str, str]:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-01"}
+    data = FhirData(resources=(patient, *conditions), drafts=(), selections=())
+    built = build_record(data, {"hook": "order-sign", "context": {"patientId": "p1"}}, Settings())
+    rec = dataclasses.replace(
+        built, ivig_uses=(ivig_draft(),), creatinine=(creatinine("0.8", 5, ref_high="1.1"),)
+    )
+    return {r: a.values["risks"] for r, a in rules(rec).items() if r in ("SAFE-02", "SAFE-03")}
+
+
+@pytest.mark.parametrize("verification", ["refuted", "entered-in-error", " Refuted ", "REFUTED"])
+def test_refuted_or_entered_in_error_conditions_are_ignored(verification):
+    # rules.md r2: ignored everywhere, read trimmed and in any case
+    dvt = condition_json("Deep vein thrombosis", verification=verification,
+                         code=("http://hl7.org/fhir/sid/icd-10-cm", "I82.401"))
+    sugar = condition_json("Type 2 diabetes", verification=verification)
+    assert risks_of(dvt, sugar) == {}
+
+
+@pytest.mark.parametrize("verification", ["confirmed", "provisional", "differential", None])
+def test_other_verification_statuses_count(verification):
+    dvt = condition_json("DVT", clinical="resolved", verification=verification)
+    sugar = condition_json("Diabetic nephropathy", clinical="Recurrence", verification=verification)
+    assert risks_of(dvt, sugar) == {"SAFE-02": "diabetes", "SAFE-03": "venous thromboembolism"}
+
+
+@pytest.mark.parametrize(
+    "text,risks",
+    [
+        ("Prediabetes", {}),
+        ("Pre-diabetes", {}),
+        ("Diabetes insipidus", {}),
+        ("Diabetic retinopathy", {"SAFE-02": "diabetes"}),
+        ("history of PE", {"SAFE-03": "venous thromboembolism"}),
+        ("Arterial thromboembolism", {}),
+        ("pulmonary embolism 2019", {"SAFE-03": "venous thromboembolism"}),
+        ("dvt ruled out", {}),  # upper case only
+    ],
+)
+def test_risk_conditions_by_text(text, risks):
+    assert risks_of(condition_json(text)) == risks
