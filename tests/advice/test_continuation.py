@@ -139,6 +139,18 @@ def test_cont01_no_ck_above_uln_in_the_last_182_days(days_ago: int, fires: bool)
     assert ("CONT-01" in run(on_ivig(cks))) is fires
 
 
+def test_cont01_ck_above_uln_in_182_days_but_not_among_the_last_two_breaks_remission() -> None:
+    # Mutation-run gap: the last two CKs (60 and 10 days ago, 50 days apart) are normal, but a
+    # CK of 600 U/L 90 days ago lies within the 182 days: no remission.
+    cks = (ck(100, 150), ck(600, 90), ck(95, 60), ck(90, 10))
+    assert "CONT-01" not in run(on_ivig(cks))
+    # the same without the raised CK is a remission
+    assert "CONT-01" in run(on_ivig((ck(100, 150), ck(95, 60), ck(90, 10))))
+    # a preliminary CK above the ULN in the window counts too
+    prelim = (ck(100, 150), ck(600, 90, status="preliminary"), ck(95, 60), ck(90, 10))
+    assert "CONT-01" not in run(on_ivig(prelim))
+
+
 @pytest.mark.parametrize(("course", "fires"), [(181, False), (182, True), (183, True)])
 def test_cont01_needs_a_course_of_182_days(course: int, fires: bool) -> None:
     assert ("CONT-01" in run(on_ivig(REMISSION_CKS, course_days=course))) is fires
@@ -217,6 +229,16 @@ def test_cont02_after_182_days_wants_a_ck_every_91_days(ck_days: int, fires: boo
 @pytest.mark.parametrize(("last", "fires"), [(364, True), (365, True), (366, False)])
 def test_cont02_watches_the_first_365_days(last: int, fires: bool) -> None:
     assert ("CONT-02" in run(stopped_ivig((), last_days=last))) is fires
+
+
+def test_cont02_overdue_days_count_from_the_last_ivig_when_the_last_ck_is_older() -> None:
+    # Mutation-run gap: last CK 150 days ago, before the last IVIG (100 days ago): the CK is due
+    # 56 days after the last IVIG, i.e. 44 days ago (not 56 days after the old CK: 94 days ago).
+    advice = run(stopped_ivig((ck(150, 150),), last_days=100))["CONT-02"]
+    assert advice.values["days_since_last"] == "100"
+    assert advice.values["due_date"] == "2025-05-18"  # TODAY - 100 + 56
+    assert advice.values["overdue_days"] == "44"
+    assert advice.values["stop_date"] == "2025-03-23"
 
 
 def test_cont02_no_ck_ever_is_due_one_interval_after_the_stop() -> None:
