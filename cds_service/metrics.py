@@ -170,6 +170,7 @@ class Metrics:
 
 def install_metrics(app: Flask, settings: Settings) -> Metrics:
     """``GET /metrics`` and the hooks that count every request; returns the app's ``Metrics``."""
+    from cds_service.protocol.auth import audience
     from cds_service.protocol.routes import state
 
     metrics = Metrics()
@@ -192,9 +193,8 @@ def install_metrics(app: Flask, settings: Settings) -> Metrics:
 
     def metrics_endpoint() -> Response:
         if settings.auth_required and not settings.metrics_public:
-            base = (settings.public_base_url or request.root_url).rstrip("/")
             g.caller = state().authenticator.verify(
-                request.headers.get("Authorization"), base + request.path
+                request.headers.get("Authorization"), audience(settings, request.path)
             )
         return Response(metrics.exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
 

@@ -331,3 +331,30 @@ def test_cont02_thresholds_are_site_settings_shown_on_the_card(
     assert "then every 91 days; this card watches the first 365 days" in detail
     assert "links" not in card  # its only source is a seed, never a link
     assert "expert summary (AI-generated, not peer reviewed)" in detail
+
+
+def test_first_ivig_example_gets_one_dose_for_its_draft(client: Any) -> None:
+    # issue 11: DOSE-02 suggested 113.8 g and DOSE-03 125.2 g for the same draft, and DOSE-03's
+    # summary spoke of "the 2.2 g/kg maximum". rules.md r2: one draft, one dose; 2 g/kg named.
+    body = json.loads((REPO / "examples" / "requests" / "order-sign-ivig.json").read_text())
+    response = client.post(
+        "/cds-services/ivig-order-check", data=json.dumps(body), content_type="application/json"
+    )
+    assert response.status_code == 200
+    check_emitted_resources(response.get_json())
+    cards = by_topic(response.get_json())
+    doses = {}
+    for rule in ("DOSE-02", "DOSE-03"):
+        (update,) = [
+            a for s in cards[rule]["suggestions"] for a in s["actions"] if a["type"] == "update"
+        ]
+        dosage = update["resource"]["dosageInstruction"][0]
+        doses[rule] = (
+            update["resource"]["id"],
+            dosage["doseAndRate"][0]["doseQuantity"]["value"],
+            dosage["timing"]["repeat"]["count"],
+        )
+    assert doses["DOSE-02"] == doses["DOSE-03"]
+    summary = cards["DOSE-03"]["summary"]
+    assert "usual maximum of 2 g/kg per 4-week cycle" in summary
+    assert "2.2 g/kg" not in summary
