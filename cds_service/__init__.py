@@ -36,23 +36,30 @@ class _JSONProvider(DefaultJSONProvider):
 def create_app(settings: Settings | None = None) -> Flask:
     """The Flask application: settings read once, card templates and the store opened once.
 
-    Raises ``ConfigurationError`` (the service must not start) on bad settings, a broken card
-    template or a database that cannot be opened.
+    Raises ``ConfigurationError`` (the service must not start) on bad settings (authentication
+    required without ``MYOCDS_PUBLIC_BASE_URL``, an unusable database URL) or a broken card
+    template. A database that is down is not one: the store connects on first use, ``/readyz``
+    says 503 until it answers. The schema is the migrations' (``myocds migrate``).
     """
     from cds_service import pipeline
+    from cds_service.errors import ConfigurationError
     from cds_service.logs import install_logging
     from cds_service.metrics import install_metrics
-    from cds_service.protocol.auth import Authenticator
+    from cds_service.protocol.auth import PUBLIC_BASE_URL_REQUIRED, Authenticator
     from cds_service.protocol.cors import install_cors
     from cds_service.protocol.errors import register_error_handlers
     from cds_service.protocol.floor import install_floor
     from cds_service.protocol.openapi import install_openapi
+    from cds_service.protocol.proxies import TrustedProxies
     from cds_service.protocol.routes import cds, discovery_document, health
     from cds_service.protocol.state import AppState
     from cds_service.protocol.store import Store
 
     if settings is None:
         settings = Settings.from_env()
+    if settings.auth_required and not settings.public_base_url:
+        # The token's aud is checked against it; never against the Host a client sends.
+        raise ConfigurationError(PUBLIC_BASE_URL_REQUIRED)
     app = Flask(__name__)
     install_logging(app, settings)
     if settings.today is not None:
@@ -70,10 +77,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MYOCDS_SETTINGS"] = settings
     # Werkzeug enforces this while reading too; protocol.body checks first for a clear message.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    store = Store(settings.database_url)
     app.extensions["myocds"] = AppState(
         settings=settings,
-        authenticator=Authenticator(settings),
-        store=Store(settings.database_url),
+        # Seen jtis in Redis when configured, else in the feedback database: every worker's.
+        authenticator=Authenticator(settings, store=store),
+        store=store,
         templates=templates,
         discovery=discovery_document(),
     )
@@ -89,4 +98,5 @@ def create_app(settings: Settings | None = None) -> Flask:
         install_tryit(app, settings)
     install_metrics(app, settings)
     install_floor(app, settings)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app

@@ -78,6 +78,14 @@ class FhirServerRefused(DataUnavailable):
     code = "security"
 
 
+class ServiceUnavailable(MyocdsError):
+    """A backing store (the feedback database, the replay store) cannot be reached now: 503,
+    its message sent as is (it names the store, never connection details), retry later."""
+
+    status = 503
+    code = "transient"
+
+
 class Unprocessable(MyocdsError):
     """Well-formed JSON that cannot be acted on (e.g. FHIR content we cannot interpret)."""
 

@@ -8,6 +8,7 @@ SQLite under ``./var/``, the rules.md defaults.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class Settings:
     fhir_allow: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)
     public_base_url: str | None = None
+    # Addresses/networks of the reverse proxies whose X-Forwarded-* headers are believed (one
+    # hop); from anyone else those headers are dropped. Empty: nobody's.
+    trusted_proxies: tuple[str, ...] = ()
     issuers_file: str | None = None
     sandbox_issuer: bool = False
     clock_skew_seconds: int = 300
@@ -112,6 +116,7 @@ class Settings:
             fhir_allow=reader.csv("MYOCDS_FHIR_ALLOW", ()),
             cors_origins=reader.csv("MYOCDS_CORS_ORIGINS", ("*",)),
             public_base_url=reader.optional("MYOCDS_PUBLIC_BASE_URL"),
+            trusted_proxies=reader.networks("MYOCDS_TRUSTED_PROXIES"),
             issuers_file=reader.optional("MYOCDS_ISSUERS_FILE"),
             sandbox_issuer=reader.flag("MYOCDS_TRUST_SANDBOX", False),
             clock_skew_seconds=reader.integer("MYOCDS_CLOCK_SKEW_SECONDS", 300, low=0),
@@ -196,6 +201,16 @@ class _Reader:
         if raw is None:
             return default
         return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        values = self.csv(name, ())
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                self.errors.append(f"{name}: {value!r} is not an IP address or network")
+                return ()
+        return values
 
     def integer(
         self, name: str, default: int, low: int | None = None, high: int | None = None

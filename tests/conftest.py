@@ -60,13 +60,31 @@ def settings(tmp_path: Path) -> Settings:
     """Test settings: authentication off, a fresh SQLite store, the real clock (tests pin today
     with ``settings.with_overrides(today=...)`` where the date matters). The FHIR deadline is
     generous so that tests about data and cards do not fail on a loaded CI machine; the tests
-    about deadlines and timeouts set their own."""
+    about deadlines and timeouts set their own. The public base URL is the test client's (with
+    authentication required the service does not start without one)."""
     return Settings().with_overrides(
         auth="off",
+        # The test client's root URL: the JWT aud of tests that turn authentication on.
+        public_base_url="http://localhost",
         database_url=f"sqlite:///{tmp_path / 'myocds.sqlite3'}",
         fhir_timeout_seconds=10.0,
         hook_deadline_seconds=20.0,
     )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A feedback database URL, once on SQLite and once on a fresh PostgreSQL schema."""
+    from tests.support.databases import postgres_schema_url, postgres_unreachable_reason
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    reason = postgres_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with postgres_schema_url() as url:
+        yield url
 
 
 @pytest.fixture

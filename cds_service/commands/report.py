@@ -53,6 +53,7 @@ def feedback_report(database_url: str) -> list[TopicReport]:
 
     store = Store(database_url)
     try:
+        store.ensure_schema()
         reports: dict[str, TopicReport] = {}
 
         def report(topic: str | None, issued: bool) -> TopicReport:

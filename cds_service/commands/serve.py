@@ -131,10 +131,14 @@ def serve(args: argparse.Namespace) -> int:
     metrics_directory = prepare_metrics_directory(settings)
     if metrics_directory:
         print(f"myocds: metrics of all workers collected in {metrics_directory}", file=sys.stderr)
+    from cds_service.commands.migrate import migrate_at_start
+
     try:
         app = create_app(settings)
     except ConfigurationError as exc:
         print(f"myocds: cannot start: {exc}", file=sys.stderr)
+        return 2
+    if not migrate_at_start(settings.database_url):  # once, before any worker exists
         return 2
     # Everything loaded so far (Flask, the fhir.resources models, templates, ValueSets: ~120,000
     # objects) lives as long as the process. Frozen, the cyclic GC never walks it again: a full

@@ -14,10 +14,14 @@ What a token must satisfy, each failure a bare 401 (the reason is logged at INFO
 header ``alg`` one of RS/PS/ES 256/384/512 (never ``none`` or HMAC: CDS Hooks forbids symmetric
 algorithms) and the key's type and curve fit the alg; ``typ`` JWT when present; ``kid`` present
 and found in the issuer's static set or the set fetched from an allow-listed https ``jku``;
-signature; ``iss`` trusted; ``aud`` equal to the URL called (a string or a one-element array);
+signature; ``iss`` trusted; ``aud`` equal to the URL called (a string or a one-element array),
+that is ``MYOCDS_PUBLIC_BASE_URL`` + the path, never a URL built from the request's Host or
+forwarded headers (``audience``);
 ``exp``, ``nbf``, ``iat`` within ``clock_skew_seconds`` (Epic sends ``nbf`` 5 min before ``iat``,
 clients.md §5); a lifetime of at most an hour (best practice); ``jti`` present and never seen
-before for that issuer; ``tenant`` as configured.
+before for that issuer (``protocol.replay``: Redis or the feedback database, shared by every
+worker; when that store cannot be reached the call is a 503, never accepted); ``tenant`` as
+configured.
 """
 
 from __future__ import annotations
@@ -35,9 +39,15 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from cds_service.errors import ConfigurationError, Unauthorized
+from cds_service.errors import ConfigurationError, ServiceUnavailable, Unauthorized
 from cds_service.protocol.jwks import JwksCache, JwksUnavailable, index_jwks
-from cds_service.protocol.replay import ReplayGuard, ReplayStoreUnavailable, replay_guard_for
+from cds_service.protocol.replay import (
+    MemoryReplayGuard,
+    ReplayGuard,
+    ReplayStoreUnavailable,
+    replay_guard_for,
+)
+from cds_service.protocol.store import Store
 from cds_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -205,6 +215,21 @@ def _bearer_token(authorization: str | None) -> str:
     return token
 
 
+def audience(settings: Settings, path: str) -> str:
+    """The ``aud`` a token for ``path`` must carry: the configured public base URL + the path.
+    Never derived from the request (Host, X-Forwarded-*): a client chooses those."""
+    if not settings.public_base_url:
+        # create_app refuses to start like this; a caller that skipped it gets no fallback.
+        raise ConfigurationError(PUBLIC_BASE_URL_REQUIRED)
+    return settings.public_base_url.rstrip("/") + path
+
+
+PUBLIC_BASE_URL_REQUIRED = (
+    "MYOCDS_AUTH=required needs MYOCDS_PUBLIC_BASE_URL, the base URL clients call (e.g. "
+    "https://cds.example.org): the JWT aud is checked against it"
+)
+
+
 def _audience_matches(aud: object, expected: str) -> bool:
     # CDS Hooks 2.0 §6.2: aud is the URL called, "string or one-element array".
     if isinstance(aud, list) and len(aud) == 1:
@@ -221,15 +246,21 @@ class Authenticator:
         *,
         jwks_cache: JwksCache | None = None,
         replay_guard: ReplayGuard | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.issuers = load_trusted_issuers(settings) if settings.auth_required else {}
         self.jwks_cache = jwks_cache or JwksCache(timeout_seconds=settings.fhir_timeout_seconds)
-        self.replay_guard = replay_guard or replay_guard_for(settings.redis_url)
-        if settings.auth_required and settings.redis_url is None and settings.workers > 1:
+        # The service passes its store: seen jtis shared through the feedback database.
+        self.replay_guard = replay_guard or replay_guard_for(settings.redis_url, store)
+        if (
+            settings.auth_required
+            and isinstance(self.replay_guard, MemoryReplayGuard)
+            and settings.workers > 1
+        ):
             log.warning(
                 "JWT replay protection is per worker process: with %d workers a token could be "
-                "replayed once per worker; set MYOCDS_REDIS_URL to share it",
+                "replayed once per worker",
                 settings.workers,
             )
         if settings.auth_required and not self.issuers:
@@ -321,9 +352,12 @@ class Authenticator:
         try:
             if not self.replay_guard.first_use(issuer.iss, jti, ttl):
                 raise _Refused("jti-replayed", issuer.iss)
-        except ReplayStoreUnavailable:
-            log.error("replay store unavailable: refusing tokens until it is back")
-            raise _Refused("replay-store-unavailable", issuer.iss) from None
+        except ReplayStoreUnavailable as exc:
+            # Fail closed, but say so: the token may be fine, the store is not (503, not 401).
+            log.error("replay store (%s) unavailable: refusing tokens until it is back", exc)
+            raise ServiceUnavailable(
+                "the store of seen token ids cannot be reached; try again later"
+            ) from None
         return Caller(issuer=issuer.iss, tenant=tenant, fhir_allow=issuer.fhir_servers)
 
     def _find_key(self, issuer: TrustedIssuer, jku: object, kid: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from cds_service.errors import MyocdsError, Unauthorized
+from cds_service.errors import MyocdsError, ServiceUnavailable, Unauthorized
 
 log = logging.getLogger("myocds.errors")
 
@@ -73,6 +73,9 @@ def handle_myocds_error(exc: MyocdsError) -> Response:
         return error_response(
             401, exc.code, UNAUTHORIZED_DIAGNOSTICS, headers={"WWW-Authenticate": "Bearer"}
         )
+    if isinstance(exc, ServiceUnavailable):
+        log.warning("503 %s", exc.message)
+        return error_response(503, exc.code, exc.message, headers={"Retry-After": "5"})
     if exc.status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
         return error_response(exc.status, "exception", INTERNAL_DIAGNOSTICS)

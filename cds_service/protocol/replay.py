@@ -1,8 +1,10 @@
 """JWT replay protection: each ``(iss, jti)`` is accepted once until the token has expired.
 
-CDS Hooks best practice: "store processed jtis for the max JWT lifetime". In-process by default;
-with ``MYOCDS_REDIS_URL`` set, Redis ``SET NX EX`` so every worker and replica shares one memory
-(the in-process store protects one worker only: gunicorn runs several).
+CDS Hooks best practice: "store processed jtis for the max JWT lifetime". The memory must be
+shared by every worker, restart and replica, or a token could be replayed once per worker:
+with ``MYOCDS_REDIS_URL`` set, Redis ``SET NX EX``; otherwise the feedback database (table
+``seen_tokens``: a unique key and an expiry, insert-or-conflict is a replay, expired rows
+purged). ``MemoryReplayGuard`` (one process) is for tests and library use only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Protocol
 
 import redis
 
+from cds_service.protocol.store import Store, StoreUnavailable
+
 
 class ReplayStoreUnavailable(Exception):
     """The shared store could not be asked: the caller refuses the token (fail closed)."""
@@ -26,10 +30,13 @@ class ReplayGuard(Protocol):
         ...
 
 
+def _digest(issuer: str, jti: str) -> str:
+    # Hashed: bounded key length whatever the client sends, and no raw token ids at rest.
+    return hashlib.sha256(issuer.encode() + b"\x00" + jti.encode()).hexdigest()
+
+
 def _key(issuer: str, jti: str) -> str:
-    # Hashed: bounded key length whatever the client sends, and no raw token ids in Redis.
-    digest = hashlib.sha256(issuer.encode() + b"\x00" + jti.encode()).hexdigest()
-    return f"myocds:jti:{digest}"
+    return f"myocds:jti:{_digest(issuer, jti)}"
 
 
 class MemoryReplayGuard:
@@ -71,5 +78,39 @@ class RedisReplayGuard:
         return bool(stored)
 
 
-def replay_guard_for(redis_url: str | None) -> ReplayGuard:
-    return RedisReplayGuard(redis_url) if redis_url else MemoryReplayGuard()
+class DatabaseReplayGuard:
+    """Seen token ids in the feedback database, shared by every process that opens it."""
+
+    PURGE_EVERY_SECONDS = 60
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock  # wall clock: the expiry is compared across processes and restarts
+        self._next_purge = 0.0
+        self._purge_lock = threading.Lock()
+
+    def first_use(self, issuer: str, jti: str, ttl_seconds: int) -> bool:
+        now = self._clock()
+        try:
+            self._purge_now_and_then(now)
+            return self._store.remember_token(
+                _digest(issuer, jti), int(now) + max(ttl_seconds, 1), int(now)
+            )
+        except StoreUnavailable:
+            raise ReplayStoreUnavailable("database") from None
+
+    def _purge_now_and_then(self, now: float) -> None:
+        # Amortized: at most once a minute per process, by whichever call comes first.
+        with self._purge_lock:
+            if now < self._next_purge:
+                return
+            self._next_purge = now + self.PURGE_EVERY_SECONDS
+        self._store.purge_tokens(int(now))
+
+
+def replay_guard_for(redis_url: str | None, store: Store | None = None) -> ReplayGuard:
+    """Redis when configured, else the feedback database; one process's memory only when
+    neither is given (tests, library use)."""
+    if redis_url:
+        return RedisReplayGuard(redis_url)
+    return DatabaseReplayGuard(store) if store is not None else MemoryReplayGuard()

@@ -14,16 +14,17 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from jsonschema.exceptions import ValidationError, best_match
 
 from cds_service import pipeline
 from cds_service.errors import BadRequest, NotFound
-from cds_service.protocol.auth import ANONYMOUS, Caller
+from cds_service.protocol.auth import ANONYMOUS, Caller, audience
 from cds_service.protocol.body import read_json_body
 from cds_service.protocol.errors import error_response
 from cds_service.protocol.limits import check_resource_count
-from cds_service.protocol.schemas import validate
+from cds_service.protocol.schemas import describe, validate, validator
 from cds_service.protocol.state import AppState
-from cds_service.protocol.store import IssuedCard
+from cds_service.protocol.store import IssuedCard, feedback_problems
 from cds_service.services import SERVICES, find_service, service_ids
 
 log = logging.getLogger("myocds.protocol")
@@ -61,10 +62,9 @@ def authenticate() -> None:
     settings = state().settings
     g.caller = ANONYMOUS
     if settings.auth_required:
-        base = (settings.public_base_url or request.root_url).rstrip("/")
-        # aud must equal the URL the client called (CDS Hooks 2.0 §Security).
+        # aud must equal the URL the client called (CDS Hooks 2.0 §Security), as configured.
         g.caller = state().authenticator.verify(
-            request.headers.get("Authorization"), base + request.path
+            request.headers.get("Authorization"), audience(settings, request.path)
         )
 
 
@@ -110,10 +110,17 @@ def call_service(service_id: str) -> Response:
 
 @cds.post("/cds-services/<service_id>/feedback")
 def feedback(service_id: str) -> Response:
+    """Each item is stored or refused on its own: 200 ``{}`` when all are stored (or were
+    already), else 400 with one OperationOutcome issue per refused item and the others stored.
+    Repeating the whole post is safe: a stored item is recognised and not stored twice."""
     app_state, body = _open_call(service_id, hook="feedback")
-    validate("feedback", body)
+    refused = _refused_feedback_items(body)
     items = body["feedback"]
-    result = app_state.store.save_feedback(service_id, items, datetime.now(UTC))
+    good = [i for i in range(len(items)) if i not in refused]
+    result = app_state.store.save_feedback(service_id, [items[i] for i in good], datetime.now(UTC))
+    for index in result.refused:
+        refused[good[index]] = [("", "could not be stored")]
+    stored = len(good) - len(result.refused)
     g.call.update(feedback_items=len(items), feedback_stored=result.stored)
     if result.duplicates:
         log.info(
@@ -126,7 +133,48 @@ def feedback(service_id: str) -> Response:
             service_id,
             result.unknown_cards,
         )
-    return jsonify({})
+    if not refused:
+        return jsonify({})
+    issues: list[dict[str, Any]] = [
+        {
+            "severity": "error",
+            "code": "invalid",
+            "diagnostics": f"feedback[{index}]{'.' + field if field else ''} {reason}",
+            "expression": [f"feedback[{index}]{'.' + field if field else ''}"],
+        }
+        for index, problems in sorted(refused.items())
+        for field, reason in problems
+    ]
+    issues.append({
+        "severity": "information",
+        "code": "informational",
+        "diagnostics": f"{stored} of {len(items)} feedback item(s) stored",
+    })
+    response = jsonify({"resourceType": "OperationOutcome", "issue": issues})
+    response.status_code = 400
+    return response
+
+
+def _refused_feedback_items(body: Any) -> dict[int, list[tuple[str, str]]]:
+    """The problems of each item that cannot be stored, by index; a body that is not a list
+    of feedback items at all is refused whole (``SchemaViolation``)."""
+    errors_of: dict[int, list[ValidationError]] = {}
+    for error in validator("feedback").iter_errors(body):
+        path = list(error.absolute_path)
+        if len(path) >= 2 and path[0] == "feedback" and isinstance(path[1], int):
+            errors_of.setdefault(path[1], []).append(error)
+        else:
+            validate("feedback", body)  # the body itself is wrong: raises, naming the field
+    per_item: dict[int, list[tuple[str, str]]] = {}
+    for index, errors in errors_of.items():
+        expression, reason = describe(best_match(errors))
+        per_item[index] = [(expression.removeprefix(f"feedback[{index}]").lstrip("."), reason)]
+    for index, item in enumerate(body["feedback"]):
+        if index not in per_item:
+            problems = feedback_problems(item)
+            if problems:
+                per_item[index] = problems
+    return per_item
 
 
 @health.get("/healthz")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -26,9 +26,11 @@ from cds_service.errors import SchemaViolation
 
 SCHEMA_NAMES = ("common", "request", "response", "feedback", "discovery")
 
-# RFC 3339 §5.6 date-time: a time zone is mandatory ("Z" or an offset).
+# RFC 3339 §5.6 date-time: a time zone is mandatory ("Z" or an offset); hour 00-23, minute
+# 00-59, second 00-60 (60: a leap second), offset hours 00-23.
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^(\d{4}-\d{2}-\d{2})[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d|60)(\.\d+)?"
+    r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 )
 
 _FORMATS = FormatChecker(formats=())
@@ -38,9 +40,7 @@ _FORMATS = FormatChecker(formats=())
 def _is_rfc3339(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    if not _RFC3339.match(value):
-        return False
-    parse_rfc3339(value)  # raises ValueError on impossible dates (2025-02-30)
+    parse_rfc3339(value)  # ValueError: not the grammar, an impossible date, out of range
     return True
 
 
@@ -62,8 +62,24 @@ def _is_absolute_uri(value: object) -> bool:
 
 
 def parse_rfc3339(value: str) -> datetime:
-    """An RFC 3339 date-time as an aware datetime (``fromisoformat`` takes "Z" from 3.11)."""
-    return datetime.fromisoformat(value.replace("t", "T").replace("z", "Z"))
+    """An RFC 3339 date-time as an aware datetime in UTC; ``ValueError`` (never another error)
+    for anything else, including an impossible date (2025-02-30) and an instant outside the
+    years 0001-9999 once in UTC (``9999-12-31T23:59:59-00:01``). A leap second (``:60``) is
+    read as the last microsecond of its minute: Python's datetime has no 61st second."""
+    match = _RFC3339.match(value)
+    if match is None:
+        raise ValueError("not an RFC 3339 date-time")
+    day, hour, minute, second, fraction, offset = match.groups()
+    leap = second == "60"
+    text = f"{day}T{hour}:{minute}:{'59' if leap else second}{'' if leap else fraction or ''}"
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        moment = datetime.fromisoformat(text + zone)
+        if leap:
+            moment = moment.replace(microsecond=999999)
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside the years 0001-9999 in UTC") from None
 
 
 @cache

@@ -7,39 +7,63 @@ a clinician may type a name or a record number into it.
 
 Feedback is idempotent: a client may send the same feedback twice (CDS Hooks 2.0 §Feedback), so
 each row carries a key over card uuid, outcome, timestamp and accepted suggestion ids, unique in
-the table, and rows are inserted with "insert or ignore" (``ON CONFLICT DO NOTHING``).
+the table, and rows are inserted with "insert or ignore" (``ON CONFLICT DO NOTHING``). Each
+item is checked against the sizes of the columns it goes into before it is stored
+(``feedback_problems``), and stored or refused on its own.
+
+The schema comes from the migrations in ``cds_service.migrations`` (``myocds migrate``), never
+from start-up. Opening a ``Store`` touches no database: a database that is down at start-up
+makes the calls that need it answer 503 (``StoreUnavailable``) until it is back; the first use
+after that finds the schema (and brings it to head if nobody has), without a restart.
+
+Seen JWT ids (``seen_tokens``) live here too when Redis is not configured: one row per
+``(iss, jti)`` hash with its expiry, so every worker, restart and replica shares them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
+    delete,
     event,
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
-from cds_service.errors import ConfigurationError
+from cds_service import migrations
+from cds_service.errors import ConfigurationError, ServiceUnavailable
 from cds_service.protocol.schemas import parse_rfc3339
 
 log = logging.getLogger("myocds.store")
@@ -47,6 +71,8 @@ log = logging.getLogger("myocds.store")
 # INSERT ... ON CONFLICT DO NOTHING, spelled the same way by both.
 _DIALECT_INSERT: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
+# The tables as the newest migration leaves them (cds_service/migrations/versions): the queries
+# are written against these; a change here needs a migration.
 metadata = MetaData()
 
 issued_cards = Table(
@@ -69,12 +95,35 @@ feedback = Table(
     Column("service_id", String(100), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("outcome_at", DateTime(timezone=True), nullable=False),
-    Column("accepted_suggestions", String(2000), nullable=True),  # suggestion uuids, sorted, ","
+    Column("accepted_suggestions", Text, nullable=True),  # suggestion ids, sorted, ","
     Column("override_system", String(512), nullable=True),
     Column("override_code", String(128), nullable=True),
     Column("has_user_comment", Boolean, nullable=False, default=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
+
+seen_tokens = Table(
+    "seen_tokens",
+    metadata,
+    Column("token_key", String(64), primary_key=True),  # sha256 of issuer and jti
+    Column("expires_at", BigInteger, nullable=False, index=True),  # Unix seconds
+)
+
+# Where each size-limited feedback column's value comes from in the posted item.
+_FEEDBACK_FIELD = {
+    "card_uuid": "card",
+    "outcome": "outcome",
+    "accepted_suggestions": "acceptedSuggestions",
+    "override_system": "overrideReason.reason.system",
+    "override_code": "overrideReason.reason.code",
+}
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The feedback database cannot be reached (or its schema not brought to head) now."""
+
+    def __init__(self, what: str = "the feedback database cannot be reached") -> None:
+        super().__init__(f"{what}; try again later")
 
 
 @dataclass(frozen=True)
@@ -92,6 +141,8 @@ class FeedbackResult:
     stored: int  # new rows
     duplicates: int  # already stored: the same feedback sent again
     unknown_cards: int  # feedback on a card uuid this store has not recorded
+    # Items the database refused, by their index in ``items`` (the others are stored).
+    refused: tuple[int, ...] = ()
 
 
 @dataclass
@@ -103,53 +154,127 @@ class RuleCounts:
 
 class Store:
     def __init__(self, database_url: str) -> None:
+        # No connection yet: gunicorn forks workers from the master after this, and a database
+        # that is down now must not stop start-up.
         self.engine = _engine(database_url)
-        self._create_tables()
-        # gunicorn preloads the app in its master and forks the workers: no pooled connection
-        # may be inherited, so each worker opens its own.
-        self.engine.dispose()
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
 
-    def _create_tables(self) -> None:
+    def ensure_schema(self) -> None:
+        """The schema at head, migrated here if nobody has yet (``StoreUnavailable`` if the
+        database cannot be reached). Checked once per process, again after a failure."""
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            try:
+                if migrations.needs_upgrade(self.engine):
+                    before, after = migrations.upgrade(self.engine)
+                    log.warning("feedback database migrated from %s to %s", before, after)
+            except (OperationalError, InterfaceError) as exc:
+                log.warning("feedback database unavailable (%s)", type(exc.orig).__name__)
+                raise StoreUnavailable() from None
+            self._schema_ready = True
+
+    @contextmanager
+    def _connection(self, *, transaction: bool) -> Iterator[Connection]:
+        """A connection (in a transaction when asked) to a database with the schema at head;
+        a lost or unreachable database is ``StoreUnavailable``, and the schema is looked at
+        again on the next use (the database that comes back may be a new one)."""
+        self.ensure_schema()
         try:
-            metadata.create_all(self.engine)
-        except (IntegrityError, ProgrammingError):
-            # Several workers starting at once on PostgreSQL race on CREATE TABLE; the loser
-            # finds the tables on a second look.
-            metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise ConfigurationError(
-                f"cannot open the feedback database ({type(exc.orig).__name__}); "
-                "check MYOCDS_DATABASE_URL"
-            ) from None
+            with self.engine.begin() if transaction else self.engine.connect() as connection:
+                yield connection
+        except (OperationalError, InterfaceError) as exc:
+            self._schema_ready = False
+            log.warning("feedback database unavailable (%s)", type(exc.orig).__name__)
+            raise StoreUnavailable() from None
 
     def record_cards(self, cards: Iterable[IssuedCard]) -> None:
         rows = [vars(card) for card in cards]
         if rows:
-            with self.engine.begin() as connection:
+            with self._connection(transaction=True) as connection:
                 self._insert_ignoring_duplicates(connection, issued_cards, rows, "card_uuid")
 
     def save_feedback(
         self, service_id: str, items: Sequence[Mapping[str, Any]], received_at: datetime
     ) -> FeedbackResult:
-        """Store each feedback item once; ``items`` already validated against feedback.json."""
+        """Store each feedback item once. ``items`` passed feedback.json and
+        ``feedback_problems``; one the database still refuses is left out on its own."""
         rows = [_feedback_row(service_id, item, received_at) for item in items]
-        # The same item twice in one post counts as a duplicate too.
-        unique_rows = list({row["dedup_key"]: row for row in rows}.values())
+        refused: list[int] = []
+        try:
+            with self._connection(transaction=True) as connection:
+                stored = self._insert_ignoring_duplicates(connection, feedback, rows, "dedup_key")
+        except (DataError, IntegrityError):
+            # One item the database would not take (the checks above should prevent it): find
+            # it with one transaction per item, so the others are stored all the same.
+            stored = 0
+            for index, row in enumerate(rows):
+                try:
+                    with self._connection(transaction=True) as connection:
+                        stored += self._insert_ignoring_duplicates(
+                            connection, feedback, [row], "dedup_key"
+                        )
+                except (DataError, IntegrityError) as exc:
+                    log.error("feedback item refused by the database: %s", type(exc.orig).__name__)
+                    refused.append(index)
         card_ids = {row["card_uuid"] for row in rows}
-        with self.engine.begin() as connection:
-            stored = self._insert_ignoring_duplicates(
-                connection, feedback, unique_rows, "dedup_key"
-            )
+        with self._connection(transaction=False) as connection:
             known = set(
                 connection.execute(
                     select(issued_cards.c.card_uuid).where(issued_cards.c.card_uuid.in_(card_ids))
                 ).scalars()
             )
-        unknown = sum(1 for row in rows if row["card_uuid"] not in known)
-        return FeedbackResult(stored=stored, duplicates=len(rows) - stored, unknown_cards=unknown)
+        unknown = sum(
+            1 for i, row in enumerate(rows) if row["card_uuid"] not in known and i not in refused
+        )
+        return FeedbackResult(
+            stored=stored,
+            duplicates=len(rows) - len(refused) - stored,
+            unknown_cards=unknown,
+            refused=tuple(refused),
+        )
+
+    def remember_token(self, token_key: str, expires_at: int, now: int) -> bool:
+        """Record a token id until ``expires_at`` (Unix seconds); False when it is recorded
+        already and not expired (a replay). One atomic statement, whoever else inserts it."""
+        dialect = self.engine.dialect.name
+        with self._connection(transaction=True) as connection:
+            if dialect in ("sqlite", "postgresql"):
+                statement = _DIALECT_INSERT[dialect](seen_tokens).values(
+                    token_key=token_key, expires_at=expires_at
+                )
+                # An expired row is the same id used again after its token died: take it over.
+                statement = statement.on_conflict_do_update(
+                    index_elements=["token_key"],
+                    set_={"expires_at": statement.excluded.expires_at},
+                    where=seen_tokens.c.expires_at <= now,
+                ).returning(seen_tokens.c.token_key)
+                return connection.execute(statement).first() is not None
+            try:
+                with connection.begin_nested():
+                    connection.execute(
+                        insert(seen_tokens), {"token_key": token_key, "expires_at": expires_at}
+                    )
+                return True
+            except IntegrityError:
+                taken = connection.execute(
+                    update(seen_tokens)
+                    .where(seen_tokens.c.token_key == token_key, seen_tokens.c.expires_at <= now)
+                    .values(expires_at=expires_at)
+                )
+                return bool(taken.rowcount)
+
+    def purge_tokens(self, now: int) -> int:
+        """Forget token ids whose tokens have expired; returns how many."""
+        with self._connection(transaction=True) as connection:
+            result = connection.execute(delete(seen_tokens).where(seen_tokens.c.expires_at < now))
+            return int(result.rowcount or 0)
 
     def issued_card(self, card_uuid: str) -> IssuedCard | None:
-        with self.engine.connect() as connection:
+        with self._connection(transaction=False) as connection:
             row = connection.execute(
                 select(issued_cards).where(issued_cards.c.card_uuid == card_uuid)
             ).mappings().first()
@@ -159,14 +284,14 @@ class Store:
         query = select(feedback).order_by(feedback.c.id)
         if card_uuid is not None:
             query = query.where(feedback.c.card_uuid == card_uuid)
-        with self.engine.connect() as connection:
+        with self._connection(transaction=False) as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
     def rule_report(self) -> dict[str | None, RuleCounts]:
         """Cards issued and feedback outcomes per rule topic (``None``: feedback on a card this
         store did not record). Each feedback row counts once, whatever its suggestions."""
         report: dict[str | None, RuleCounts] = {}
-        with self.engine.connect() as connection:
+        with self._connection(transaction=False) as connection:
             issued = connection.execute(
                 select(issued_cards.c.topic, func.count()).group_by(issued_cards.c.topic)
             )
@@ -190,16 +315,16 @@ class Store:
         return report
 
     def ping(self) -> bool:
-        """Can the database be reached now? (readiness; never raises)"""
+        """Can the database be reached now, with its schema at head? (readiness; never raises)"""
         try:
-            with self.engine.connect() as connection:
+            with self._connection(transaction=False) as connection:
                 connection.execute(select(1))
-        except SQLAlchemyError:
+        except (StoreUnavailable, SQLAlchemyError):
             return False
         return True
 
     def count_feedback(self) -> int:
-        with self.engine.connect() as connection:
+        with self._connection(transaction=False) as connection:
             return int(connection.execute(select(func.count()).select_from(feedback)).scalar_one())
 
     def _insert_ignoring_duplicates(
@@ -233,9 +358,23 @@ class Store:
         self.engine.dispose()
 
 
+def feedback_problems(item: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Why one schema-valid feedback item cannot be stored, as (field, reason): a value longer
+    than its column. (An instant outside years 0001-9999 in UTC already fails the schema's
+    date-time format: ``schemas.parse_rfc3339``.)"""
+    row = _feedback_row("", item, datetime.min)
+    problems = []
+    for name, field in _FEEDBACK_FIELD.items():
+        length = getattr(feedback.c[name].type, "length", None)
+        value = row[name]
+        if length is not None and isinstance(value, str) and len(value) > length:
+            problems.append((field, f"is longer than the {length} characters stored"))
+    return problems
+
+
 def dedup_key(item: Mapping[str, Any]) -> str:
     """Identity of one feedback: card, outcome, instant (normalised to UTC), suggestion ids."""
-    instant = parse_rfc3339(item["outcomeTimestamp"]).astimezone(UTC).isoformat()
+    instant = parse_rfc3339(item["outcomeTimestamp"]).isoformat()
     suggestions = ",".join(sorted(s["id"] for s in item.get("acceptedSuggestions", ())))
     material = "\x1f".join((item["card"].lower(), item["outcome"], instant, suggestions))
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -250,7 +389,7 @@ def _feedback_row(service_id: str, item: Mapping[str, Any], received_at: datetim
         "card_uuid": item["card"].lower(),
         "service_id": service_id,
         "outcome": item["outcome"],
-        "outcome_at": parse_rfc3339(item["outcomeTimestamp"]).astimezone(UTC),
+        "outcome_at": parse_rfc3339(item["outcomeTimestamp"]),
         "accepted_suggestions": ",".join(suggestions) or None,
         "override_system": reason.get("system"),
         "override_code": reason.get("code"),
@@ -266,12 +405,17 @@ def _engine(database_url: str) -> Engine:
         raise ConfigurationError("MYOCDS_DATABASE_URL is not a valid SQLAlchemy URL") from None
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass  # not usable now: the calls that need it say 503 until it is
         engine = create_engine(url, connect_args={"timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
-        return create_engine(url, pool_pre_ping=True)
+        # A database that does not answer must not hold a worker thread for minutes.
+        connect_args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     except Exception as exc:  # e.g. the driver is not installed
         raise ConfigurationError(
             f"cannot use MYOCDS_DATABASE_URL ({type(exc).__name__}: {exc})"

@@ -17,58 +17,24 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from cds_service.protocol.store import FeedbackResult, IssuedCard, Store
 from cds_service.settings import Settings
 
-POSTGRES_SERVER = "postgresql+psycopg://@127.0.0.1:5432/test"
 CONCURRENT = 200
 NOW = datetime(2025, 7, 1, 10, 0, tzinfo=UTC)
 SERVICE = "myopathy-review"
 T = TypeVar("T")
 
 
-def _postgres_unreachable_reason() -> str | None:
-    try:
-        engine = create_engine(POSTGRES_SERVER, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-        engine.dispose()
-        return None
-    except Exception as exc:
-        return f"PostgreSQL not reachable at 127.0.0.1:5432/test ({type(exc).__name__})"
-
-
-@pytest.fixture(scope="module")
-def postgres_reason() -> str | None:
-    return _postgres_unreachable_reason()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_reason: str | None
-) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        return
-    if postgres_reason is not None:
-        pytest.skip(postgres_reason)
-    schema = f"myocds_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_SERVER)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{POSTGRES_SERVER}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def database_url(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture
@@ -115,6 +81,7 @@ def all_at_once(jobs: Sequence[Callable[[], T]]) -> list[T]:
 
 def test_schema_is_created_on_start_and_start_is_repeatable(database_url: str) -> None:
     first = Store(database_url)
+    first.ensure_schema()  # what ``myocds migrate`` (and the first use) does
     names = set(inspect(first.engine).get_table_names())
     assert {"issued_cards", "feedback"} <= names
     first.record_cards([IssuedCard(str(uuid.uuid4()), SERVICE, "patient-view", "STAT-01",

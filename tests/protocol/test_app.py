@@ -92,7 +92,7 @@ class RecordingAuthenticator:
 
     calls: list[tuple[str | None, str]] = []
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **_shared: object) -> None:
         self.settings = settings
 
     def verify(self, authorization: str | None, audience: str) -> Caller:
@@ -114,7 +114,7 @@ def recording(monkeypatch):
 @pytest.mark.parametrize(
     ("public_base_url", "expected"),
     [
-        (None, "http://localhost/cds-services/myopathy-review"),
+        ("http://localhost", "http://localhost/cds-services/myopathy-review"),
         ("https://cds.example.org/myocds/", "https://cds.example.org/myocds/cds-services/myopathy-review"),
     ],
 )

@@ -192,3 +192,86 @@ def test_advice_is_answered_even_when_cards_cannot_be_recorded(make_app, setting
     assert response.status_code == 200
     assert response.get_json()["cards"]
     assert "could not record" in caplog.text
+
+
+# --- each item stored or refused on its own; column sizes; dates at the edge ------------------
+
+
+@pytest.fixture
+def any_db_app(make_app, settings, store_url):
+    return make_app(settings.with_overrides(database_url=store_url))
+
+
+def test_sixteen_suggestion_ids_of_128_characters_are_stored(any_db_app):
+    card = issue_card(any_db_app)
+    ids = [f"{i:02d}" + "x" * 126 for i in range(16)]
+    other = str(uuid.uuid4())
+    body = {"feedback": [accepted(card, *ids), accepted(other, "s-1")]}
+    response = post(any_db_app.test_client(), body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [row] = store(any_db_app).feedback_rows(card)
+    assert row["accepted_suggestions"] == ",".join(sorted(ids))
+    assert len(store(any_db_app).feedback_rows(other)) == 1
+
+
+def test_a_bad_item_is_refused_alone_and_the_others_are_stored(any_db_app):
+    cards = [str(uuid.uuid4()) for _ in range(5)]
+    items = [
+        accepted(cards[0], "s-1"),
+        accepted(cards[1], "s-1", at="9999-12-31T23:59:59-00:01"),  # past year 9999 in UTC
+        accepted(cards[2], "s-1"),
+        {"card": cards[3], "outcome": "overridden", "outcomeTimestamp": "2025-07-01T10:00:00Z",
+         "overrideReason": {"reason": {"code": "c" * 129}}},
+        accepted(cards[4], *[f"s-{i}" for i in range(65)]),
+    ]
+    response = post(any_db_app.test_client(), {"feedback": items})
+    assert response.status_code == 400
+    outcome = response.get_json()
+    errors = [i for i in outcome["issue"] if i["severity"] == "error"]
+    assert [i["expression"] for i in errors] == [
+        ["feedback[1].outcomeTimestamp"],
+        ["feedback[3].overrideReason.reason.code"],
+        ["feedback[4].acceptedSuggestions"],
+    ]
+    assert errors[0]["diagnostics"] == "feedback[1].outcomeTimestamp is not a valid date-time"
+    assert outcome["issue"][-1]["diagnostics"] == "2 of 5 feedback item(s) stored"
+    stored = {row["card_uuid"] for row in store(any_db_app).feedback_rows()}
+    assert stored == {cards[0], cards[2]}
+    # The client may send the whole post again: nothing is stored twice.
+    again = post(any_db_app.test_client(), {"feedback": items})
+    assert again.status_code == 400
+    assert store(any_db_app).count_feedback() == 2
+
+
+@pytest.mark.parametrize(
+    ("at", "stored_as"),
+    [
+        ("9999-12-31T23:59:59-00:01", None),
+        ("0001-01-01T00:00:00+00:01", None),
+        ("9999-12-31T23:59:59+00:01", datetime(9999, 12, 31, 23, 58, 59, tzinfo=UTC)),
+        ("0001-01-01T00:00:00-00:01", datetime(1, 1, 1, 0, 1, tzinfo=UTC)),
+        ("2016-12-31T23:59:60Z", datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2025-07-01T24:00:00Z", None),
+        ("2025-07-01T10:00:00+14:00", datetime(2025, 6, 30, 20, 0, tzinfo=UTC)),
+        ("2025-07-01T10:00:00-14:00", datetime(2025, 7, 2, 0, 0, tzinfo=UTC)),
+        ("2025-07-01T10:00:00+23:59", datetime(2025, 6, 30, 10, 1, tzinfo=UTC)),
+        ("2025-07-01T10:00:00+24:00", None),
+        ("2025-07-01T10:00:00-99:00", None),
+        ("2025-07-01T10:00:00.123456789Z", datetime(2025, 7, 1, 10, 0, 0, 123456, tzinfo=UTC)),
+    ],
+)
+def test_outcome_timestamp_at_the_edges(any_db_app, at, stored_as):
+    card = str(uuid.uuid4())
+    response = post(any_db_app.test_client(), {"feedback": [accepted(card, "s-1", at=at)]})
+    if stored_as is None:
+        assert response.status_code == 400
+        [issue, _] = response.get_json()["issue"]
+        assert issue["expression"] == ["feedback[0].outcomeTimestamp"]
+        assert store(any_db_app).feedback_rows(card) == []
+        return
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [row] = store(any_db_app).feedback_rows(card)
+    outcome_at = row["outcome_at"]
+    if outcome_at.tzinfo is None:  # SQLite keeps no zone: the value is UTC
+        outcome_at = outcome_at.replace(tzinfo=UTC)
+    assert outcome_at == stored_as
