@@ -82,14 +82,27 @@ def shorten(text: str, limit: int) -> str:
 # --- values used ----------------------------------------------------------------------------
 
 
+# How a card writes a comparator in words: "CK ≥ 3,080 U/L, at least 10.0×ULN" (rules.md "CK as a
+# lower bound").
+_COMPARATOR_SIGNS = {"<": "<", "<=": "≤", ">": ">", ">=": "≥"}
+_COMPARATOR_WORDS = {"<": "under ", "<=": "at most ", ">": "over ", ">=": "at least "}
+
+
 def ck_values(ck: CkValue, prefix: str = "ck") -> dict[str, str]:
-    """Template values of one CK: {ck}, {ck_x_uln}, {ck_date}, {ck_uln}, {ck_preliminary}."""
+    """Template values of one CK: {ck}, {ck_x_uln}, {ck_date}, {ck_uln}, {ck_preliminary}, and
+    the bound in words: {ck_shown} ("≥ 3,080", "6,950") and {ck_x_uln_shown} ("at least 10.0",
+    "22.6")."""
+    sign = _COMPARATOR_SIGNS.get(ck.comparator or "", "")
+    words = _COMPARATOR_WORDS.get(ck.comparator or "", "")
+    unsigned = ck.times_uln_text()[len(ck.comparator or "") :]
     return {
         prefix: ck.number_text(),
         f"{prefix}_x_uln": ck.times_uln_text(),
         f"{prefix}_date": ck.day.isoformat(),
         f"{prefix}_uln": format_number(ck.uln),
         f"{prefix}_preliminary": " (preliminary)" if ck.preliminary else "",
+        f"{prefix}_shown": f"{sign} {format_number(ck.value)}" if sign else format_number(ck.value),
+        f"{prefix}_x_uln_shown": f"{words}{unsigned}",
     }
 
 

@@ -3,8 +3,9 @@
 
 Each rule is one function ``(record, today, clinical, hook) -> Advice | None`` that reads like its
 row in rules.md. "Recent CK" is the latest usable CK when it is within ``recent_days`` of today
-(rules.md Definitions); STAT-01…04 judge that single value. Every CK comparison is bound-aware
-(``above_uln_multiple`` / ``at_most_uln_multiple``) and exact; only the card rounds.
+(rules.md Definitions); STAT-01…04 judge that single value, placing a CK reported as a lower
+bound (">=3080") in its band as rules.md "CK as a lower bound" says (``in_band_above`` /
+``in_band_up_to``). Every CK comparison is bound-aware and exact; only the card rounds.
 """
 
 from __future__ import annotations
@@ -64,6 +65,32 @@ RECHALLENGE_PEAK_WINDOW_DAYS = 30
 RECHALLENGE_MIN_DAYS = 56
 
 LOINC_TSH = "3016-3"  # EAS15 "consider thyroid"; ACC13 Table 5-C hypothyroidism as a cause
+
+LOWER_BOUNDS = frozenset({">", ">="})
+
+
+# --- CK bands (rules.md "CK as a lower bound", r2) -------------------------------------------
+
+
+def in_band_above(ck: CkValue, multiple: int) -> bool:
+    """Is the CK in a STAT-01…04 band above ``multiple``×ULN (the band's lower edge)?
+
+    An exact value or an upper bound: CK > multiple×ULN, bound-aware (rules.md "Value"). A CK
+    reported as ">V" or ">=V" is at least V and sits in the band that contains V; V exactly on
+    4×ULN or 10×ULN takes the band above, and V at or under the ULN is in no band (no card).
+    """
+    if ck.comparator in LOWER_BOUNDS:
+        edge = multiple * ck.uln
+        return ck.value > edge if multiple == ULN_MULTIPLE else ck.value >= edge
+    return ck.above_uln_multiple(multiple)
+
+
+def in_band_up_to(ck: CkValue, multiple: int) -> bool:
+    """Is the CK in a band that ends at ``multiple``×ULN (CK <= multiple×ULN)? A lower bound V
+    only when V is under that edge: on the edge the band above applies."""
+    if ck.comparator in LOWER_BOUNDS:
+        return ck.value < multiple * ck.uln
+    return ck.at_most_uln_multiple(multiple)
 
 
 def evaluate(
@@ -129,7 +156,7 @@ def stop_statin(
     if hook not in ALL_HOOKS:
         return None
     ck = recent_ck(record, today, clinical)
-    if ck is None or not ck.above_uln_multiple(STOP_MULTIPLE):
+    if ck is None or not in_band_above(ck, STOP_MULTIPLE):
         return None
     statins = _statins_on(record)
     if not statins:
@@ -148,8 +175,10 @@ def possible_rhabdomyolysis(
     if hook not in ALL_HOOKS:
         return None
     ck = recent_ck(record, today, clinical)
-    if ck is None or not ck.above_uln_multiple(STOP_MULTIPLE):
+    if ck is None or not in_band_above(ck, STOP_MULTIPLE):
         return None
+    # 40×ULN is no band edge: a bound meets it as rules.md "Value" says (">=V" when V > 40×ULN,
+    # ">V" when V >= 40×ULN).
     over_rhabdo_band = ck.above_uln_multiple(RHABDO_MULTIPLE)
     rise = creatinine_rise(record, today, clinical, CREATININE_RISE_MG_DL)
     if not over_rhabdo_band and rise is None:
@@ -195,7 +224,7 @@ def repeat_ck(
     ck = recent_ck(record, today, clinical)
     if ck is None:
         return None
-    if not (ck.above_uln_multiple(REPEAT_MULTIPLE) and ck.at_most_uln_multiple(STOP_MULTIPLE)):
+    if not (in_band_above(ck, REPEAT_MULTIPLE) and in_band_up_to(ck, STOP_MULTIPLE)):
         return None
     statins = _statins_on(record)
     if not statins:
@@ -219,7 +248,7 @@ def minor_ck_rise(
     ck = recent_ck(record, today, clinical)
     if ck is None:
         return None
-    if not (ck.above_uln_multiple(ULN_MULTIPLE) and ck.at_most_uln_multiple(REPEAT_MULTIPLE)):
+    if not (in_band_above(ck, ULN_MULTIPLE) and in_band_up_to(ck, REPEAT_MULTIPLE)):
         return None
     statins = active_statins(record)
     if not statins:

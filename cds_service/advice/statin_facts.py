@@ -44,11 +44,14 @@ def statin_fact(use: MedicationUse) -> Fact:
 
 
 def evidence_text(evidence: LabValue | ConditionFact) -> str:
-    """Short wording for a summary: "anti-HMGCR 85 U, flagged POS" or "diagnosis: ..."."""
+    """Short wording for a summary: "anti-HMGCR 85 U, flagged POS" or "diagnosis: ...". A lab's
+    own text (a result without a number, "POSITIVE (>200 U)") is cut to ``SUMMARY_TEXT_MAX``: the
+    card's facts show it in full."""
     if isinstance(evidence, LabValue):
         flag = f", flagged {'/'.join(evidence.interpretation)}" if evidence.interpretation else ""
         preliminary = ", preliminary" if evidence.preliminary else ""
-        return f"anti-HMGCR {evidence.display()}{flag}{preliminary}"
+        shown = shorten(evidence.display(), SUMMARY_TEXT_MAX)
+        return f"anti-HMGCR {shown}{shorten(flag, SUMMARY_TEXT_MAX)}{preliminary}"
     return "diagnosis: " + shorten(evidence.text, SUMMARY_TEXT_MAX)
 
 

@@ -46,7 +46,13 @@ from cds_service.record.model import (
     UnusableResult,
 )
 from cds_service.record.units import normalise_unit, quantity_unit
-from cds_service.record.values import parse_date, parse_datetime, read_observation
+from cds_service.record.values import (
+    parse_date,
+    parse_datetime,
+    read_code,
+    read_observation,
+    read_value,
+)
 from cds_service.settings import Settings
 
 # rules.md "IVIG given": administrations with these statuses count (not-done, entered-in-error
@@ -70,7 +76,12 @@ _DOSE_UNITS: dict[str, tuple[str, Decimal]] = {
 _DURATION_DAYS: dict[str, int] = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 7, "weeks": 7}
 
 
-def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) -> PatientRecord:
+def build_record(
+    data: FhirData, body: Mapping[str, Any], settings: Settings, today: date | None = None
+) -> PatientRecord:
+    """The record of one call. ``today`` is the clinical date of the call (a result dated after
+    it is not usable, rules.md r2); by default ``settings.today``, else the clock's date."""
+    today = today or settings.today or date.today()
     context = as_dict(body.get("context"))
     patient_id = as_text(context.get("patientId")) or ""
     hook = as_text(body.get("hook")) or ""
@@ -89,7 +100,7 @@ def build_record(data: FhirData, body: Mapping[str, Any], settings: Settings) ->
     gender = _code(as_dict(patient).get("gender"))
     birth_date = parse_date(as_dict(patient).get("birthDate"))
 
-    labs = _read_labs(resources, gender, settings)
+    labs = _read_labs(resources, gender, settings, today)
     resolver = _MedicationResolver(data, resources)
     drafted = _drafted_keys(hook, drafts, data.selections)
 
@@ -155,18 +166,27 @@ class _Labs:
 
 
 def _read_labs(
-    resources: Iterable[Mapping[str, Any]], gender: str | None, settings: Settings
+    resources: Iterable[Mapping[str, Any]], gender: str | None, settings: Settings, today: date
 ) -> _Labs:
+    """Every Observation of a kind the rules read, as rules.md "Usable observation" says (r2):
+    a result dated after today is not usable (a data error, said on the card), and results with
+    the same code, instant, value and unit count once (two feeds filing one result)."""
     by_kind: dict[str, list[LabValue]] = {}
     unusable: list[UnusableResult] = []
-    for obs in resources:
-        if obs.get("resourceType") != "Observation":
-            continue
+    seen: dict[tuple[object, ...], list[frozenset[str]]] = {}
+    for obs in sorted(_observations(resources), key=_duplicate_preference):
         kind = observation_kind(obs.get("code"))
         if kind is None:
             continue
         result = read_observation(obs, kind, gender, settings.clinical)
+        if isinstance(result, LabValue) and result.day > today:
+            result = UnusableResult(kind, result.resource_id, result.time, "dated after today")
         if isinstance(result, LabValue):
+            key, codes = _duplicate_key(obs, result)
+            kept = seen.setdefault(key, [])
+            if any(_same_code(codes, other) for other in kept):
+                continue
+            kept.append(codes)
             by_kind.setdefault(kind, []).append(result)
         elif isinstance(result, UnusableResult):
             unusable.append(result)
@@ -178,6 +198,48 @@ def _read_labs(
     epoch = datetime.min.replace(tzinfo=UTC)
     unusable.sort(key=lambda u: (u.time or epoch, u.kind, u.resource_id or ""))
     return _Labs(values, ck, tuple(unusable))
+
+
+def _observations(resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in resources if r.get("resourceType") == "Observation"]
+
+
+def _duplicate_preference(obs: Mapping[str, Any]) -> tuple[bool, str]:
+    """Of duplicates the first read is kept: a final result before a preliminary copy (a card
+    that says "preliminary" when a final copy exists would understate it), then by id."""
+    return read_code(obs.get("status")) == "preliminary", as_text(obs.get("id")) or ""
+
+
+def _duplicate_key(
+    obs: Mapping[str, Any], value: LabValue
+) -> tuple[tuple[object, ...], frozenset[str]]:
+    """rules.md "Usable observation" (r2): results with the same code, instant, value and unit
+    are one. The key holds the kind, the instant (compared with its offset), and the value and
+    unit as the lab wrote them; the codes are compared apart (``_same_code``)."""
+    reading = read_value(obs)
+    if isinstance(reading, str):  # a result kept without a number (anti-HMGCR finding)
+        written: tuple[object, ...] = (value.finding, " ".join(value.original.lower().split()))
+    else:
+        unit = normalise_unit(reading.unit) if reading.unit else None
+        written = (reading.number, reading.comparator, unit)
+    return (value.kind, value.time, *written), _codes(obs.get("code"))
+
+
+def _codes(code: object) -> frozenset[str]:
+    found = set()
+    for coding in as_list(as_dict(code).get("coding")):
+        c = as_dict(coding)
+        value = as_text(c.get("code"))
+        if value is not None:
+            system = (as_text(c.get("system")) or "").rstrip("/").lower()
+            found.add(f"{system}|{value}")
+    return frozenset(found)
+
+
+def _same_code(codes: frozenset[str], other: frozenset[str]) -> bool:
+    """Two results have the same code when they share a coding (one feed may add a local code),
+    or when neither is coded (both classified by their text)."""
+    return bool(codes & other) or not (codes or other)
 
 
 # --- medications -----------------------------------------------------------------------------
@@ -269,8 +331,9 @@ def _medication_use(
     return MedicationUse(
         resource_type=resource_type,
         resource_id=as_text(resource.get("id")),
-        status=as_text(resource.get("status")) or "unknown",
-        intent=as_text(resource.get("intent")) if resource_type == "MedicationRequest" else None,
+        # rules.md "Reading a resource" (r2): status and intent read trimmed, any case.
+        status=read_code(resource.get("status")) or "unknown",
+        intent=read_code(resource.get("intent")) if resource_type == "MedicationRequest" else None,
         medication=medication,
         authored_on=_authored_on(resource),
         end_date=_end_date(resource),

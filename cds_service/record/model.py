@@ -11,8 +11,9 @@ Conventions:
   (``≤``/``≥`` are normalised to ``<=``/``>=``). Compare with ``meets_below``/``meets_above``,
   never with ``<`` on ``value`` directly: a bound meets a condition only as rules.md "Value"
   says.
-- Times are timezone-aware UTC ``datetime``s (a date-only FHIR value is midnight UTC); ``day`` is
-  the calendar date the rules count days with.
+- Times are timezone-aware ``datetime``s in the offset the source wrote (a date-only FHIR value is
+  midnight UTC); they compare as instants. ``day`` is the calendar date as written, the one the
+  rules count days with (rules.md "Day of a time", r2: never converted to UTC).
 - Sequences are tuples sorted oldest → newest, so ``[-1]`` is "the latest".
 """
 
@@ -68,6 +69,9 @@ class LabValue:
     # Anti-HMGCR only: a result with no number ("Positive") kept for its interpretation codes
     # (rules.md "Anti-HMGCR positive": "whatever the value"); ``value`` is then 0 and meaningless.
     qualitative: bool = False
+    # Anti-HMGCR without a number (rules.md "Usable observation", r2): "positive" or "negative",
+    # from its interpretation or from a valueString / valueCodeableConcept saying so.
+    finding: str | None = None
 
     @property
     def day(self) -> date:

@@ -22,9 +22,8 @@ from cds_service.record.series import days_between, just_before, latest, usable,
 from cds_service.record.values import HMGCR_POSITIVE_INTERPRETATIONS
 from cds_service.settings import ClinicalSettings
 
-# rules.md "Active statin": a request counts when active or on-hold (ACTIVE_ORDER_STATUSES), a
-# MedicationStatement only when active.
-ACTIVE_STATEMENT_STATUSES = frozenset({"active"})
+# rules.md "Active statin": a MedicationRequest or (r2) a MedicationStatement active or on-hold
+# (ACTIVE_ORDER_STATUSES): a statin paused is still the patient's statin.
 # rules.md "Statin course": stopped or completed (cancelled, entered-in-error, draft and unknown
 # are not courses).
 COURSE_STATUSES = frozenset({"stopped", "completed"})
@@ -49,10 +48,10 @@ def ck_just_before(record: PatientRecord, value: LabValue) -> CkValue | None:
 def is_recent(day: date, today: date, clinical: ClinicalSettings) -> bool:
     """rules.md "Recent": within ``recent_days`` of today, day 30 included.
 
-    A result dated a day or two after ``today`` (a lab clock ahead of ours) is also "within 30
-    days of today"; it is the newest value the patient has, so it must not be ignored.
+    A result dated after today is not usable at all (rules.md r2; the record leaves it out), so
+    only days up to today are recent.
     """
-    return abs(days_between(day, today)) <= clinical.recent_days
+    return 0 <= days_between(day, today) <= clinical.recent_days
 
 
 def recent_ck(record: PatientRecord, today: date, clinical: ClinicalSettings) -> CkValue | None:
@@ -98,16 +97,13 @@ def _statins(record: PatientRecord) -> tuple[MedicationUse, ...]:
 
 
 def active_statins(record: PatientRecord) -> tuple[MedicationUse, ...]:
-    """Statins the patient is on: a non-draft MedicationRequest active or on-hold, or a
-    MedicationStatement active (rules.md "Active statin", drafts excluded)."""
+    """Statins the patient is on: a non-draft MedicationRequest with an order intent (or none),
+    or a MedicationStatement, active or on-hold (rules.md "Active statin" and "Order intent",
+    r2; drafts excluded: ``drafted_statins``)."""
     return tuple(
         u
         for u in _statins(record)
-        if not u.drafted
-        and (
-            (u.resource_type == "MedicationRequest" and u.status in ACTIVE_ORDER_STATUSES)
-            or (u.resource_type == "MedicationStatement" and u.status in ACTIVE_STATEMENT_STATUSES)
-        )
+        if not u.drafted and u.is_order and u.status in ACTIVE_ORDER_STATUSES
     )
 
 
@@ -126,18 +122,23 @@ def statin_active_or_drafted(record: PatientRecord) -> bool:
 
 
 def statin_courses(record: PatientRecord) -> tuple[MedicationUse, ...]:
-    """rules.md "Statin course": a statin request or statement stopped or completed."""
-    return tuple(u for u in _statins(record) if not u.drafted and u.status in COURSE_STATUSES)
+    """rules.md "Statin course": a statin request (order intents only, r2) or statement stopped
+    or completed."""
+    return tuple(
+        u
+        for u in _statins(record)
+        if not u.drafted and u.is_order and u.status in COURSE_STATUSES
+    )
 
 
 def statin_stop_date(record: PatientRecord) -> date | None:
     """rules.md "Statin stop date": the latest end over the statin courses.
 
-    None (unknown) when any statin request or statement is still active or on-hold, or when no
-    course has an end date. A drafted statin does not count: STAT-06 asks about that very draft.
+    None (unknown) when a statin is active (``active_statins``: order intents only, statements
+    included), or when no course has an end date. A drafted statin does not count: STAT-06 asks
+    about that very draft.
     """
-    # Any statin request or statement still active or on-hold: the patient is on a statin.
-    if any(u.status in ACTIVE_ORDER_STATUSES for u in _statins(record) if not u.drafted):
+    if active_statins(record):
         return None
     ends = [u.end_date for u in statin_courses(record) if u.end_date is not None]
     return max(ends) if ends else None
@@ -155,17 +156,21 @@ def stopped_course(record: PatientRecord) -> MedicationUse | None:
 
 
 def hmgcr_result_positive(value: LabValue) -> bool:
-    """rules.md "Anti-HMGCR positive" for one result: >= 20 (bound-aware) or a positive flag."""
+    """rules.md "Anti-HMGCR positive" for one result: a positive flag whatever the value, a
+    result without a number that says positive (r2), or a number >= 20 (bound-aware)."""
     if HMGCR_POSITIVE_INTERPRETATIONS.intersection(value.interpretation):
         return True
-    if value.qualitative:  # no number: only its interpretation can say positive
-        return False
+    if value.qualitative:  # no number: only its finding can say positive
+        return value.finding == "positive"
     return value.meets_above(HMGCR_POSITIVE_CUTOFF, inclusive=True)
 
 
 def hmgcr_condition(condition: ConditionFact) -> bool:
-    """An active Condition whose wording names anti-HMGCR / necrotizing myopathy (any code)."""
-    if not condition.active or condition.void:
+    """A Condition whose wording names anti-HMGCR / necrotizing myopathy (any code), whatever
+    its clinicalStatus (rules.md r2: a resolved statin-associated IMNM still forbids statin
+    re-exposure for life). A refuted or entered-in-error one is no diagnosis (rules.md
+    "Conditions", r2; the record already leaves those out)."""
+    if condition.void:
         return False
     if HMGCR_CONDITION_KIND in condition.kinds:
         return True
@@ -196,5 +201,6 @@ def hmgcr_positive(
 
 
 def hmgcr_result_on_file(record: PatientRecord) -> bool:
-    """Any usable anti-HMGCR result, positive or negative (HMG-01/02: "no usable result")."""
+    """Any usable anti-HMGCR result, positive or negative (HMG-01/02: "no usable result"); a
+    result without a number that says negative is on file (rules.md r2)."""
     return bool(usable(record.hmgcr))

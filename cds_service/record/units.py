@@ -1,10 +1,10 @@
 """Units and their factors to the rule's unit (rules.md Definitions "Units").
 
 The unit of a Quantity is its ``code`` when ``system`` is UCUM, else its ``unit`` text; either is
-trimmed, compared case-insensitively, and µ/μ are read as u. Conversion is exact decimal
-arithmetic (0.07 g/L is exactly 7 mg/dL); the one division (creatinine µmol/L ÷ 88.4) is rounded
-to 6 significant digits, which rules.md allows. Any unit not in a table is not recognised: the
-caller marks the result unusable and the card says so.
+compared with all whitespace removed, ² read as 2, µ/μ read as u, and case-insensitively (r2).
+Conversion is exact decimal arithmetic (0.07 g/L is exactly 7 mg/dL); the one division
+(creatinine µmol/L ÷ 88.4) is rounded to 6 significant digits, which rules.md allows. Any unit
+not in a table is not recognised: the caller marks the result unusable and the card says so.
 """
 
 from __future__ import annotations
@@ -89,8 +89,11 @@ HMGCR_UNITS = frozenset(
 
 
 def normalise_unit(unit: str) -> str:
-    """Trimmed, lower case, micro sign and Greek mu read as u."""
-    return unit.strip().replace("\u00b5", "u").replace("\u03bc", "u").lower()
+    """rules.md "Units": all whitespace removed (r2), superscript two read as 2 (r2), micro sign
+    and Greek mu read as u, lower case: "mL/min/1.73 m²" is ``ml/min/1.73m2``, "µmol/L" is
+    ``umol/l``."""
+    joined = "".join(unit.split())
+    return joined.replace("\u00b2", "2").replace("\u00b5", "u").replace("\u03bc", "u").lower()
 
 
 def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
@@ -119,7 +122,7 @@ def unreadable_unit(quantity: Mapping[str, Any]) -> str | None:
 
 def is_ucum(quantity: Mapping[str, Any]) -> bool:
     system = quantity.get("system")
-    return isinstance(system, str) and system.strip().rstrip("/") == UCUM
+    return isinstance(system, str) and system.strip().rstrip("/").lower() == UCUM
 
 
 def factor_for(kind: str, unit: str | None) -> Factor | None:

@@ -1,18 +1,24 @@
 """One Observation → one ``LabValue``/``CkValue``, an ``UnusableResult``, or nothing.
 
-rules.md Definitions, "Usable observation", "Value", "Units" and "CK ULN", to the letter:
+rules.md Definitions, "Reading a resource", "Usable observation", "Day of a time", "Value",
+"Units" and "CK ULN", to the letter:
 
-- status ``final``, ``amended``, ``corrected`` or ``preliminary`` is usable; any other status is
-  ignored everywhere (``None`` here: not even an "unusable" note).
-- time = ``effectiveDateTime``, else ``effectivePeriod.start``, else ``issued``; a date-only value
-  is midnight UTC.
+- status ``final``, ``amended``, ``corrected`` or ``preliminary`` (read trimmed, any case) is
+  usable; any other status is ignored everywhere (``None`` here: not even an "unusable" note).
+- time = ``effectiveDateTime``, else ``effectiveInstant``, else ``effectivePeriod.start``, else
+  ``issued``, kept in the offset it was written with (its day is the date as written); a
+  date-only value is midnight UTC, a partial date its first day.
 - value = ``valueQuantity`` with its comparator, or a ``valueString`` "[<|<=|≤|>|>=|≥] number
-  [unit]" (no unit → the rule's unit).
+  [unit]" (no unit → the rule's unit); no number, or a ``dataAbsentReason``, is no value (r2).
+  An anti-HMGCR result with no number is read for a positive/negative finding instead (r2).
 - unit and factors: ``cds_service.record.units``; an unknown or missing unit makes the result
   unusable with the reason "unit '‹u›' not recognised".
 - ``referenceRange.low/high`` convert with their own unit, else the value's.
 - CK ULN: the result's own ``referenceRange.high`` (converted), else the sex default from settings,
   flagged ``uln_assumed``.
+
+A result dated after today and a duplicate of another are the record builder's to drop
+(``record.build``): both need the other results or today.
 """
 
 from __future__ import annotations
@@ -63,7 +69,15 @@ _INTERPRETATION_SYSTEMS = frozenset(
 
 
 def parse_datetime(value: object) -> datetime | None:
-    """A FHIR date/dateTime/instant as an aware UTC datetime (partial dates: the first day)."""
+    """A FHIR date/dateTime/instant as an aware datetime in the offset it was written with
+    (rules.md "Day of a time", r2: the calendar date as written, never converted to UTC; a value
+    without a time or offset is read as UTC). Partial dates are their first day. Aware datetimes
+    compare as instants, offsets included ("Latest", rules.md).
+
+    Every value the FHIR grammar allows parses, the ends of the range included
+    (``9999-12-31T23:59:59-00:01`` is after year 9999 in UTC): nothing is converted, so nothing
+    overflows. A leap second (``:60``, allowed by the grammar) is read as ``:59``. Anything else
+    (month 13, 30 February, an offset of 24 hours) is None."""
     if not isinstance(value, str):
         return None
     m = _DATETIME.match(value.strip())
@@ -77,25 +91,32 @@ def parse_datetime(value: object) -> datetime | None:
             sign = 1 if m["tz"][0] == "+" else -1
             hours, minutes = int(m["tz"][1:3]), int(m["tz"][4:6])
             tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        moment = datetime(
+        return datetime(
             int(m["y"]),
             int(m["m"] or 1),
             int(m["d"] or 1),
             int(m["H"] or 0),
             int(m["M"] or 0),
-            int(m["S"] or 0),
+            59 if m["S"] == "60" else int(m["S"] or 0),
             micro,
             tzinfo=tz,
         )
-    except ValueError:  # month 13, hour 25, offset out of range...
+    except ValueError:  # year 0, month 13, hour 25, offset out of range...
         return None
-    return moment.astimezone(UTC)
 
 
 def parse_date(value: object) -> date | None:
-    """A FHIR date or dateTime as the UTC calendar date."""
+    """A FHIR date or dateTime as the calendar date written in it (rules.md "Day of a time")."""
     moment = parse_datetime(value)
     return moment.date() if moment else None
+
+
+def read_code(value: object) -> str | None:
+    """A code the rules compare (``status``, ``intent``, comparators, unit codes): trimmed and
+    lower case (rules.md "Reading a resource", r2: "FINAL" is final); None when absent or not a
+    string."""
+    text = as_text(value)
+    return text.lower() if text is not None else None
 
 
 def observation_time(obs: Mapping[str, Any]) -> datetime | None:
@@ -147,7 +168,7 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
         if raw_cmp is not None:
             comparator = _COMPARATORS.get(str(raw_cmp).strip())
             if comparator is None:
-                return f"comparator '{raw_cmp}' not recognised"
+                return f"comparator '{_clip(str(raw_cmp))}' not recognised"
         unit = quantity_unit(quantity)
         unit_text = as_text(quantity.get("unit")) or as_text(quantity.get("code"))
         original = f"{comparator or ''}{_number_text(quantity.get('value'))}"
@@ -161,7 +182,7 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
     if isinstance(text, str):
         m = _VALUE_STRING.match(text)
         if m is None:
-            return f"value '{text.strip()[:40]}' not recognised"
+            return f"value '{_clip(text)}' not recognised"
         number = Decimal(m["num"])
         unit = m["unit"]
         comparator = _COMPARATORS[m["cmp"]] if m["cmp"] else None
@@ -177,6 +198,12 @@ def _checked(reading: Reading) -> Reading | str:
 
 # rules.md "Anti-HMGCR positive": these v3 ObservationInterpretation codes count whatever the value.
 HMGCR_POSITIVE_INTERPRETATIONS = frozenset({"POS", "H", "HH", "A"})
+# rules.md "Usable observation" (r2): an anti-HMGCR result with no number is usable with one of
+# these (negative: "on file" for HMG-01) or with a positive one above.
+HMGCR_NEGATIVE_INTERPRETATIONS = frozenset({"NEG", "N", "L"})
+# SNOMED CT qualifier values a lab may put in valueCodeableConcept: Positive, Negative.
+_SNOMED_FINDINGS = {"10828004": "positive", "260385009": "negative"}
+_FINDING_WORD = re.compile(r"\b(positive|negative)\b", re.IGNORECASE)
 
 
 def positive_flag(interpretation: tuple[str, ...]) -> bool:
@@ -185,14 +212,51 @@ def positive_flag(interpretation: tuple[str, ...]) -> bool:
 
 
 def interpretation_codes(obs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The v3 ObservationInterpretation codes of the result, trimmed and upper case (the code
+    system's own case: "pos" is POS); codings of other systems are not read."""
     codes: list[str] = []
     for concept in as_list(obs.get("interpretation")):
         for coding in as_list(as_dict(concept).get("coding")):
             c = as_dict(coding)
-            system, code = c.get("system"), c.get("code")
-            if (system is None or system in _INTERPRETATION_SYSTEMS) and as_text(code):
-                codes.append(str(code).strip())
+            system, code = c.get("system"), as_text(c.get("code"))
+            if code and (system is None or _system(system) in _INTERPRETATION_SYSTEMS):
+                codes.append(code.upper())
     return tuple(dict.fromkeys(codes))
+
+
+def _system(system: object) -> str:
+    text = as_text(system)
+    return text.rstrip("/") if text else ""
+
+
+def qualitative_finding(obs: Mapping[str, Any], interpretation: tuple[str, ...]) -> str | None:
+    """rules.md "Usable observation" (r2), anti-HMGCR without a number: "positive" or
+    "negative" from its interpretation (POS, H, HH, A / NEG, N, L), else from a
+    ``valueString`` or ``valueCodeableConcept`` saying so; None when nothing says either, or the
+    text says both. A positive interpretation wins ("whatever the value")."""
+    if positive_flag(interpretation):
+        return "positive"
+    if HMGCR_NEGATIVE_INTERPRETATIONS.intersection(interpretation):
+        return "negative"
+    concept = as_dict(obs.get("valueCodeableConcept"))
+    said: set[str] = set()
+    texts = [obs.get("valueString"), concept.get("text")]
+    for coding in as_list(concept.get("coding")):
+        c = as_dict(coding)
+        texts.append(c.get("display"))
+        code = as_text(c.get("code"))
+        if code is None:
+            continue
+        if code in _SNOMED_FINDINGS:
+            said.add(_SNOMED_FINDINGS[code])
+        elif code.upper() in HMGCR_POSITIVE_INTERPRETATIONS:
+            said.add("positive")
+        elif code.upper() in HMGCR_NEGATIVE_INTERPRETATIONS:
+            said.add("negative")
+    for text in texts:
+        if isinstance(text, str):
+            said.update(word.lower() for word in _FINDING_WORD.findall(text))
+    return said.pop() if len(said) == 1 else None
 
 
 # --- one observation -------------------------------------------------------------------------
@@ -206,34 +270,43 @@ def read_observation(
     None: not a usable status (ignored everywhere). UnusableResult: a usable status whose value,
     unit or time cannot be used; the card of that area says why.
     """
-    status = obs.get("status")
+    status = read_code(obs.get("status"))
     if status not in USABLE_STATUSES:
         return None
     resource_id = as_text(obs.get("id"))
     time = observation_time(obs)
     if time is None:
         return UnusableResult(kind, resource_id, None, "no effective time")
+    if _present(obs.get("dataAbsentReason")):
+        # rules.md "Usable observation" (r2): a dataAbsentReason says there is no value, whatever
+        # else the result carries.
+        return UnusableResult(kind, resource_id, time, "no value (dataAbsentReason)")
     interpretation = interpretation_codes(obs)
     reading = read_value(obs)
     if isinstance(reading, str):
-        if kind == "hmgcr" and interpretation:
-            return _qualitative_hmgcr(obs, resource_id, time, str(status), interpretation)
+        finding = qualitative_finding(obs, interpretation) if kind == "hmgcr" else None
+        if finding is not None:
+            return _qualitative_hmgcr(obs, resource_id, time, status, interpretation, finding)
         return UnusableResult(kind, resource_id, time, reading)
     if reading.unit is None and reading.unit_optional:
         factor: Factor | None = Factor()  # valueString without unit: the rule's unit
     else:
         factor = factor_for(kind, reading.unit)
-    if factor is None and kind == "hmgcr" and positive_flag(interpretation):
+    if (
+        factor is None
+        and kind == "hmgcr"
+        and qualitative_finding(obs, interpretation) == "positive"
+    ):
         # rules.md "Anti-HMGCR positive": a positive interpretation counts "whatever the value",
         # so a number in an unlisted unit is kept for its flag (its number is not compared).
         return _qualitative_hmgcr(
-            obs, resource_id, time, str(status), interpretation, written=reading.original
+            obs, resource_id, time, status, interpretation, "positive", written=reading.original
         )
     if factor is None:
         if reading.unreadable:
             reason = f"unit {reading.unreadable}"
         elif reading.unit:
-            reason = f"unit '{reading.unit}' not recognised"
+            reason = f"unit '{_clip(reading.unit)}' not recognised"
         else:
             reason = "unit (none) not recognised"
         return UnusableResult(kind, resource_id, time, reason)
@@ -249,7 +322,7 @@ def read_observation(
         "comparator": reading.comparator,
         "unit": unit_label,
         "time": time,
-        "status": str(status),
+        "status": status,
         "resource_id": resource_id,
         "original": reading.original,
         "converted": not factor.identity,
@@ -318,18 +391,19 @@ def _qualitative_hmgcr(
     time: datetime,
     status: str,
     interpretation: tuple[str, ...],
+    finding: str,
     written: str | None = None,
 ) -> LabValue:
-    """rules.md "Anti-HMGCR positive": an interpretation counts "whatever the value", so a result
-    without a number ("Positive"), or with one in an unlisted unit, is kept for its
-    interpretation codes."""
+    """rules.md "Anti-HMGCR positive" and "Usable observation" (r2): a result without a number
+    ("Positive", "NEGATIVE (<20 U)"), or with one in an unlisted unit and a positive flag, is
+    kept for its ``finding``; its number is never compared."""
     concept = as_dict(obs.get("valueCodeableConcept"))
     written = (
         written
         or as_text(obs.get("valueString"))
         or as_text(concept.get("text"))
         or next((as_text(as_dict(c).get("display")) for c in as_list(concept.get("coding"))), None)
-        or f"interpretation {'/'.join(interpretation)}"
+        or (f"interpretation {'/'.join(interpretation)}" if interpretation else finding)
     )
     return LabValue(
         kind="hmgcr",
@@ -343,7 +417,19 @@ def _qualitative_hmgcr(
         converted=False,
         interpretation=interpretation,
         qualitative=True,
+        finding=finding,
     )
+
+
+def _present(value: object) -> bool:
+    """An element that is there at all (any JSON value but null, "", {} or [])."""
+    return value is not None and value not in ("", {}, [])
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """A lab's text quoted in a reason, cut so a card stays readable."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number_text(value: object) -> str:

@@ -38,7 +38,7 @@ def run_view(view: View, today: date, settings: Settings, templates: Any) -> lis
     runs = []
     for service, body in requests_for(view, today):
         data = gather(service, body, settings)
-        record = build_record(data, body, settings)
+        record = build_record(data, body, settings, today)
         advices = advice.evaluate(record, today, settings.clinical, service.hook, service.rules)
         cards = cards_render.render(advices, record, templates, service.hook)
         runs.append(ServiceRun(service, body, record, tuple(advices), tuple(cards)))

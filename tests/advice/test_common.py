@@ -94,7 +94,19 @@ def test_ck_values_use_the_prefix() -> None:
         "peak_date": "2025-06-29",
         "peak_uln": "308",
         "peak_preliminary": "",
+        "peak_shown": "6,950",
+        "peak_x_uln_shown": "22.6",
     }
+
+
+@pytest.mark.parametrize(
+    ("comparator", "shown", "x_uln_shown"),
+    [(">=", "\u2265 3,080", "at least 10.0"), (">", "> 3,080", "over 10.0"),
+     ("<", "< 3,080", "under 10.0"), ("<=", "\u2264 3,080", "at most 10.0")],
+)
+def test_ck_values_say_the_bound_in_words(comparator: str, shown: str, x_uln_shown: str) -> None:
+    values = common.ck_values(b.ck(3080, 2, uln=308, comparator=comparator))
+    assert (values["ck_shown"], values["ck_x_uln_shown"]) == (shown, x_uln_shown)
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,8 @@ def test_stat01_uses_the_results_own_uln() -> None:
     ("comparator", "value", "fires"),
     [
         (">", 3080, True),
-        (">=", 3080, False),
+        (">=", 3080, True),  # r2: a lower bound exactly on 10×ULN takes the band above
+        (">=", 3079, False),
         (">=", 3081, True),
         ("<", 9000, False),
         ("<=", 9000, False),
@@ -235,15 +236,55 @@ def test_stat03_between_4x_exclusive_and_10x_inclusive(ck: int, fires: bool) -> 
     ("comparator", "value", "fires"),
     [
         ("<", 3000, False),  # could be anything below 3,000: "> 4×ULN" not decided
-        (">", 1300, False),  # could be above 10×ULN: "<= 10×ULN" not decided
-        (">", 1232, False),
         ("<=", 3080, False),
     ],
 )
-def test_stat03_bounds_that_cannot_decide_do_not_fire(
+def test_stat03_upper_bounds_that_cannot_decide_do_not_fire(
     comparator: str, value: int, fires: bool
 ) -> None:
     assert ("STAT-03" in fired(on_statin(b.ck(value, 2, comparator=comparator)))) is fires
+
+
+STAT_CK_RULES = ("STAT-01", "STAT-02", "STAT-03", "STAT-04")
+
+
+@pytest.mark.parametrize("comparator", [">", ">="])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (200, set()),  # a lower bound under the ULN: no card
+        (308, set()),  # at the ULN: no card
+        (309, {"STAT-04"}),
+        (1231, {"STAT-04"}),
+        (1232, {"STAT-03"}),  # exactly 4×ULN: the band above
+        (1300, {"STAT-03"}),
+        (3079, {"STAT-03"}),
+        (3080, {"STAT-01"}),  # exactly 10×ULN: the band above
+        (12319, {"STAT-01"}),
+        (12321, {"STAT-01", "STAT-02"}),
+    ],
+)
+def test_ck_lower_bound_bands(comparator: str, value: int, expected: set[str]) -> None:
+    # rules.md "CK as a lower bound" (r2): ">V"/">=V" is at least V; STAT-01…04 use the band that
+    # contains V, the band above when V is exactly on 4×ULN or 10×ULN.
+    found = fired(on_statin(b.ck(value, 2, uln=308, comparator=comparator)))
+    assert {rule for rule in found if rule in STAT_CK_RULES} == expected
+
+
+@pytest.mark.parametrize(("comparator", "rhabdo"), [(">=", False), (">", True)])
+def test_stat02_lower_bound_exactly_40x(comparator: str, rhabdo: bool) -> None:
+    # ">=V" meets 40×ULN only when V > 40×ULN; ">V" when V >= 40×ULN (rules.md r2).
+    found = fired(on_statin(b.ck(12320, 2, uln=308, comparator=comparator)))
+    assert ("STAT-02" in found) is rhabdo
+    assert "STAT-01" in found
+
+
+def test_lower_bound_card_shows_the_comparator() -> None:
+    advice = fired(on_statin(b.ck(3080, 2, uln=308, comparator=">=")))["STAT-01"]
+    assert advice.values["ck"] == ">=3,080"
+    assert advice.values["ck_shown"] == "\u2265 3,080"
+    assert advice.values["ck_x_uln_shown"] == "at least 10.0"
+    assert advice.values["ck_x_uln"] == ">=10.0"
 
 
 def test_stat03_suggests_ck_and_tsh() -> None:

@@ -250,8 +250,10 @@ def test_hmgcr_positive_flag_counts_whatever_the_unit() -> None:
     )
 
 
-def test_hmgcr_text_without_interpretation_is_unusable() -> None:
-    assert unusable(obs("Positive"), "hmgcr").reason == "value 'Positive' not recognised"
+def test_hmgcr_text_saying_neither_is_unusable() -> None:
+    assert unusable(obs("Equivocal"), "hmgcr").reason == "value 'Equivocal' not recognised"
+    # a text saying both is no finding either
+    assert unusable(obs("positive or negative?"), "hmgcr").reason.startswith("value '")
 
 
 def test_interpretation_of_other_systems_is_not_taken() -> None:

@@ -57,8 +57,12 @@ def test_recent_ck_is_the_latest_only() -> None:
     assert found is not None and found.value == Decimal(300)
 
 
-def test_result_dated_tomorrow_counts_as_recent() -> None:
+def test_a_day_after_today_is_not_recent() -> None:
+    # rules.md r2: a future date is a data error (the record leaves such results out; should one
+    # reach here it is not "recent" either).
     record = b.record(ck=(b.ck(5000, b.day_of(-1)),))
+    assert recent_ck(record, TODAY, CLINICAL) is None
+    record = b.record(ck=(b.ck(5000, 0),))
     assert recent_ck(record, TODAY, CLINICAL) is not None
 
 
@@ -140,8 +144,9 @@ def test_creatinine_rise_compares_with_the_value_just_before() -> None:
         ("MedicationRequest", "cancelled", False),
         ("MedicationRequest", "draft", False),
         ("MedicationStatement", "active", True),
-        ("MedicationStatement", "on-hold", False),
+        ("MedicationStatement", "on-hold", True),  # r2: a paused statin is still active
         ("MedicationStatement", "completed", False),
+        ("MedicationStatement", "stopped", False),
     ],
 )
 def test_statin_active_statuses(resource_type: str, status: str, active: bool) -> None:
@@ -306,13 +311,16 @@ def test_hmgcr_condition_by_terminology_kind() -> None:
         ("active", "confirmed", True),
         ("relapse", None, True),
         (None, None, True),
-        ("resolved", "confirmed", False),
-        ("inactive", "confirmed", False),
+        # r2: any clinicalStatus counts (a past statin-associated IMNM forbids statins for life)
+        ("resolved", "confirmed", True),
+        ("inactive", "confirmed", True),
+        ("remission", "provisional", True),
         ("active", "entered-in-error", False),
         ("active", "refuted", False),
+        ("resolved", "refuted", False),
     ],
 )
-def test_hmgcr_condition_must_be_active(
+def test_hmgcr_condition_any_clinical_status_but_not_void(
     clinical_status: str | None, verification: str | None, counts: bool
 ) -> None:
     cond = b.condition(
