@@ -83,6 +83,10 @@ class Settings:
     port: int = 8080
     workers: int = 2
     threads: int = 8
+    # The served front end (commands/front.py): a request's head must be complete this long after
+    # the connection (or the previous response), its body this long after the head.
+    header_deadline_seconds: float = 5.0
+    body_deadline_seconds: float = 15.0
     # Operations (issue 6): /metrics without authentication even when auth is required (for a
     # scraper inside the cluster network); the benchmark's no-op floor endpoint.
     metrics_public: bool = False
@@ -136,6 +140,10 @@ class Settings:
             port=reader.integer("MYOCDS_PORT", 8080, low=1, high=65535),
             workers=reader.integer("MYOCDS_WORKERS", 2, low=1),
             threads=reader.integer("MYOCDS_THREADS", 8, low=1),
+            header_deadline_seconds=reader.number(
+                "MYOCDS_HEADER_DEADLINE_SECONDS", 5.0, high=600
+            ),
+            body_deadline_seconds=reader.number("MYOCDS_BODY_DEADLINE_SECONDS", 15.0, high=600),
             metrics_public=reader.flag("MYOCDS_METRICS_PUBLIC", False),
             bench_noop=reader.flag("MYOCDS_BENCH_NOOP", False),
             clinical=ClinicalSettings(

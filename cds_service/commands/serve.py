@@ -1,5 +1,6 @@
-"""``myocds serve``: the service under gunicorn (threaded workers, so a hook call waiting on the
-EHR's FHIR server does not block the other calls of its worker)."""
+"""``myocds serve``: the service under gunicorn, each worker serving through the buffering front
+end of ``commands/front.py`` (Hypercorn reads every request in full, under a header and a body
+deadline, before one of the worker's threads runs it; a slow client holds no thread)."""
 
 from __future__ import annotations
 
@@ -77,11 +78,12 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
         "threads": settings.threads,
-        "worker_class": "gthread",
-        # A hook call is bounded by the FHIR deadline; give the worker room beyond it.
+        # gunicorn forks and watches the workers; each serves with Hypercorn (commands/front.py).
+        "worker_class": "cds_service.commands.front.FrontWorker",
+        # The worker's heartbeat comes from its event loop, which a slow call never blocks.
         "timeout": max(30, int(settings.hook_deadline_seconds * 4)),
         "graceful_timeout": 20,
-        "keepalive": 5,
+        "keepalive": int(settings.header_deadline_seconds),
         # Heartbeat files in memory: works with a read-only root filesystem (docker/k8s).
         "worker_tmp_dir": "/dev/shm",
         "accesslog": None,  # one structured line per call comes from the app itself

@@ -42,6 +42,7 @@ import urllib3.exceptions
 
 from cds_service.errors import BadRequest, DataUnavailable, FhirServerRefused, Unprocessable
 from cds_service.fhir.allow import check_fhir_server, has_dot_segment
+from cds_service.fhir.bulkhead import call_arrival, waiting_on_fhir
 from cds_service.fhir.data import FetchStats, FhirData
 from cds_service.fhir.elements import FHIR_ID
 from cds_service.fhir.parse import InvalidResource, parse_resource, unpack_bundle
@@ -434,7 +435,10 @@ def _run_parallel(
         transport.executor.submit(_guarded, fn, key, *args): key
         for key, (fn, *args) in tasks.items()
     }
-    done, pending = wait(futures, timeout=max(budget.remaining(), 0), return_when=FIRST_EXCEPTION)
+    with waiting_on_fhir():  # the call's work slot serves other calls meanwhile (bulkhead.py)
+        done, pending = wait(
+            futures, timeout=max(budget.remaining(), 0), return_when=FIRST_EXCEPTION
+        )
     failed = [f for f in done if f.exception() is not None]
     if failed or pending:
         budget.abandoned.set()  # running fetches stop at their next request or chunk
@@ -492,7 +496,8 @@ def gather(
     ``deadline`` is a ``time.monotonic()`` value when the caller started the clock itself;
     otherwise the call has ``settings.hook_deadline_seconds`` from now.
     """
-    started = time.monotonic()
+    # Served, the clock started when the request arrived: time queued for a thread counts.
+    started = call_arrival() or time.monotonic()
     budget = _Budget(
         deadline=deadline if deadline is not None else started + settings.hook_deadline_seconds,
         request_timeout=settings.fhir_timeout_seconds,

@@ -1,5 +1,5 @@
 """``myocds serve``: gunicorn options from the settings, refusals at start-up, and one real server
-(2 gthread workers on a loopback port) whose ``/metrics`` sums every worker's counts."""
+(2 workers on a loopback port) whose ``/metrics`` sums every worker's counts."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def test_gunicorn_options_come_from_the_settings() -> None:
     options = gunicorn_options(settings)
     assert options["bind"] == "0.0.0.0:9000"
     assert (options["workers"], options["threads"]) == (3, 4)
-    assert options["worker_class"] == "gthread"
+    # Each worker serves through the buffering front end (commands/front.py).
+    assert options["worker_class"] == "cds_service.commands.front.FrontWorker"
     assert options["preload_app"] is True
     # A worker must outlive the longest hook call (the FHIR deadline) before being killed.
     assert options["timeout"] > settings.hook_deadline_seconds
