@@ -10,7 +10,7 @@ import pytest
 
 from cds_service.fhir.data import FhirData
 from cds_service.record.build import build_record
-from cds_service.record.ivig import grams_given_between, ivig_status
+from cds_service.record.ivig import drafted_ivig, grams_given_between, ivig_status
 from cds_service.record.model import IvigGiven, Medication, MedicationUse, PatientRecord
 from cds_service.settings import Settings
 
@@ -178,3 +178,28 @@ def test_administration_status_read_trimmed_and_in_any_case(status: str) -> None
     rec = built(admin)
     assert [g.resource_id for g in rec.ivig_given] == ["a1"]
     assert ivig_status(rec, TODAY).days_since_last == 12
+
+
+@pytest.mark.parametrize(
+    ("selection", "drafted"),
+    [
+        ("MedicationRequest/ivig-1", True),
+        # Mutation-run gap: a versioned reference still selects its draft
+        ("MedicationRequest/ivig-1/_history/2", True),
+        ("https://ehr.example/fhir/MedicationRequest/ivig-1/_history/17", True),
+        (" MedicationRequest/ivig-1/ ", True),
+        ("MedicationRequest/ivig-2/_history/1", False),
+        ("Medication/ivig-1", False),
+    ],
+)
+def test_order_select_selection_picks_the_drafted_ivig(selection: str, drafted: bool) -> None:
+    draft = {**ivig_request("draft"), "id": "ivig-1"}
+    other = {**ivig_request("draft"), "id": "ivig-3"}
+    data = FhirData(
+        resources=({"resourceType": "Patient", "id": "p1"},),
+        drafts=(draft, other),
+        selections=(selection,),
+    )
+    body = {"hook": "order-select", "context": {"patientId": "p1"}}
+    rec = build_record(data, body, Settings())
+    assert [u.resource_id for u in drafted_ivig(rec)] == (["ivig-1"] if drafted else [])

@@ -7,9 +7,13 @@ OperationOutcome), so a caller learns nothing about which check failed.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +30,7 @@ DISCOVERY = "/cds-services"
 CALL = f"/cds-services/{SERVICE}"
 FEEDBACK = f"/cds-services/{SERVICE}/feedback"
 PATIENT_ID = "trust-pt-1"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def call_body() -> dict[str, Any]:
@@ -214,22 +219,81 @@ def test_cors_preflight_needs_no_token(auth_client: FlaskClient) -> None:
     assert response.status_code in (200, 204)
 
 
-def test_aud_follows_the_request_url_without_a_public_base_url(
+EVIL = "http://evil.example"
+
+
+@pytest.mark.parametrize("which", list(REQUESTS))
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {},
+        {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example"},
+        {"Forwarded": "proto=http;host=evil.example"},
+    ],
+    ids=["host", "host+x-forwarded", "host+forwarded"],
+)
+def test_a_token_for_the_host_the_client_names_is_refused(
+    auth_app: Flask, es384: SigningKey, which: str, forged: dict[str, str]
+) -> None:
+    # Minted for the URL the attacker makes the request look like it was sent to.
+    method, path, body = REQUESTS[which]
+    token = es384.token(aud=EVIL + path)
+    client = auth_app.test_client()
+    headers = {"Authorization": f"Bearer {token}", "Host": "evil.example", **forged}
+    response = client.open(path, method=method, json=body() if body else None,
+                           headers=headers, base_url=EVIL)
+    assert_bare_401(response)
+    # The same request with a token for the configured public URL is accepted.
+    good = {**headers, "Authorization": f"Bearer {es384.token(aud=BASE_URL + path)}"}
+    accepted = client.open(path, method=method, json=body() if body else None,
+                           headers=good, base_url=EVIL)
+    assert accepted.status_code == 200, accepted.get_data(as_text=True)
+
+
+def test_forwarded_headers_from_a_trusted_proxy_do_not_move_the_audience_either(
     settings: Settings,
     make_app: Callable[[Settings], Flask],
     issuers_file: Callable[..., str],
     es384: SigningKey,
 ) -> None:
-    app = make_app(
-        settings.with_overrides(
-            auth="required", issuers_file=issuers_file(jku=[], jwks=es384.jwks())
-        )
-    )
+    app = make_app(settings.with_overrides(
+        auth="required", issuers_file=issuers_file(jku=[], jwks=es384.jwks()),
+        public_base_url=BASE_URL, trusted_proxies=("127.0.0.1",),
+    ))
     client = app.test_client()
-    token = es384.token(aud="http://localhost/cds-services", header={"jku": None})
-    assert client.get(DISCOVERY, headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    other = es384.token(aud=BASE_URL + DISCOVERY, header={"jku": None})
-    assert_bare_401(client.get(DISCOVERY, headers={"Authorization": f"Bearer {other}"}))
+    headers = {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example"}
+    token = es384.token(aud=EVIL + DISCOVERY, header={"jku": None})
+    response = client.get(DISCOVERY, headers={"Authorization": f"Bearer {token}", **headers},
+                          environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert_bare_401(response)
+
+
+def test_authentication_required_without_a_public_base_url_does_not_start(
+    settings: Settings, issuers_file: Callable[..., str]
+) -> None:
+    from cds_service import create_app
+    from cds_service.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="needs MYOCDS_PUBLIC_BASE_URL"):
+        create_app(settings.with_overrides(
+            auth="required", issuers_file=issuers_file(), public_base_url=None
+        ))
+
+
+def test_serve_without_a_public_base_url_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYOCDS_")}
+    env.update(MYOCDS_AUTH="required", MYOCDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db'}",
+               MYOCDS_PORT="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "cds_service.cli", "serve"], env=env, cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "myocds: cannot start: MYOCDS_AUTH=required needs MYOCDS_PUBLIC_BASE_URL, the base URL "
+        "clients call (e.g. https://cds.example.org): the JWT aud is checked against it"
+    )
 
 
 def test_caller_fhir_allow_list_reaches_the_fhir_fetch(
