@@ -97,7 +97,7 @@ def build_record(
         None,
     )
     # rules.md "Reading a resource" (r2): codes the rules compare are read trimmed, any case.
-    gender = _code(as_dict(patient).get("gender"))
+    gender = read_code(as_dict(patient).get("gender"))
     birth_date = parse_date(as_dict(patient).get("birthDate"))
 
     labs = _read_labs(resources, gender, settings, today)
@@ -436,7 +436,7 @@ def _ivig_given(
     for resource in resources:
         if resource.get("resourceType") != "MedicationAdministration":
             continue
-        status = _code(resource.get("status"))
+        status = read_code(resource.get("status"))
         if status not in GIVEN_ADMINISTRATION_STATUSES:
             continue
         medication = resolver.medication(resource)
@@ -559,18 +559,12 @@ def _status_code(value: object) -> str | None:
     """An R4 status CodeableConcept (or a DSTU2-style plain code) → its code, trimmed and lower
     case (rules.md "Reading a resource")."""
     if isinstance(value, str):
-        return _code(value)
+        return read_code(value)
     for coding in as_list(as_dict(value).get("coding")):
-        code = _code(as_dict(coding).get("code"))
+        code = read_code(as_dict(coding).get("code"))
         if code:
             return code
     return None
-
-
-def _code(value: object) -> str | None:
-    """A code the rules compare (status, gender...): trimmed, lower case; None when empty."""
-    text = as_text(value)
-    return text.lower() if text is not None else None
 
 
 # --- helpers ---------------------------------------------------------------------------------
