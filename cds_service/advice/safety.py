@@ -133,7 +133,7 @@ def active_estrogens(record: PatientRecord) -> tuple[str, ...]:
             for u in record.estrogen_uses
             if u.medication.is_estrogen
             and u.is_order
-            and (u.status.lower() in ACTIVE_ORDER_STATUSES or u.drafted)
+            and (u.status in ACTIVE_ORDER_STATUSES or u.drafted)
         )
     )
 

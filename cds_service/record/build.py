@@ -461,7 +461,7 @@ def _ivig_given(
             use.drafted
             or use.resource_type != "MedicationRequest"
             or not use.is_order  # rules.md r2 "Order intent": a plan or proposal gave nothing
-            or use.status.lower() not in GIVEN_REQUEST_STATUSES
+            or use.status not in GIVEN_REQUEST_STATUSES
             or use.authored_on is None
         ):
             continue

@@ -82,7 +82,7 @@ def ivig_status(record: PatientRecord, today: date) -> IvigStatus:
         and u.resource_type == "MedicationRequest"
         and not u.drafted
         and u.is_order  # rules.md r2 "Order intent": a plan or proposal is not a course
-        and u.status.lower() in ACTIVE_ORDER_STATUSES
+        and u.status in ACTIVE_ORDER_STATUSES
         for u in record.ivig_uses
     )
     recent = last is not None and within_last(last.day, today, ONGOING_WINDOW_DAYS)
