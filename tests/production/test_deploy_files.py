@@ -127,3 +127,86 @@ def test_kubernetes_deployment_service_and_autoscaler_agree() -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
     assert int(annotations["prometheus.io/port"]) in port_names.values()
     assert env["MYOCDS_METRICS_PUBLIC"]["value"] == "on"
+
+
+def test_kubernetes_pod_meets_the_restricted_pod_security_profile() -> None:
+    docs = _k8s()
+    labels = docs["Namespace"]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    template = docs["Deployment"]["spec"]["template"]
+    pod = template["spec"]
+    [container] = pod["containers"]
+    pod_security, security = pod["securityContext"], container["securityContext"]
+    # Kubernetes "restricted": each of these on the container or inherited from the pod.
+    for name, wanted in (("runAsNonRoot", True), ("seccompProfile", {"type": "RuntimeDefault"})):
+        assert security.get(name, pod_security.get(name)) == wanted, name
+    assert pod_security["runAsUser"] != 0 and security.get("runAsUser") != 0
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert not security["capabilities"].get("add")
+    assert security["readOnlyRootFilesystem"] is True
+    assert not security.get("privileged")
+    assert pod["automountServiceAccountToken"] is False
+    assert not any(pod.get(name) for name in ("hostNetwork", "hostPID", "hostIPC"))
+    # What must be written has an emptyDir: /tmp, and /dev/shm (gunicorn heartbeats, metrics).
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    for path in ("/tmp", "/dev/shm"):
+        assert "emptyDir" in volumes[mounted[path]], path
+        assert volumes[mounted[path]]["emptyDir"]["sizeLimit"]
+    # No hostPath volumes (not allowed by the profile).
+    assert not any("hostPath" in v for v in pod["volumes"])
+
+
+def _ports(rule: dict[str, Any]) -> set[tuple[str, int]]:
+    return {(p.get("protocol", "TCP"), int(p["port"])) for p in rule.get("ports", [])}
+
+
+def test_network_policy_allows_egress_only_to_dns_database_redis_and_https() -> None:
+    docs = _k8s()
+    policy = docs["NetworkPolicy"]["spec"]
+    labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    allowed: dict[frozenset[tuple[str, int]], list[dict[str, Any]]] = {}
+    for rule in policy["egress"]:
+        assert rule.get("ports"), "an egress rule without ports allows every port"
+        assert rule.get("to"), "an egress rule without peers allows every destination"
+        allowed[frozenset(_ports(rule))] = rule["to"]
+    assert set(allowed) == {
+        frozenset({("UDP", 53), ("TCP", 53)}),
+        frozenset({("TCP", 5432)}),
+        frozenset({("TCP", 6379)}),
+        frozenset({("TCP", 443)}),
+    }
+    dns = allowed[frozenset({("UDP", 53), ("TCP", 53)})]
+    assert dns[0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert allowed[frozenset({("TCP", 5432)})][0]["podSelector"]["matchLabels"] == {
+        "app": "postgres"
+    }
+    assert allowed[frozenset({("TCP", 6379)})][0]["podSelector"]["matchLabels"] == {
+        "app": "redis"
+    }
+    # HTTPS only to addresses outside the private, link-local (cloud metadata) and CGNAT ranges.
+    import ipaddress
+
+    blocks = [peer["ipBlock"] for peer in allowed[frozenset({("TCP", 443)})]]
+    assert {b["cidr"] for b in blocks} == {"0.0.0.0/0", "::/0"}
+    excluded = [ipaddress.ip_network(c) for b in blocks for c in b.get("except", [])]
+    for address in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+                    "127.0.0.1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "64:ff9b::a00:1"):
+        assert any(ipaddress.ip_address(address) in net for net in excluded), address
+    # Only the service port comes in.
+    assert [_ports(rule) for rule in policy["ingress"]] == [{("TCP", 8080)}]
+    [container] = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert {p["containerPort"] for p in container["ports"]} == {8080}
+
+
+def test_kubernetes_workers_one_per_cpu_of_the_limit() -> None:
+    # README "Scaling out": one worker per core (the work is CPU-bound Python).
+    [container] = _k8s()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    cpu = str(container["resources"]["limits"]["cpu"])
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    assert int(env["MYOCDS_WORKERS"]) == cores
+    assert int(env["MYOCDS_THREADS"]) >= 1
