@@ -179,6 +179,20 @@ def _codes(value: object) -> list[str] | None:
     return [v if isinstance(v, str) and _CODE.match(v) else "?" for v in value][:50]
 
 
+_RESOURCE_TYPE = re.compile(r"^(?:[A-Z][A-Za-z]{1,63}|unknown)$")
+
+
+def _type_counts(value: object) -> dict[str, int] | None:
+    """resourceType -> count (the fhir layer already labels anything not R4 "unknown")."""
+    if not isinstance(value, Mapping):
+        return None
+    return {
+        (k if isinstance(k, str) and _RESOURCE_TYPE.match(k) else "?"): v
+        for k, v in list(value.items())[:50]
+        if isinstance(v, int) and not isinstance(v, bool)
+    }
+
+
 def _number(value: object) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -219,6 +233,9 @@ def call_fields(call: Mapping[str, Any] | None, status: int, started: float | No
     fields["fallback_keys"] = _codes(call.get("fallback_keys"))
     fields["truncated_keys"] = _codes(call.get("truncated_keys"))
     fields["skipped_resources"] = _number(call.get("skipped_resources"))
+    # rules.md r2: how many resources had flaws the call read past, per type; counts only.
+    fields["flawed_resources"] = _type_counts(call.get("flawed_resources"))
+    fields["invalid_drafts"] = _number(call.get("invalid_drafts"))
     fields["pipeline_ms"] = _number(call.get("pipeline_ms"))
     fields["feedback_items"] = _number(call.get("feedback_items"))
     caller = g.get("caller")

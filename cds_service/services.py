@@ -38,9 +38,14 @@ PREFETCH_TEMPLATES: dict[str, str] = {
     "patient": "Patient/{{context.patientId}}",
     "observations": f"Observation?patient={{{{context.patientId}}}}&code={_OBSERVATION_CODE_PARAM}"
     "&_sort=-date",
-    "medicationRequests": "MedicationRequest?patient={{context.patientId}}",
-    "medicationAdministrations": "MedicationAdministration?patient={{context.patientId}}",
-    "medicationStatements": "MedicationStatement?patient={{context.patientId}}",
+    # rules.md r2: orders coded by medicationReference bring their Medications (search.mode
+    # "include"), so prefetch gives the same cards as the fallback fetch (which asks the same).
+    "medicationRequests": "MedicationRequest?patient={{context.patientId}}"
+    "&_include=MedicationRequest:medication",
+    "medicationAdministrations": "MedicationAdministration?patient={{context.patientId}}"
+    "&_include=MedicationAdministration:medication",
+    "medicationStatements": "MedicationStatement?patient={{context.patientId}}"
+    "&_include=MedicationStatement:medication",
     "conditions": "Condition?patient={{context.patientId}}",
 }
 

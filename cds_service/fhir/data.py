@@ -1,8 +1,8 @@
 """What the ``fhir`` layer hands to ``record.build``: the resources of one hook call.
 
-Everything here is plain R4 JSON (``dict``), already tolerated (DSTU2 ``MedicationOrder`` drafts
-converted, the Sandbox's non-array ``category`` wrapped) and validated one resource at a time with
-the ``fhir.resources.R4B`` models. The models are only the gate; the record reads the dicts.
+Everything here is plain JSON (``dict``) in R4 shape, already tolerated (DSTU2 ``MedicationOrder``
+drafts converted, the Sandbox's non-array ``category`` wrapped) but not validated as a whole
+(rules.md r2 "Reading a resource"): the record reads each element it needs defensively.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class FetchStats:
 
 @dataclass(frozen=True)
 class FhirData:
-    # Every resource gathered (prefetch + fetched), Bundles unpacked, each validated one by one,
+    # Every resource gathered (prefetch + fetched), Bundles unpacked, each read as far as it goes,
     # duplicates (same resourceType/id) kept once, in the service's prefetch key order. Medication
     # resources are not here: they are all in ``medications``.
     resources: tuple[dict[str, Any], ...]
@@ -46,8 +46,16 @@ class FhirData:
     # written; a reference that could not be resolved is absent. "#id" (contained) references are
     # resolved by the record builder against the referring resource.
     medications: Mapping[str, dict[str, Any]] = field(default_factory=_empty)
-    # resourceType -> number of malformed resources skipped (search Bundles only).
+    # resourceType -> number of Bundle entries that could not be read at all (not a JSON object,
+    # no resourceType string) and so were skipped. Labels are R4 resource type names or "unknown".
     skipped: Mapping[str, int] = field(default_factory=_empty)
+    # resourceType -> number of resources (in ``resources`` and ``medications``) read past a flaw:
+    # an element unknown to R4 or of the wrong JSON kind, a required element missing, an extension
+    # without url, a compared code outside its R4 value set as written (``fhir.parse.has_flaws``).
+    flawed: Mapping[str, int] = field(default_factory=_empty)
+    # (resourceType, id) of the drafts that are not valid R4 (checked with the fhir.resources
+    # model): unfinished, so no suggestion may re-emit them. A draft without id has id None.
+    invalid_drafts: frozenset[tuple[str, str | None]] = frozenset()
     stats: FetchStats = field(default_factory=FetchStats)
 
     def of_type(self, resource_type: str) -> tuple[dict[str, Any], ...]:

@@ -45,7 +45,13 @@ from cds_service.fhir.allow import check_fhir_server, has_dot_segment
 from cds_service.fhir.bulkhead import call_arrival, waiting_on_fhir
 from cds_service.fhir.data import FetchStats, FhirData
 from cds_service.fhir.elements import FHIR_ID
-from cds_service.fhir.parse import InvalidResource, parse_resource, unpack_bundle
+from cds_service.fhir.parse import (
+    InvalidResource,
+    count_flawed,
+    is_valid_r4,
+    read_resource,
+    unpack_bundle,
+)
 from cds_service.fhir.pinned import PinnedAdapter, PinRefused
 from cds_service.fhir.search import render_template
 from cds_service.protocol.auth import ANONYMOUS, Caller
@@ -391,10 +397,7 @@ def _fetch_read(
     if not isinstance(body, dict) or body.get("resourceType") != template.resource_type:
         expected = template.resource_type
         raise _fail(key, f"fhirServer sent {_kind(body)} where a {expected} was expected")
-    try:
-        resource = parse_resource(body)
-    except InvalidResource as exc:
-        raise _fail(key, f"fhirServer sent an invalid resource ({exc})") from None
+    resource = read_resource(body)  # a dict with its resourceType: readable
     if resource.get("id") not in (None, template.read_id):
         raise _fail(key, "fhirServer sent a different resource than the one read")
     result.entries.append((None, resource))
@@ -466,6 +469,7 @@ class _Collected:
     by_key: dict[str, list[tuple[str | None, Resource]]] = field(default_factory=dict)
     medications: dict[str, Resource] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    invalid_drafts: set[tuple[str, str | None]] = field(default_factory=set)
 
     def add(self, key: str, entries: Iterable[tuple[str | None, Resource]]) -> None:
         bucket = self.by_key.setdefault(key, [])
@@ -592,8 +596,17 @@ def gather(
         selections=selections,
         medications=MappingProxyType(dict(collected.medications)),
         skipped=MappingProxyType(dict(collected.skipped)),
+        flawed=MappingProxyType(
+            count_flawed(_distinct((*resources, *collected.medications.values())))
+        ),
+        invalid_drafts=frozenset(collected.invalid_drafts),
         stats=stats,
     )
+
+
+def _distinct(resources: Iterable[Resource]) -> list[Resource]:
+    """Each resource object once (a Medication is kept under several keys)."""
+    return list({id(r): r for r in resources}.values())
 
 
 def _server_for(
@@ -662,10 +675,7 @@ def _accept_prefetch(
         raise _unprocessable(
             key, f"expected a {plan.resource_type} or a Bundle, got a {value['resourceType']}"
         )
-    try:
-        resource = parse_resource(value)
-    except InvalidResource as exc:
-        raise _unprocessable(key, f"invalid resource ({exc})") from None
+    resource = read_resource(value)  # a dict with its resourceType: readable
     if (
         plan.read_id is not None
         and rendered is not None
@@ -696,16 +706,23 @@ def _parse_drafts(context: Mapping[str, Any], collected: _Collected) -> list[Res
         where = f"context.draftOrders.entry[{index}]"
         resource = entry.get("resource") if isinstance(entry, dict) else None
         try:
-            parsed = parse_resource(resource, draft=True)
+            parsed = read_resource(resource, draft=True)
         except InvalidResource as exc:
             raise Unprocessable(
-                f"{where} is not a valid R4 resource ({exc})", expression=where
+                f"{where} is not a FHIR resource ({exc})", expression=where
             ) from None
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         if parsed["resourceType"] == "Medication":
             collected.add_medication(parsed, full_url)
-        else:
-            drafts.append(parsed)
+            continue
+        # rules.md r2: a draft is unfinished by nature and read as far as it goes; the model only
+        # says whether it may be re-emitted (an update suggestion) as it stands.
+        if not is_valid_r4(parsed):
+            identity = parsed.get("id")
+            collected.invalid_drafts.add(
+                (parsed["resourceType"], identity if isinstance(identity, str) else None)
+            )
+        drafts.append(parsed)
     return drafts
 
 
@@ -812,7 +829,6 @@ def _read_medication(url: str, server: _Server, budget: _Budget) -> tuple[Resour
         return None, 1
     if status != 200 or not isinstance(body, dict) or body.get("resourceType") != "Medication":
         return None, 1
-    try:
-        return parse_resource(body), 1
-    except InvalidResource:
-        return None, 1
+    if body.get("id") not in (None, url.rpartition("/")[2]):
+        return None, 1  # another Medication than the one read
+    return read_resource(body), 1

@@ -1,153 +1,207 @@
-"""R4 parsing at the boundary: tolerate what real clients send, then validate resource by resource.
+"""Reading FHIR at the boundary: tolerate what real clients send, then read every resource.
 
-Tolerance first (clients.md §1.1, §1.5 items 6-7), because a strict R4 parser would reject what
-the CDS Hooks Sandbox actually sends:
+Tolerance first (clients.md §1.1, §1.5 items 6-7), because the CDS Hooks Sandbox sends:
 
-- a DSTU2 ``MedicationOrder`` (the Sandbox's default server is DSTU2) becomes an R4
+- a DSTU2 ``MedicationOrder`` (the Sandbox's default server is DSTU2), which becomes an R4
   ``MedicationRequest``: ``patient`` -> ``subject``, ``prescriber`` -> ``requester``,
   ``dateWritten`` -> ``authoredOn``, dose and rate moved into ``doseAndRate``, DSTU2 timing unit
   names renamed;
-- an STU3-shaped dosage (``doseQuantity`` directly on the dosage) is moved into ``doseAndRate``;
-- a single ``category`` object where R4 has an array is wrapped into an array;
-- a drafted order without ``intent`` gets ``intent: "order"`` (it is being ordered).
+- an STU3-shaped dosage (``doseQuantity`` directly on the dosage), moved into ``doseAndRate``;
+- a single ``category`` object where R4 has an array, wrapped into an array;
+- a drafted order without ``intent``, which gets ``intent: "order"`` (it is being ordered).
 
-Validation uses the ``fhir.resources.R4B`` models (``parse_obj`` on the dict: fhir.resources 7.1
-builds its R4B models on the pydantic v1 API, so ``model_validate`` does not exist there). The
-dicts, not the models, are passed on: the record reads plain R4 JSON.
+Then every resource is read liberally (rules.md r2 "Reading a resource"): an element no rule reads
+never hides the resource, so a resource is refused only when it cannot be read at all (not a JSON
+object, no ``resourceType`` string). The record reads the dicts defensively (``fhir.elements``).
+What a resource got wrong is still counted, cheaply, for the call's log line (``flawed``): a
+top-level element the R4 model of its type does not define, one of the wrong JSON kind, a required
+element missing, or a code the rules compare outside its R4 value set as written. Drafted orders
+are also checked against the whole ``fhir.resources`` R4B model (``is_valid_r4``), only so that no
+suggestion re-emits an unfinished draft as if it were valid R4.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-
-from cds_service.fhir.fastcheck import proves_valid
+from fhir.resources.R4B.resource import Resource as _ModelResource
 
 Resource = dict[str, Any]
 
 
 class InvalidResource(ValueError):
-    """A resource the R4 model rejects. The message names fields, never their values."""
+    """A value that cannot be read as a resource at all. The message never quotes a value."""
 
 
-@cache
+@lru_cache(maxsize=256)  # bounded: resourceType is the client's word
 def _model(resource_type: str) -> Any:
+    """The fhir.resources R4B model class of a resource type, None for anything else."""
     try:
-        return get_fhir_model_class(resource_type)
+        model = get_fhir_model_class(resource_type)
     except KeyError:
         return None
+    return model if isinstance(model, type) and issubclass(model, _ModelResource) else None
 
 
-def validate(resource: Any, *, fast: bool = True) -> None:
-    """Raise ``InvalidResource`` unless ``resource`` is a valid R4 resource (R4B model).
-
-    ``fast``: first try ``fastcheck.proves_valid``, a sound shortcut (True only where the model
-    accepts); drafted orders pass ``fast=False`` and always meet the model.
-    """
-    if not isinstance(resource, dict):
-        raise InvalidResource("not a JSON object")
-    resource_type = resource.get("resourceType")
-    model = _model(resource_type) if isinstance(resource_type, str) else None
-    if model is None:
-        raise InvalidResource("unknown resourceType")
-    if fast and proves_valid(resource):
-        return
-    digest = _digest(resource)
-    if digest is not None:
-        known = _verdicts.get(digest)
-        if known is not None:
-            if known:
-                raise InvalidResource(known)
-            return
-    try:
-        model.parse_obj(resource)
-    except Exception as exc:  # pydantic v1 ValidationError, TypeError on odd shapes
-        message = f"{resource_type}: {_fields_at_fault(exc)}"
-        if digest is not None:
-            _verdicts.put(digest, message)
-        raise InvalidResource(message) from None
-    if digest is not None:
-        _verdicts.put(digest, "")
-
-
-def _digest(resource: dict[str, Any]) -> bytes | None:
-    """A content digest of the resource, or None when it cannot be serialized canonically."""
-    try:
-        text = json.dumps(resource, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        return None  # not plain JSON (e.g. a NaN): validate every time
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=20).digest()
-
-
-class _Verdicts:
-    """Validation results by content digest: "" (valid) or the rejection message.
-
-    Model validation costs about 0.3 ms a resource (pydantic v1 under fhir.resources 7.1), and a
-    client sends the same record again and again (order-select fires on every change of the
-    draft). Only digests and field-name messages are kept -- no patient data -- in a bounded LRU.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._items: OrderedDict[bytes, str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, digest: bytes) -> str | None:
-        with self._lock:
-            verdict = self._items.get(digest)
-            if verdict is not None:
-                self._items.move_to_end(digest)
-            return verdict
-
-    def put(self, digest: bytes, verdict: str) -> None:
-        with self._lock:
-            self._items[digest] = verdict
-            self._items.move_to_end(digest)
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-# ~100 bytes an entry: 50,000 verdicts stay under 10 MB per worker.
-_verdicts = _Verdicts(capacity=50_000)
-
-
-def _fields_at_fault(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return "invalid"
-    try:
-        locations = [
-            ".".join(str(p) for p in e.get("loc", ()) if p != "__root__") for e in errors()
-        ]
-    except Exception:  # errors() itself failing must not hide the rejection
-        return "invalid"
-    named = sorted({loc for loc in locations if loc})
-    if not named:
-        return "invalid"
-    shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
-    return f"invalid {shown}"
-
-
-def parse_resource(resource: Any, *, draft: bool = False) -> Resource:
-    """Tolerate, then validate; returns the R4 dict (a new dict when anything was converted)."""
+def read_resource(resource: Any, *, draft: bool = False) -> Resource:
+    """The resource in R4 shape (``tolerate``); ``InvalidResource`` only when unreadable."""
     if not isinstance(resource, dict):
         raise InvalidResource("not a JSON object")
     if not isinstance(resource.get("resourceType"), str):
-        raise InvalidResource("unknown resourceType")  # tolerate() looks the type up in sets
-    converted = tolerate(resource, draft=draft)
-    validate(converted, fast=not draft)
-    return converted
+        raise InvalidResource("no resourceType")
+    return tolerate(resource, draft=draft)
+
+
+def is_valid_r4(resource: Resource) -> bool:
+    """Does the R4B model accept ``resource`` (drafted orders only: ~0.3 ms a resource)?"""
+    model = _model(str(resource.get("resourceType")))
+    if model is None:
+        return False
+    try:
+        model.parse_obj(resource)
+    except Exception:  # pydantic v1 ValidationError, TypeError on odd shapes
+        return False
+    return True
+
+
+def type_label(resource: Mapping[str, Any]) -> str:
+    """The resourceType for counts and logs: an R4 resource type name, else "unknown" (a client's
+    word never reaches a log line)."""
+    resource_type = resource.get("resourceType")
+    if isinstance(resource_type, str) and _model(resource_type) is not None:
+        return resource_type
+    return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Flaws
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The top-level elements of one R4 resource type, from its fhir.resources model."""
+
+    kinds: Mapping[str, str]  # element name (and "_name") -> JSON kind
+    item_kinds: Mapping[str, str]  # array element name -> JSON kind of its items
+    required: frozenset[str]  # elements that must be present
+    choices: tuple[frozenset[str], ...]  # required choice groups: one of each must be present
+
+
+_SCHEMA_KINDS = {"array": "array", "string": "string", "boolean": "boolean",
+                 "integer": "number", "number": "number"}
+
+
+@lru_cache(maxsize=256)
+def _shape(resource_type: str) -> _Shape | None:
+    model = _model(resource_type)
+    if model is None:
+        return None
+    schema = model.schema()  # pydantic v1 public API; fhir.resources keeps its types by name
+    kinds: dict[str, str] = {}
+    item_kinds: dict[str, str] = {}
+    required = set(schema.get("required") or ())
+    groups: dict[str, set[str]] = {}
+    for name, spec in schema.get("properties", {}).items():
+        if not (spec.get("element_property") or name.startswith("_")):
+            continue  # fhir.resources' own fields (fhir_comments) are not R4 elements
+        kind = spec.get("type")
+        kinds[name] = _SCHEMA_KINDS.get(kind, "object") if isinstance(kind, str) else "any"
+        item_kind = (spec.get("items") or {}).get("type") if kind == "array" else None
+        if isinstance(item_kind, str):
+            item_kinds[name] = _SCHEMA_KINDS.get(item_kind, "object")
+        if spec.get("element_required"):
+            required.add(name)
+        if spec.get("one_of_many_required"):
+            groups.setdefault(str(spec.get("one_of_many")), set()).add(name)
+    return _Shape(
+        kinds, item_kinds, frozenset(required), tuple(frozenset(g) for g in groups.values())
+    )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "null"
+
+
+# The codes the rules compare (rules.md r2: read trimmed and case-insensitive), with their R4
+# value sets: a code that needed the trimming or lower-casing is a flaw read past.
+_CODES: dict[str, dict[str, frozenset[str]]] = {
+    "Observation": {"status": frozenset({
+        "registered", "preliminary", "final", "amended", "corrected", "cancelled",
+        "entered-in-error", "unknown"})},
+    "MedicationRequest": {
+        "status": frozenset({"active", "on-hold", "cancelled", "completed", "entered-in-error",
+                             "stopped", "draft", "unknown"}),
+        "intent": frozenset({"proposal", "plan", "order", "original-order", "reflex-order",
+                             "filler-order", "instance-order", "option"}),
+    },
+    "MedicationStatement": {"status": frozenset({
+        "active", "completed", "entered-in-error", "intended", "stopped", "on-hold", "unknown",
+        "not-taken"})},
+    "MedicationAdministration": {"status": frozenset({
+        "in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped",
+        "unknown"})},
+    "Patient": {"gender": frozenset({"male", "female", "other", "unknown"})},
+}
+_EXTENSIONS = ("extension", "modifierExtension")
+_COMPARATORS = frozenset({"<", "<=", ">=", ">"})
+
+
+def has_flaws(resource: Mapping[str, Any]) -> bool:
+    """Did reading ``resource`` have to look past anything (see the module docstring)?
+
+    Top-level elements and the kind of their array items, the ``url`` of each extension, and
+    ``valueQuantity.comparator``; no deeper: a walk of the whole resource would cost what the
+    model validation it replaces cost.
+    """
+    shape = _shape(str(resource.get("resourceType")))
+    if shape is None:
+        return True
+    for name, value in resource.items():
+        if name == "resourceType":
+            continue
+        kind = shape.kinds.get(name)
+        if kind is None or (kind != "any" and _kind(value) != kind):
+            return True
+        item_kind = shape.item_kinds.get(name)
+        if item_kind is not None and any(_kind(item) != item_kind for item in value):
+            return True
+        if name in _EXTENSIONS and not all(isinstance(e.get("url"), str) for e in value):
+            return True
+    if any(name not in resource for name in shape.required):
+        return True
+    if any(not any(name in resource for name in group) for group in shape.choices):
+        return True
+    for name, allowed in _CODES.get(str(resource["resourceType"]), {}).items():
+        if name in resource and resource[name] not in allowed:
+            return True
+    quantity = resource.get("valueQuantity")
+    if isinstance(quantity, dict) and "comparator" in quantity:
+        return quantity["comparator"] not in _COMPARATORS
+    return False
+
+
+def count_flawed(resources: Any) -> dict[str, int]:
+    """resourceType label -> number of the resources with flaws."""
+    counts: dict[str, int] = {}
+    for resource in resources:
+        if has_flaws(resource):
+            label = type_label(resource)
+            counts[label] = counts.get(label, 0) + 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,15 +210,15 @@ def parse_resource(resource: Any, *, draft: bool = False) -> Resource:
 
 @dataclass
 class Unpacked:
-    """The entries of a Bundle after one-by-one parsing."""
+    """The entries of a Bundle, each read on its own."""
 
     entries: list[tuple[str | None, Resource]] = field(default_factory=list)  # (fullUrl, resource)
-    skipped: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # unreadable entries, by type label
     outcomes: int = 0  # OperationOutcome entries (search warnings or errors)
 
 
 def unpack_bundle(bundle: Resource) -> Unpacked:
-    """Parse each entry of a Bundle; a malformed resource is skipped and counted, not fatal.
+    """Read each entry of a Bundle; an unreadable one is skipped and counted, not fatal.
 
     Raises ``InvalidResource`` when the Bundle itself is not a Bundle of entries.
     """
@@ -180,14 +234,13 @@ def unpack_bundle(bundle: Resource) -> Unpacked:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if resource is None:
             continue  # an entry without a resource (e.g. a deleted one) carries no data
-        resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
-        if resource_type == "OperationOutcome":
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
             unpacked.outcomes += 1
             continue
         try:
-            parsed = parse_resource(resource)
+            parsed = read_resource(resource)
         except InvalidResource:
-            label = resource_type if isinstance(resource_type, str) else "unknown"
+            label = type_label(resource) if isinstance(resource, dict) else "unknown"
             unpacked.skipped[label] = unpacked.skipped.get(label, 0) + 1
             continue
         full_url = entry.get("fullUrl")

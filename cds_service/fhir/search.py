@@ -5,9 +5,11 @@ against a scenario's record, ``build_prefetch``), the local FHIR server the test
 answers HTTP with ``search``), and the CLI / try-it page. The subset is the one CDS Hooks 2.0
 recommends prefetch templates keep to (cds-hooks-2.0.md §3.4): instance reads, type searches by
 patient reference, token parameters with ``system|code`` lists, date parameters with the
-``eq ne lt gt le ge`` prefixes, ``_id``, ``_sort`` on dates and ``_count`` paging with ``next``
-links. Anything else raises ``UnsupportedSearch`` rather than being silently ignored, so a template
-that a real EHR would answer differently fails loudly in the tests.
+``eq ne lt gt le ge`` prefixes, ``_id``, ``_sort`` on dates, ``_count`` paging with ``next``
+links, and ``_include`` of an order's ``medication`` (rules.md r2). Anything else raises
+``UnsupportedSearch`` rather than being silently ignored, so a template that a real EHR would
+answer differently fails loudly in the tests. With a ``base`` (the test server), ``urn:uuid:``
+references between entries read ``Type/id``, as a server stores them.
 
 ``render_template`` fills CDS Hooks 2.0 prefetch tokens; ``gather`` uses it for fallback fetches.
 """
@@ -141,7 +143,10 @@ def search(record: Mapping[str, Any], url: str, base: str | None = None) -> Reso
     if not segments or not _RESOURCE_TYPE_RE.match(segments[0]):
         raise UnsupportedSearch("expected a resource type")
     resource_type = segments[0]
-    entries = [e for e in _entries(record) if e["resource"].get("resourceType") == resource_type]
+    every = _entries(record)
+    if base:
+        every = _as_served(every)
+    entries = [e for e in every if e["resource"].get("resourceType") == resource_type]
     if len(segments) == 2 and segments[1] != "_search":
         if parts.query:
             raise UnsupportedSearch("parameters on a read are not supported")
@@ -152,7 +157,7 @@ def search(record: Mapping[str, Any], url: str, base: str | None = None) -> Reso
     if len(segments) > 2:
         raise UnsupportedSearch("only reads and type-level searches are supported")
     params = parse_qsl(parts.query, keep_blank_values=True)
-    return _search_type(resource_type, entries, params, base)
+    return _search_type(resource_type, entries, params, base, every)
 
 
 def _entries(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -163,13 +168,94 @@ def _entries(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _as_served(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries as a FHIR server holds them: a ``urn:uuid:`` reference to another entry's
+    ``fullUrl`` reads ``Type/id`` (servers resolve them when they store a transaction)."""
+    targets = {
+        e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}"
+        for e in entries
+        if isinstance(e.get("fullUrl"), str)
+        and e["fullUrl"].startswith("urn:uuid:")
+        and isinstance(e["resource"].get("id"), str)
+        and isinstance(e["resource"].get("resourceType"), str)
+    }
+    if not targets:
+        return entries
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, list):
+            return [rewrite(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: rewrite(v) for k, v in value.items()}
+        reference = out.get("reference")
+        if isinstance(reference, str) and reference in targets:
+            out["reference"] = targets[reference]
+        return out
+
+    return [{**e, "resource": rewrite(e["resource"])} for e in entries]
+
+
+# _include: resource type -> reference element, per include parameter name (R4 search parameters).
+_INCLUDES: dict[str, dict[str, str]] = {
+    "medication": {
+        "MedicationRequest": "medicationReference",
+        "MedicationStatement": "medicationReference",
+        "MedicationAdministration": "medicationReference",
+        "MedicationDispense": "medicationReference",
+    },
+}
+
+
+def _include_element(resource_type: str, value: str) -> tuple[str, str]:
+    """``MedicationRequest:medication[:Medication]`` -> (reference element, target type)."""
+    source, _, rest = value.partition(":")
+    name, _, target = rest.partition(":")
+    element = _INCLUDES.get(name, {}).get(source)
+    if source != resource_type or element is None or target not in ("", "Medication"):
+        raise UnsupportedSearch(f"_include={value!r} on {resource_type} is not supported")
+    return element, "Medication"
+
+
+def _included(
+    page: list[dict[str, Any]],
+    includes: list[tuple[str, str]],
+    every: list[dict[str, Any]],
+    prefix: str,
+) -> list[dict[str, Any]]:
+    """The entries the page's references name (rules.md "Medication of an order": ``Type/id`` by
+    type and id whatever the fullUrl, an absolute or ``urn:uuid:`` reference by fullUrl), each
+    once and none already in the page."""
+    found: list[dict[str, Any]] = []
+    seen = {id(e["resource"]) for e in page}
+    for element, target_type in includes:
+        for entry in page:
+            reference = (entry["resource"].get(element) or {}).get("reference")
+            if not isinstance(reference, str) or reference.startswith("#"):
+                continue  # contained: already inside the resource
+            for candidate in every:
+                resource = candidate["resource"]
+                if resource.get("resourceType") != target_type or id(resource) in seen:
+                    continue
+                if _search_entry(candidate, prefix).get("fullUrl") == reference or (
+                    "://" not in reference
+                    and _reference_key({"reference": reference})
+                    == f"{target_type}/{resource.get('id')}"
+                ):
+                    seen.add(id(resource))
+                    found.append(candidate)
+    return found
+
+
 def _search_type(
     resource_type: str,
     entries: list[dict[str, Any]],
     params: list[tuple[str, str]],
     base: str | None,
+    every: list[dict[str, Any]],
 ) -> Resource:
     count: int | None = None
+    includes: list[tuple[str, str]] = []
     offset = 0
     sort_keys: list[tuple[str, bool]] = []  # (parameter, descending)
     filters: list[Callable[[Resource], bool]] = []
@@ -183,6 +269,8 @@ def _search_type(
             sort_keys.extend(_sort_keys(resource_type, modifier, value))
         elif name in ("_format", "_pretty"):
             continue  # presentation only; we always answer JSON
+        elif name == "_include" and not modifier:
+            includes.append(_include_element(resource_type, value))
         elif modifier and not (modifier == "Patient" and name in ("patient", "subject")):
             raise UnsupportedSearch(f"modifier :{modifier} on {name} is not supported")
         else:
@@ -205,11 +293,12 @@ def _search_type(
         "type": "searchset",
         "total": len(matched),
         "link": links,
-        "entry": [_search_entry(e, prefix) for e in page],
+        "entry": [_search_entry(e, prefix) for e in page]
+        + [_search_entry(e, prefix, "include") for e in _included(page, includes, every, prefix)],
     }
 
 
-def _search_entry(entry: dict[str, Any], prefix: str) -> dict[str, Any]:
+def _search_entry(entry: dict[str, Any], prefix: str, mode: str = "match") -> dict[str, Any]:
     resource = entry["resource"]
     out: dict[str, Any] = {}
     if prefix and resource.get("id"):
@@ -217,7 +306,7 @@ def _search_entry(entry: dict[str, Any], prefix: str) -> dict[str, Any]:
     elif entry.get("fullUrl"):
         out["fullUrl"] = entry["fullUrl"]
     out["resource"] = resource
-    out["search"] = {"mode": "match"}
+    out["search"] = {"mode": mode}
     return out
 
 

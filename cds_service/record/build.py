@@ -114,6 +114,8 @@ def build_record(
     for draft in drafts:
         if draft.get("resourceType") != "MedicationRequest":
             continue
+        if all(draft.get(k) is None for k in ("medicationCodeableConcept", "medicationReference")):
+            continue  # rules.md r2: order entry just opened, nothing picked yet: no card
         is_drafted = _key(draft) in drafted
         use = _medication_use(draft, resolver, drafted=is_drafted)
         if use is None:

@@ -352,13 +352,6 @@ def test_search_failures_are_412_naming_the_key_and_the_reason(
         ({"status": 500, "json": {}}, "HTTP 500"),
         ({"status": 200, "json": {"resourceType": "Bundle"}}, "a Bundle where a Patient"),
         ({"status": 200, "json": {"resourceType": "Patient", "id": "other"}}, "different"),
-        (
-            {
-                "status": 200,
-                "json": {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "soon"},
-            },
-            "invalid resource \\(Patient: invalid birthDate\\)",
-        ),
     ],
 )
 def test_read_failures_are_412_naming_the_key(
@@ -424,14 +417,33 @@ def test_response_over_the_size_cap_is_refused(
 # -- prefetch content the client got wrong ---------------------------------------------------
 
 
-def test_malformed_single_resource_prefetch_is_422_naming_the_key(settings: Settings) -> None:
+def test_flawed_resources_are_kept_and_counted_from_every_source(
+    server: responses.RequestsMock, settings: Settings
+) -> None:
+    """rules.md r2: an element no rule reads never hides a resource, whether it came as a single
+    prefetch value, in a prefetch Bundle, in a fetched page or from a read."""
     prefetch = _full_prefetch()
-    prefetch["patient"] = {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1958-13-45"}
-    with pytest.raises(Unprocessable) as caught:
-        gather(SERVICE, _body(prefetch), settings)
-    assert caught.value.status == 422
-    assert "prefetch key 'patient'" in caught.value.message
-    assert "birthDate" in caught.value.message and "1958" not in caught.value.message
+    prefetch["patient"] = {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "1958-13-45",
+                           "gender": "Male"}
+    prefetch["observations"]["entry"].append(
+        {"resource": {"resourceType": "Observation", "id": "no-code", "status": "final"}}
+    )
+    page = _page(["good"], None)
+    page["entry"].append({"resource": {"resourceType": "Observation", "id": "bad",
+                                       "note": "haemolysed", "status": "final"}})
+    server.add(responses.GET, f"{BASE}/Condition", json=page)
+    server.add(responses.GET, f"{BASE}/Medication/m1", json={
+        "resourceType": "Medication", "id": "m1", "code": {"text": "Zocor"}, "fooBar": 1})
+    prefetch["medicationRequests"]["entry"] = [
+        {"resource": _med_request("mr", medicationReference={"reference": "Medication/m1"})}
+    ]
+    del prefetch["conditions"]
+    data = gather(SERVICE, _body(prefetch), settings)
+    assert _ids(data.resources, "Patient") == [PATIENT_ID]
+    assert {"no-code", "bad", "good"} <= set(_ids(data.resources, "Observation"))
+    assert data.medications["Medication/m1"]["fooBar"] == 1
+    assert dict(data.flawed) == {"Patient": 1, "Observation": 2, "Medication": 1}
+    assert dict(data.skipped) == {}
 
 
 @pytest.mark.parametrize(
@@ -449,28 +461,28 @@ def test_wrong_prefetch_values_are_422(settings: Settings, value: Any, reason: s
         gather(SERVICE, _body(prefetch), settings)
 
 
-def test_malformed_resource_in_a_prefetch_bundle_is_skipped_and_counted(settings: Settings) -> None:
+def test_unreadable_entry_in_a_prefetch_bundle_is_skipped_and_counted(settings: Settings) -> None:
     prefetch = _full_prefetch()
-    prefetch["observations"]["entry"].append(
-        {"resource": {"resourceType": "Observation", "id": "bad", "status": "final"}}
-    )
+    prefetch["observations"]["entry"] += [
+        {"resource": ["not", "an", "object"]}, {"resource": {"id": "no-type"}}
+    ]
     data = gather(SERVICE, _body(prefetch), settings)
-    assert "bad" not in _ids(data.resources, "Observation")
-    assert len(_ids(data.resources, "Observation")) == 4
-    assert dict(data.skipped) == {"Observation": 1}
+    assert _ids(data.resources, "Observation") == ["ck3", "wt", "ck2", "ck1"]
+    assert dict(data.skipped) == {"unknown": 2}
+    assert dict(data.flawed) == {}
 
 
-def test_malformed_resource_in_a_fetched_page_is_skipped_and_counted(
+def test_unreadable_entry_in_a_fetched_page_is_skipped_and_counted(
     server: responses.RequestsMock, settings: Settings
 ) -> None:
     page = _page(["good"], None)
-    page["entry"].append({"resource": {"resourceType": "Observation", "id": "bad"}})
+    page["entry"].append({"resource": {"resourceType": 7, "id": "bad"}})
     server.add(responses.GET, f"{BASE}/Observation", json=page)
     prefetch = _full_prefetch()
     del prefetch["observations"]
     data = gather(SERVICE, _body(prefetch), settings)
     assert _ids(data.resources, "Observation") == ["good"]
-    assert dict(data.skipped) == {"Observation": 1}
+    assert dict(data.skipped) == {"unknown": 1}
 
 
 # -- drafts and selections ---------------------------------------------------------------------
@@ -506,12 +518,26 @@ def test_drafts_are_parsed_with_dstu2_tolerance_and_selections_kept(settings: Se
     assert data.selections == ("MedicationRequest/draft-1",)
 
 
-def test_invalid_draft_is_422_pointing_at_the_entry(settings: Settings) -> None:
-    bad = {"resourceType": "MedicationRequest", "status": "draft", "subject": 7}
+def test_unfinished_drafts_are_read_and_marked_invalid(settings: Settings) -> None:
+    """rules.md r2: a draft missing what R4 requires is read as far as it goes, never refused;
+    ``invalid_drafts`` says which may not be re-emitted as they stand."""
+    opened = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft",
+              "subject": {"reference": f"Patient/{PATIENT_ID}"}}  # no intent, no medication
+    odd = {"resourceType": "MedicationRequest", "status": "draft", "subject": 7,
+           "medicationCodeableConcept": {"text": "atorvastatin"}}
+    finished = {**opened, "id": "draft-2", "medicationCodeableConcept": {"text": "atorvastatin"}}
+    body = _order_body({"resource": opened}, {"resource": odd}, {"resource": finished})
+    data = gather(_ORDER_SERVICE, body, settings)
+    assert [d.get("id") for d in data.drafts] == ["draft-1", None, "draft-2"]
+    assert data.drafts[0]["intent"] == "order"  # a draft is being ordered (tolerance)
+    assert data.invalid_drafts == {("MedicationRequest", "draft-1"), ("MedicationRequest", None)}
+
+
+def test_an_unreadable_draft_is_422_pointing_at_the_entry(settings: Settings) -> None:
     with pytest.raises(Unprocessable) as caught:
         gather(
             _ORDER_SERVICE,
-            _order_body({"resource": {"resourceType": "Patient"}}, {"resource": bad}),
+            _order_body({"resource": {"resourceType": "Patient"}}, {"resource": {"id": "x"}}),
             settings,
         )
     assert caught.value.expression == "context.draftOrders.entry[1]"
@@ -573,8 +599,8 @@ def test_missing_medications_are_read_from_the_server_and_failures_are_not_fatal
     server.add(responses.GET, f"{BASE}/Medication/m2", json=_medication("m2", "Crestor"))
     server.add(responses.GET, f"{BASE}/Medication/m3", status=404, json={})
     server.add(responses.GET, f"{BASE}/Medication/m4", status=500, json={})
-    server.add(
-        responses.GET, f"{BASE}/Medication/m5", json={"resourceType": "Medication", "code": 5}
+    server.add(  # another Medication than the one asked for
+        responses.GET, f"{BASE}/Medication/m5", json=_medication("m9", "Zocor")
     )
     server.add(responses.GET, f"{BASE}/Medication/m6", json=_medication("m6", "Gamunex-C"))
     prefetch = _full_prefetch(_ORDER_SERVICE)
