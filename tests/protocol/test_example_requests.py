@@ -18,6 +18,12 @@ CASES = [
     ("order-select-statin.json", "statin-order-select", {("STAT-03", "warning")}),
     ("order-sign-ivig.json", "ivig-order-check",
      {("IGA-01", "warning"), ("DOSE-01", "info"), ("DOSE-02", "warning"), ("DOSE-03", "warning")}),
+    # Shaped the way large EHRs send records (rules.md r2): orders by medicationReference with the
+    # Medications only as _include entries (the drafts too), flawed and time-zoned Observations.
+    ("patient-view-ehr-statin-flawed-ck.json", "myopathy-review", {("STAT-01", "critical")}),
+    ("order-sign-ehr-ivig-referenced-doses.json", "ivig-order-check",
+     {("DOSE-01", "info"), ("DOSE-03", "warning")}),
+    ("order-select-ehr-resolved-hmgcr.json", "statin-order-select", {("STAT-05", "critical")}),
 ]
 
 

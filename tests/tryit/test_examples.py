@@ -4,6 +4,7 @@ HTTP interface, on the date it is written for and on any other date (its record 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -239,3 +240,62 @@ def test_broken_example_index_stops_start_up(tmp_path, reduced_examples):
     (directory / "index.json").write_text(json.dumps(index))
     with pytest.raises(ConfigurationError, match="dose_g and days"):
         load_examples(directory)
+
+
+# --- records shaped the way large EHRs send them (rules.md r2) ------------------------------
+
+EHR_SHAPED = [name for name in NAMES if name.startswith("ehr-")]
+ORDER_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
+OBSERVATION_ELEMENTS = {  # R4 Observation's elements (for "an element R4 does not define")
+    "resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension",
+    "modifierExtension", "identifier", "basedOn", "partOf", "status", "category", "code",
+    "subject", "focus", "encounter", "effectiveDateTime", "effectivePeriod", "effectiveTiming",
+    "effectiveInstant", "issued", "performer", "valueQuantity", "valueCodeableConcept",
+    "valueString", "valueBoolean", "valueInteger", "valueRange", "valueRatio", "valueSampledData",
+    "valueTime", "valueDateTime", "valuePeriod", "dataAbsentReason", "interpretation", "note",
+    "bodySite", "method", "specimen", "device", "referenceRange", "hasMember", "derivedFrom",
+    "component",
+}
+
+
+def test_at_least_three_ehr_shaped_examples():
+    assert len(EHR_SHAPED) >= 3
+
+
+@pytest.mark.parametrize("name", EHR_SHAPED)
+def test_ehr_shaped_example_is_shaped_like_large_ehrs_send_it(name):
+    example = SHIPPED.get(name)
+    resources = [e["resource"] for e in example.record["entry"]]
+    orders = [r for r in resources if r["resourceType"] in ORDER_TYPES]
+    assert orders and all(
+        "medicationReference" in r and "medicationCodeableConcept" not in r for r in orders
+    )
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    flawed = [
+        r for r in observations
+        if set(r) - OBSERVATION_ELEMENTS
+        or isinstance(r.get("note"), str)
+        or isinstance(r.get("interpretation"), dict)
+    ]
+    assert flawed, "an Observation with a flaw no rule reads"
+    assert any(r.get("extension") for r in resources if r["resourceType"] != "Patient")
+    zoned = re.compile(r"T\d{2}:\d{2}(:\d{2})?[+-]\d{2}:\d{2}$")
+    assert any(zoned.search(v) for r in resources for v in _datetimes(r))
+    # The Medications reach the service only as _include entries of the prefetch searchsets.
+    view = View(example, example.hook, example.draft)
+    included = 0
+    for _service, body in requests_for(view, example.today):
+        for bundle in body["prefetch"].values():
+            for entry in (bundle or {}).get("entry", ()) if isinstance(bundle, dict) else ():
+                if entry["resource"]["resourceType"] == "Medication":
+                    assert entry["search"]["mode"] == "include"
+                    included += 1
+    assert included >= 1
+
+
+def _datetimes(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [d for v in value.values() for d in _datetimes(v)]
+    if isinstance(value, list):
+        return [d for v in value for d in _datetimes(v)]
+    return [value] if isinstance(value, str) and len(value) > 19 and value[10:11] == "T" else []
