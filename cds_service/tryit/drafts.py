@@ -6,8 +6,10 @@ The drafts are shaped like the ones EHRs send (``MedicationRequest`` status ``dr
 ``doseAndRate.doseQuantity`` in g and ``timing.repeat.count`` days, the fields rules.md "Ordered
 IVIG dose" reads). The codes are ones the shipped ValueSets classify (``fhir_mappings/``), so a
 drafted statin is a statin and a drafted IVIG is IVIG to the service, as they would be from an EHR.
-One entry is neither: a medication sent only as a reference the service cannot resolve (rules.md
-"Medication of an order": the order hooks then say it could not be identified).
+Two entries are neither: a medication sent only as a reference the service cannot resolve (rules.md
+"Medication of an order": the order hooks then say it could not be identified), and a draft with
+nothing picked yet, as an order entry sends it on opening (no medication, no intent: rules.md r2
+"Drafted", ignored without a card, the call still answers).
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ UCUM = "http://unitsofmeasure.org"
 STATIN = "statin"
 IVIG = "ivig"
 OTHER = "other"
-KIND_LABELS = {STATIN: "Statins", IVIG: "Immune globulin IV (10%)", OTHER: "Other"}
+UNFINISHED = "unfinished"
+KIND_LABELS = {
+    STATIN: "Statins",
+    IVIG: "Immune globulin IV (10%)",
+    OTHER: "Other",
+    UNFINISHED: "Unfinished draft",
+}
 
 DRAFT_ID = "try-it-draft"
 # Fixed so that a link reproduces the exact request (the draft is part of the request JSON).
@@ -76,6 +84,9 @@ PRODUCTS: dict[str, Product] = {
         Product("formulary-reference", OTHER,
                 "Formulary item sent by reference only (Medication not in the request)",
                 None, None, "Formulary item 48213", "Formulary item 48213"),
+        Product("nothing-picked", UNFINISHED,
+                "Nothing picked yet (order entry just opened: no medication, no intent)",
+                None, None, "nothing picked yet", "nothing picked yet"),
     )
 }
 DEFAULT_STATIN = "atorvastatin-20"
@@ -187,6 +198,11 @@ def draft_resource(spec: DraftSpec, patient_id: str, authored: date) -> dict[str
         "subject": {"reference": f"Patient/{patient_id}"},
         "authoredOn": authored.isoformat(),
     }
+    if product.kind == UNFINISHED:
+        # What an order entry sends on opening (the CDS Hooks Sandbox's Rx View): R4 requires
+        # intent and medication[x], and neither is there yet.
+        del resource["intent"]
+        return resource
     if product.system is None:
         # An EHR that keeps its formulary as Medication resources sends only the reference.
         resource["medicationReference"] = {

@@ -22,6 +22,7 @@ from cds_service.tryit.drafts import (
     IVIG,
     PRODUCTS,
     STATIN,
+    UNFINISHED,
     DraftSpec,
     draft_resource,
     parse_draft,
@@ -194,6 +195,13 @@ def test_every_product_is_classified_as_the_service_will_see_it(key):
         (use,) = record.drafted_ivig
         assert use.dose is not None and use.dose.amount == 30 and use.dose.days == 2
         assert use.medication.concentration_g_per_ml is not None
+    elif product.kind == UNFINISHED:
+        # rules.md r2: a draft with no medication yet is ignored, neither statin, IVIG nor
+        # unidentified.
+        assert "medicationCodeableConcept" not in draft and "medicationReference" not in draft
+        assert "intent" not in draft
+        assert record.drafted_statins == () and record.drafted_ivig == ()
+        assert record.unidentified_drafts == ()
     else:
         assert record.unidentified_drafts == (product.display,)
 
@@ -299,3 +307,17 @@ def _datetimes(value: Any) -> list[str]:
     if isinstance(value, list):
         return [d for v in value for d in _datetimes(v)]
     return [value] if isinstance(value, str) and len(value) > 19 and value[10:11] == "T" else []
+
+
+@pytest.mark.parametrize("hook", ["order-select", "order-sign"])
+def test_a_draft_with_nothing_picked_yet_answers_200_without_a_draft_card(
+    make_app, settings, hook
+):
+    # rules.md r2 "Drafted": the order entry just opened (the Sandbox's Rx View): no 4xx, no card
+    # from the draft; the record's own cards on that hook still come.
+    example = SHIPPED.get("statin-ck-over-10x")  # active simvastatin, CK 25×ULN
+    client = make_app(settings.with_overrides(today=example.today)).test_client()
+    cards = call(client, {"example": example.name, "hook": hook, "product": "nothing-picked"})
+    got = topics(cards)
+    assert ("STAT-01", "critical") in got  # from the active statin, not from the draft
+    assert not {t for t, _ in got} & {"ORDER-UNIDENTIFIED", "IGA-01", "DOSE-01", "DOSE-04"}
