@@ -105,12 +105,18 @@ def test_fhir_authorization_requires_fhir_server_and_the_token_is_not_echoed(cli
     assert "secret-token-value" not in response.get_data(as_text=True)
 
 
-def test_order_hooks_need_draft_orders(client):
+def test_order_hooks_answer_without_draft_orders_but_not_with_a_non_bundle(client):
+    """The Sandbox's Rx Sign calls on opening with no draftOrders (rules.md r2): 200; a
+    draftOrders that is there but not a Bundle is still a 400 naming it."""
     body = statin_order_sign()
     del body["context"]["draftOrders"]
     response = post_json(client, "/cds-services/statin-order-check", body)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["cards"] == []
+    body["context"]["draftOrders"] = {"resourceType": "Patient"}
+    response = post_json(client, "/cds-services/statin-order-check", body)
     assert response.status_code == 400
-    assert outcome(response)["expression"] == ["context.draftOrders"]
+    assert outcome(response)["expression"] == ["context.draftOrders.resourceType"]
 
 
 def test_body_that_is_not_an_object_is_400(client):
