@@ -290,6 +290,34 @@ def r2_statin_medication_reference_via_include(r: PatientRecord, today: date) ->
     assert (r.ck[-1].value, x_uln(r.ck[-1])) == (3400, Decimal("11.0"))
 
 
+def r2_two_ivig_drafts_add_up(r: PatientRecord, today: date) -> None:
+    # "70 + 70 = 140 g > 2.2 x IBW 61.4 kg = 135.1 g (each order alone, 70 g, is under it).
+    # Actual 64 kg is 4% over IBW".
+    assert [u.resource_id for u in r.drafted_ivig] == ["mr-178", "mr-179"]
+    assert [cycle_grams(u) for u in r.drafted_ivig] == [70, 70]
+    assert r.gender == "male" and r.weight[-1].value == 64 and r.height[-1].value == 165
+    assert r.ivig_given == ()
+
+
+def r2_infusion_28_days_ago_not_counted(r: PatientRecord, today: date) -> None:
+    # "2025-06-03 is 28 days ago, the previous cycle, so G28 = 0 and 60 g <= 2.2 x IBW 52.4 kg".
+    (infusion,) = r.ivig_given
+    assert (infusion.day, infusion.grams) == (date(2025, 6, 3), 60)
+    assert days_before(today, infusion.day) == 28
+    (draft,) = r.drafted_ivig
+    assert cycle_grams(draft) == 60
+    assert r.weight[-1].value == 70 and r.height[-1].value == 160
+
+
+def r2_refuted_dvt_no_thrombosis_risk(r: PatientRecord, today: date) -> None:
+    # "a Condition whose verificationStatus is refuted is ignored everywhere"; IBW 56.9 kg vs 60
+    # kg actual; 60 g.
+    assert r.conditions == ()
+    assert r.age_on(today) == 45 and r.estrogen_uses == ()
+    (draft,) = r.drafted_ivig
+    assert cycle_grams(draft) == 60
+
+
 # Scenarios whose record holds a result the rules cannot use, on purpose.
 UNUSABLE_ON_PURPOSE = frozenset({"r2-future-dated-ck-ignored"})
 
@@ -321,6 +349,9 @@ EXPECTATIONS: dict[str, Callable[[PatientRecord, date], None]] = {
     "r2-duplicate-ck-counted-once-remission": r2_duplicate_ck_counted_once_remission,
     "r2-egfr-unit-with-space": r2_egfr_unit_with_space,
     "r2-statin-medication-reference-via-include": r2_statin_medication_reference_via_include,
+    "r2-two-ivig-drafts-add-up": r2_two_ivig_drafts_add_up,
+    "r2-infusion-28-days-ago-not-counted": r2_infusion_28_days_ago_not_counted,
+    "r2-refuted-dvt-no-thrombosis-risk": r2_refuted_dvt_no_thrombosis_risk,
 }
 
 
