@@ -17,13 +17,16 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from cds_service.cards_render import CARDS_DIR_ENV
+from cds_service.cards_render import ADVICE_SYSTEM, CARDS_DIR_ENV, load_templates
 from cds_service.cards_render.render import SUMMARY_MAX, utf16_length
+from cds_service.cards_render.suggestions import extension_problem
+from cds_service.cards_render.templates import absolute_https_problem
 from cds_service.fhir.search import build_prefetch
 from cds_service.protocol.schemas import errors
 from cds_service.record.units import UCUM
 from cds_service.services import LOINC, find_service
 from cds_service.tryit.drafts import NDC, RXNORM
+from cds_service.tryit.examples import View, load_examples, requests_for
 from tests.cards_render.conftest import REPO
 
 TODAY = date(2025, 7, 1)
@@ -358,3 +361,73 @@ def test_first_ivig_example_gets_one_dose_for_its_draft(client: Any) -> None:
     summary = cards["DOSE-03"]["summary"]
     assert "usual maximum of 2 g/kg per 4-week cycle" in summary
     assert "2.2 g/kg" not in summary
+
+
+# --- "What every card must show", for every card the shipped examples give -------------------
+
+
+def check_every_card_must_show(card: dict[str, Any], templates: Any) -> None:
+    """rules.md "What every card must show" (r2 source rules included), on a card as served."""
+    topic = card["source"]["topic"]
+    assert topic["system"] == ADVICE_SYSTEM and topic["display"]
+    rule = topic["code"]
+    assert 0 < utf16_length(card["summary"]) <= SUMMARY_MAX, (rule, card["summary"])
+    assert uuid.UUID(card["uuid"]).version == 4
+    detail = card["detail"]
+    sources = templates.sources_of(templates[rule])
+    assert "**Sources:**" in detail, rule
+    urls = [link["url"] for link in card.get("links", ())]
+    seeds = [s for s in sources if s.is_seed]
+    for seed in seeds:
+        assert seed.url not in urls and seed.url not in detail, (rule, seed.key)
+        assert f"— {seed.caution}" in detail, (rule, seed.key)
+    assert urls == list(dict.fromkeys(s.url for s in sources if not s.is_seed)), rule
+    assert all(absolute_https_problem(url) is None for url in urls), rule
+    ranks = [s.rank for s in sources]
+    assert ranks == sorted(ranks), rule  # verified first
+    seed_only = bool(seeds) and len(seeds) == len(sources)
+    assert (
+        "local protocol: not from a published guideline; thresholds are site settings" in detail
+    ) == seed_only, rule
+    assert card["overrideReasons"] and all(r["display"] for r in card["overrideReasons"])
+    suggestions = card.get("suggestions", ())
+    assert ("selectionBehavior" in card) == bool(suggestions), rule
+    for suggestion in suggestions:
+        assert uuid.UUID(suggestion["uuid"]).version == 4
+        for action in suggestion["actions"]:
+            if action["type"] == "delete":
+                assert action["resourceId"].startswith("MedicationRequest/")
+                continue
+            resource = action["resource"]
+            assert extension_problem(resource) is None
+            if resource["resourceType"] == "ServiceRequest":
+                assert (resource["status"], resource["intent"]) == ("draft", "order")
+                assert resource["code"]["coding"][0]["system"] == LOINC
+                assert resource["subject"]["reference"].startswith("Patient/")
+
+
+def test_every_card_of_every_example_shows_what_every_card_must_show(
+    make_app: Any, settings: Any
+) -> None:
+    templates = load_templates()
+    examples = load_examples()
+    seen: set[str] = set()
+    for example in examples:
+        client = make_app(settings.with_overrides(today=example.today)).test_client()
+        for hook in ("patient-view", "order-select", "order-sign"):
+            view = View(example, hook, example.draft)
+            for service, body in requests_for(view, example.today):
+                response = client.post(
+                    f"/cds-services/{service.id}",
+                    data=json.dumps(body),
+                    content_type="application/json",
+                )
+                assert response.status_code == 200, (example.name, hook, service.id)
+                document = response.get_json()
+                assert errors("response", document) == []
+                check_emitted_resources(document)
+                for card in document["cards"]:
+                    check_every_card_must_show(card, templates)
+                    seen.add(card["source"]["topic"]["code"])
+    assert {"CONT-02", "IGA-01", "DOSE-01", "STAT-01", "DOSE-03"} <= seen  # seeded rules too
+    assert len(seen) >= 23
