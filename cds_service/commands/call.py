@@ -16,11 +16,14 @@ OperationOutcome is printed), 2 when the service cannot be reached or the input 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import re
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -79,6 +82,20 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bearer", default=os.environ.get("MYOCDS_CALL_TOKEN"),
         help="a bearer JWT for a service with authentication on (default $MYOCDS_CALL_TOKEN)",
+    )
+    parser.add_argument(
+        "--private-key", type=Path,
+        help="sign a fresh CDS client JWT for every request with this PEM key (EC P-256/P-384 "
+        "or RSA), as an EHR does; needs --issuer",
+    )
+    parser.add_argument("--issuer", help="the JWT's iss (and sub) with --private-key")
+    parser.add_argument(
+        "--kid", help="the JWT header's kid (default: the key's RFC 7638 JWK thumbprint)"
+    )
+    parser.add_argument(
+        "--audience",
+        help="with --private-key: the service's public base URL (its MYOCDS_PUBLIC_BASE_URL) "
+        "that each JWT's aud is built from, when it is not --url (a proxy in between)",
     )
 
 
@@ -202,11 +219,74 @@ class _Announced:
     prefetch: dict[str, str]
 
 
-def _session(bearer: str | None) -> requests.Session:
+def public_jwk(private_key: Any) -> dict[str, str]:
+    """The public half of ``private_key`` as a JWK with ``alg`` and its thumbprint as ``kid``."""
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+    public = private_key.public_key()
+    if hasattr(public, "curve"):
+        alg = {"secp256r1": "ES256", "secp384r1": "ES384"}.get(public.curve.name)
+        if alg is None:
+            raise CallError(f"EC curve {public.curve.name} is not one a CDS client JWT uses")
+        jwk = json.loads(ECAlgorithm.to_jwk(public))
+        members: tuple[str, ...] = ("crv", "kty", "x", "y")
+    else:
+        alg, jwk, members = "RS384", json.loads(RSAAlgorithm.to_jwk(public)), ("e", "kty", "n")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    jwk.update(alg=alg, use="sig", kid=base64.urlsafe_b64encode(digest).rstrip(b"=").decode())
+    return jwk
+
+
+class SignedCalls(requests.auth.AuthBase):
+    """A fresh JWT per request (CDS Hooks 2.0 §6.2): ``aud`` the URL called, a new ``jti``, five
+    minutes of life, signed with the EHR's private key."""
+
+    LIFETIME_SECONDS = 300
+
+    def __init__(
+        self, key_path: Path, issuer: str, kid: str | None, base: str, audience: str | None
+    ) -> None:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            self.key = load_pem_private_key(key_path.read_bytes(), password=None)
+        except OSError as exc:
+            raise CallError(f"cannot read --private-key {key_path}: {exc.strerror}") from None
+        except (ValueError, TypeError):
+            raise CallError(f"--private-key {key_path} is not an unencrypted PEM key") from None
+        jwk = public_jwk(self.key)
+        self.issuer, self.alg, self.kid = issuer, jwk["alg"], kid or jwk["kid"]
+        self.base, self.audience = base.rstrip("/"), (audience or base).rstrip("/")
+
+    def token(self, url: str) -> str:
+        import jwt
+
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": self.issuer, "aud": url, "iat": now,
+                  "exp": now + self.LIFETIME_SECONDS, "jti": str(uuid.uuid4())}
+        return jwt.encode(claims, self.key, algorithm=self.alg,  # type: ignore[arg-type]
+                          headers={"kid": self.kid, "typ": "JWT"})
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = str(request.url)
+        if url.startswith(self.base + "/"):
+            url = self.audience + url[len(self.base):]
+        request.headers["Authorization"] = f"Bearer {self.token(url)}"
+        return request
+
+
+def _session(args: argparse.Namespace) -> requests.Session:
     session = requests.Session()
     session.headers["Accept"] = "application/json"
-    if bearer:
-        session.headers["Authorization"] = f"Bearer {bearer}"
+    if args.private_key is not None:
+        if not args.issuer:
+            raise CallError("--private-key needs --issuer")
+        session.auth = SignedCalls(
+            args.private_key, args.issuer, args.kid, args.url, args.audience
+        )
+    elif args.bearer:
+        session.headers["Authorization"] = f"Bearer {args.bearer}"
     return session
 
 
@@ -374,7 +454,7 @@ def run_call(args: argparse.Namespace, out: TextIO) -> int:
     else:
         hook, chart = args.hook, load_chart(args.hook, args.record, args.draft, args.user)
     base = args.url.rstrip("/")
-    session = _session(args.bearer)
+    session = _session(args)
     services = discover(session, base, hook)
     if not services:
         raise CallError(f"{base} announces no service for {hook}")

@@ -2,7 +2,8 @@
 
 It answers reads and searches (GET, and POST ``<type>/_search`` with a form body) on
 ``{base_url}/...`` with ``cds_service.fhir.search`` over the record it holds, writing absolute
-``fullUrl``s and ``next`` links as a real server does. Tests can inject:
+``fullUrl``s and ``next`` links as a real server does, and takes a transaction Bundle of PUTs
+POSTed to ``{base_url}`` into the record (as a loader sends). Tests can inject:
 
 - ``latency``: seconds every request waits before answering;
 - ``page_size``: a default ``_count`` when the request gives none (forces paging);
@@ -205,11 +206,45 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         form = self.rfile.read(length).decode("utf-8") if length else ""
+        if parts.path.rstrip("/") == self.fhir.base_path:
+            with self.fhir._track(RecordedRequest("POST", "", "", self.headers.get(
+                    "Authorization"), self.client_address[1], time.monotonic())):
+                self._transaction(form)
+            return
         if not parts.path.endswith("/_search"):
             self._send_outcome(405, "not-supported", "only POST <type>/_search is supported")
             return
         query = "&".join(q for q in (parts.query, form) if q)
         self._serve("POST", parts.path.removesuffix("/_search"), query)
+
+    def _transaction(self, body: str) -> None:
+        """A transaction Bundle of PUTs (``Type/id``), as a loader sends: each resource replaces
+        the one of the same type and id in the record, or is added to it."""
+        try:
+            bundle = json.loads(body)
+        except ValueError:
+            self._send_outcome(400, "structure", "the body is not JSON")
+            return
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get(
+            "type"
+        ) != "transaction":
+            self._send_outcome(400, "not-supported", "only a transaction Bundle is supported")
+            return
+        entries = self.fhir.record.setdefault("entry", [])
+        answers = []
+        for entry in bundle.get("entry") or ():
+            resource, request = entry.get("resource") or {}, entry.get("request") or {}
+            url = f"{resource.get('resourceType')}/{resource.get('id')}"
+            if request.get("method") != "PUT" or request.get("url") != url:
+                self._send_outcome(400, "not-supported", f"only PUT {url} is supported")
+                return
+            kept = [e for e in entries if f"{e['resource'].get('resourceType')}/"
+                    f"{e['resource'].get('id')}" != url]
+            status = "200 OK" if len(kept) < len(entries) else "201 Created"
+            entries[:] = [*kept, {"resource": resource}]
+            answers.append({"response": {"status": status, "location": f"{url}/_history/1"}})
+        self._send_json(200, {"resourceType": "Bundle", "type": "transaction-response",
+                              "entry": answers})
 
     def _serve(self, method: str, path: str, query: str) -> None:
         fhir = self.fhir
@@ -241,6 +276,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, relative: str, query: str) -> None:
         fhir = self.fhir
+        if relative == "metadata":  # what a client (a loader) asks first to see the server is up
+            self._send_json(200, {"resourceType": "CapabilityStatement", "status": "active",
+                                  "date": "2025-01-01", "kind": "instance",
+                                  "fhirVersion": "4.0.1", "format": ["json"]})
+            return
         params = parse_qsl(query, keep_blank_values=True)
         is_search = "/" not in relative
         if is_search and fhir.page_size and not any(n == "_count" for n, _ in params):
