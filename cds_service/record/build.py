@@ -409,9 +409,10 @@ def _dose_quantity(quantity: Mapping[str, Any]) -> tuple[Decimal, str] | None:
 
 
 def _days(repeat: Mapping[str, Any]) -> int:
-    count = repeat.get("count")
-    if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
-        return count
+    # rules.md "Reading a resource" (r2): a count written 2.0 or "2" is still two days.
+    count = to_decimal(repeat.get("count"))
+    if count is not None and count >= 1 and count == count.to_integral_value():
+        return int(count)
     duration = as_dict(repeat.get("boundsDuration"))
     value = to_decimal(duration.get("value"))
     unit = quantity_unit(duration)

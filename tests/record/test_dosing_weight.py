@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.record.build import ordered_dose
 from cds_service.record.dosing import (
     REASON_BELOW_IBW,
     REASON_CHILD,
@@ -267,3 +268,29 @@ def test_grams_per_cycle_unknown_when_it_cannot_be_converted():
     assert grams_per_cycle(draft("1", "g/kg", 2), None) is None
     assert grams_per_cycle(draft("0", "g", 2), _dw()) is None
     assert grams_per_cycle(use(GAMUNEX, "draft", drafted=True), _dw()) is None
+
+
+@pytest.mark.parametrize(
+    "repeat,days",
+    [
+        ({"count": 2}, 2),
+        ({"count": 2.0}, 2),  # not a valid positiveInt, but read as far as the rule needs it
+        ({"count": "3"}, 3),
+        ({"count": 2.5}, 1),  # not a whole number of days: the default
+        ({"count": 0}, 1),
+        ({"count": True}, 1),
+        ({"boundsDuration": {"value": 5, "unit": "days", "code": "d",
+                             "system": "http://unitsofmeasure.org"}}, 5),
+        ({"boundsDuration": {"value": 1, "unit": "wk"}}, 7),
+        ({}, 1),
+    ],
+)
+def test_ordered_dose_days(repeat: dict[str, Any], days: int) -> None:
+    # rules.md "Ordered IVIG dose": timing.repeat.count, or boundsDuration in days; 1 otherwise
+    dosage = {
+        "doseAndRate": [{"doseQuantity": {"value": 30, "system": "http://unitsofmeasure.org",
+                                          "code": "g"}}],
+        "timing": {"repeat": repeat},
+    }
+    dose = ordered_dose(dosage)
+    assert dose is not None and (dose.amount, dose.unit, dose.days) == (Decimal(30), "g", days)
