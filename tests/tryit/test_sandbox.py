@@ -368,3 +368,59 @@ def test_the_sandbox_reaches_every_hook_the_service_declares(sandbox_app, signer
     kept = sandbox_configured_services(discovery, BASE + "/cds-services")
     reachable = {(url.rsplit("/", 1)[1], hook) for url, hook in kept.items()}
     assert reachable == declared
+
+
+# --- the Sandbox's opening calls (issue 11, rules.md r2 "Drafted") -----------------------------
+
+
+def opened_draft(patient_id: str, server_version: str) -> dict[str, Any]:
+    """What Rx View sends as soon as it opens, before a medication is picked: a draft with no
+    medication and no intent (as a DSTU2 MedicationOrder or an R4 MedicationRequest)."""
+    timing = {"repeat": {"frequency": 1, "period": 1}}
+    if server_version == "DSTU2":
+        return {"resourceType": "MedicationOrder", "id": "order-123", "status": "draft",
+                "patient": {"reference": f"Patient/{patient_id}"},
+                "dateWritten": TODAY.isoformat(),
+                "dosageInstruction": [{"timing": timing}]}
+    return {"resourceType": "MedicationRequest", "id": "request-123", "status": "draft",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "authoredOn": TODAY.isoformat(), "dosageInstruction": [{"timing": timing}]}
+
+
+@pytest.mark.parametrize("server_version", ["DSTU2", "R4"])
+def test_rx_view_and_rx_sign_opening_calls_are_answered_200(sandbox_app, signer, fhir_server,
+                                                             server_version):
+    """Rx View opens with a draft that has no medication and no intent; Rx Sign opens with no
+    draftOrders at all; then a DSTU2 or R4 draft with the medication picked. Every call to every
+    order service is 200, with the cards the record gives on that hook (active atorvastatin,
+    CK 4-10x ULN: STAT-03), and the unfinished draft adds none."""
+    example = SHIPPED.get("statin-ck-4-to-10x")
+    fhir_server.record = dict(example.record)
+    client = sandbox_app.test_client()
+    draft = opened_draft(example.patient_id, server_version)
+    opened = {"userId": SANDBOX_USER, "patientId": example.patient_id,
+              "selections": [f"{draft['resourceType']}/{draft['id']}"],
+              "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]}}
+    sign_opened = {"userId": SANDBOX_USER, "patientId": example.patient_id}
+    picked = dstu2_draft(example.patient_id, "617311", "atorvastatin 40 MG Oral Tablet",
+                         supply=True) if server_version == "DSTU2" else r4_draft(
+        example.patient_id, "617311", "atorvastatin 40 MG Oral Tablet")
+    signed = {"userId": SANDBOX_USER, "patientId": example.patient_id,
+              "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": picked}]}}
+    calls = [
+        ("order-select", "statin-order-select", opened, {("STAT-03", "warning")}),
+        ("order-select", "ivig-order-select", opened, set()),
+        ("order-sign", "statin-order-check", sign_opened, {("STAT-03", "warning")}),
+        ("order-sign", "ivig-order-check", sign_opened, set()),
+        ("order-sign", "statin-order-check", signed, {("STAT-03", "warning")}),
+        ("order-sign", "ivig-order-check", signed, set()),
+    ]
+    for hook, service_id, context, expected in calls:
+        for prefetched in (False, True):
+            service = find_service(service_id, hook)
+            assert service is not None
+            prefetch = build_prefetch(service, context, example.record) if prefetched else None
+            response = post(client, signer, f"/cds-services/{service_id}",
+                            sandbox_body(hook, context, fhir_server, prefetch))
+            assert response.status_code == 200, (service_id, response.get_json())
+            assert topics(response) == expected, (service_id, context)
