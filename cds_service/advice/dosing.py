@@ -110,6 +110,13 @@ def _order_text(use: MedicationUse, dosing: DosingWeight | None) -> str:
     return f"{grams(per_dose)}/day × {days} {day_word} = {grams(total)}"
 
 
+def _unconverted(use: MedicationUse) -> str:
+    """Why a drafted IVIG has no grams: no dose yet (an unfinished draft) or one not in grams."""
+    if use.dose is None:
+        return f"{use.medication.display}: no dose in grams stated on the order yet"
+    return f"{use.medication.display}: dose '{use.dose.original}' could not be converted to grams"
+
+
 def _order_fact(use: MedicationUse, dosing: DosingWeight | None) -> Fact:
     return Fact(f"IVIG order ({use.medication.display})", _order_text(use, dosing), use.authored_on)
 
@@ -199,9 +206,7 @@ def dose_01_calculation(
         total = grams_per_cycle(use, dosing)
         if total is None:
             caveats.append(
-                f"{use.medication.display}: dose "
-                f"'{use.dose.original if use.dose else 'not given'}' could not be converted to "
-                "grams, so it was not checked against the dosing weight"
+                f"{_unconverted(use)}, so it was not checked against the dosing weight"
             )
             continue
         rows.append(
@@ -495,11 +500,7 @@ def dose_03_over_cycle_maximum(
         use = draft.use
         rows.append((f"This order ({use.medication.display})", _order_text(use, dosing)))
         if draft.cycle_g is None:
-            caveats.append(
-                f"{use.medication.display}: dose "
-                f"'{use.dose.original if use.dose else 'not given'}' could not be converted to "
-                "grams: not counted in the 28-day total"
-            )
+            caveats.append(f"{_unconverted(use)}: not counted in the 28-day total")
         dose = doses.get(_position(drafts, use))
         if dose is None:
             continue

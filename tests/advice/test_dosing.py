@@ -446,7 +446,7 @@ def test_dose_03_order_without_a_dose_fires_when_g28_alone_is_over():
     assert (advice.values["given_28d_g"], advice.values["ordered_g"], advice.values["total_g"]) == (
         "120 g", "0 g", "120 g"
     )
-    assert any("could not be converted to grams" in c for c in advice.caveats)
+    assert any("no dose in grams stated on the order yet" in c for c in advice.caveats)
     (suggestion,) = advice.suggestions
     assert (suggestion.kind, suggestion.target) == ("delete-draft", no_dose)
     # under the limit, an order without a dose has nothing to judge
