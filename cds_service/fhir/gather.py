@@ -217,6 +217,7 @@ class _Server:
         try:
             return 200, requests.models.complexjson.loads(body)
         except ValueError:
+            body.clear()  # see _read_body
             raise _FetchFailed("fhirServer sent a body that is not JSON") from None
 
 
@@ -240,8 +241,19 @@ def _pin_refusal(exc: BaseException) -> str | None:
 def _read_body(response: requests.Response, budget: _Budget) -> bytearray:
     """Read the streamed body chunk by chunk, never past the deadline, the size cap or the call's
     memory budget. One growing buffer: no second copy when the chunks are joined."""
-    raw = response.raw
     body = bytearray()
+    try:
+        _read_into(body, response.raw, budget)
+    except _FetchFailed:
+        # The exception's traceback keeps this frame, and so the buffer, alive until the cyclic
+        # garbage collector next runs: a worker kept a failed call's whole memory budget for
+        # minutes. Emptied now, its memory goes back at once.
+        body.clear()
+        raise
+    return body
+
+
+def _read_into(body: bytearray, raw: Any, budget: _Budget) -> None:
     size = 0
     while True:
         remaining = budget.remaining()
@@ -261,7 +273,7 @@ def _read_body(response: requests.Response, budget: _Budget) -> bytearray:
         except (urllib3.exceptions.HTTPError, OSError):
             raise _FetchFailed("fhirServer sent an incomplete response") from None
         if not chunk:
-            return body
+            return
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise _FetchFailed("fhirServer sent a response larger than the limit")

@@ -4,6 +4,8 @@ hold more than the budget, and the call stops reading once it is passed (issue 1
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,3 +98,25 @@ def test_an_announced_length_past_the_budget_is_refused_before_reading(
 def test_the_budget_is_a_setting() -> None:
     assert Settings.from_env({}).fhir_call_bytes == 16 * MIB
     assert Settings.from_env({"MYOCDS_FHIR_CALL_BYTES": "1048576"}).fhir_call_bytes == MIB
+
+
+def test_a_failed_call_gives_its_buffers_back_without_waiting_for_the_garbage_collector(
+    server: FhirTestServer,
+) -> None:
+    # The 412's traceback keeps the reading frames alive until the cyclic collector runs; their
+    # buffers must not stay with them (a worker kept 500 MB after four such calls).
+    server.add_fault("large", match="Observation?", large_bytes=64 * MIB)
+    settings = _settings(server, call_bytes=8 * MIB)
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        with pytest.raises(DataUnavailable) as info:
+            gather(REVIEW, _body(server), settings)
+        held = tracemalloc.get_traced_memory()[0] - before
+        assert "MYOCDS_FHIR_CALL_BYTES" in info.value.message
+        assert info.value.__traceback__ is not None  # the frames are still referenced here
+        assert held < 2 * MIB, f"{held / MIB:.1f} MiB still held"
+    finally:
+        tracemalloc.stop()
+        gc.enable()
