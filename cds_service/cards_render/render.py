@@ -200,7 +200,7 @@ def shorten(text: str, limit: int) -> str:
     boundary = cut.rfind(" ")
     if boundary >= len(cut) // 2:
         cut = cut[:boundary]
-    return cut.rstrip(" ,;:-–—(/") + ELLIPSIS
+    return cut.rstrip(" ,;:-–—(/" + ELLIPSIS) + ELLIPSIS  # one ellipsis, even after another
 
 
 def utf16_length(text: str) -> int:

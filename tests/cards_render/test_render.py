@@ -26,6 +26,7 @@ from cds_service.cards_render.render import (
     SEED_NOTE,
     SUMMARY_MAX,
     render_card,
+    shorten,
     utf16_length,
 )
 from cds_service.protocol.schemas import errors as schema_errors
@@ -514,6 +515,17 @@ def test_no_value_of_any_length_makes_the_summary_fail(
     assert utf16_length(card["summary"]) <= SUMMARY_MAX
     assert card["summary"].startswith("Stop the statin: CK ")
     assert "POSITIVE (>200 U)" in card["summary"]  # the start of the long value is kept
+
+
+def test_a_value_shortened_before_gets_one_ellipsis(small_templates: Templates) -> None:
+    # The advice may have shortened a free text already ("…"); the summary never shows "……".
+    value = "2025-06-28 drawn at the outside laboratory and sent by cour…, " + "preliminary " * 9
+    summary = one(stat01(values={**VALUES, "ck_date": value}), small_templates)["summary"]
+    assert utf16_length(summary) <= SUMMARY_MAX
+    assert "……" not in summary
+    assert shorten("aaaaaaaaaaaaaa…, b", 16) == "aaaaaaaaaaaaaa…"
+    assert shorten("short", 16) == "short"
+    assert shorten("one two three four five six", 16) == "one two three…"
 
 
 def test_every_summary_value_long_at_once_still_fits(small_templates: Templates) -> None:

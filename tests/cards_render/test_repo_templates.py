@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -366,3 +367,27 @@ def check_action(action: dict[str, Any], patient_id: str) -> None:
     model = {"ServiceRequest": ServiceRequest, "MedicationRequest": MedicationRequest}
     model[resource["resourceType"]].parse_obj(resource)  # valid FHIR R4
     assert resource["subject"] == {"reference": f"Patient/{patient_id}"}
+
+
+LONG_WORDS = ("POSITIVE (>200 U) confirmed at the reference laboratory " * 100).strip()
+
+
+def test_long_values_in_any_summary_field_never_fail_a_card(repo_templates: Templates) -> None:
+    # issue 11: a long valueString made a summary pass 139 characters and the call a 500. Every
+    # field any summary quotes, long alone and all long at once: the card renders, <= 139.
+    record = sample_record()
+    checked = 0
+    for rule, template in repo_templates.cards.items():
+        names = placeholder_names(template.summary)
+        prefix = template.summary.split("{", 1)[0]
+        base = sample_advice(rule, template, template.indicators[0], record)
+        cases = [{name: LONG_WORDS} for name in names] + [dict.fromkeys(names, LONG_WORDS)]
+        for long_values in cases:
+            advice = replace(base, values={**base.values, **long_values})
+            (card,) = render([advice], record, repo_templates, template.hooks[0])
+            summary = card["summary"]
+            assert utf16_length(summary) <= SUMMARY_MAX, (rule, summary)
+            assert summary.startswith(prefix), (rule, summary)
+            assert "POSITIVE" in summary or not names, (rule, summary)
+            checked += 1
+    assert checked > 2 * len(repo_templates)
