@@ -12,6 +12,9 @@ from cds_service.record.model import ConditionFact, LabValue, MedicationUse
 
 # Longest medication or condition text put into a summary, so the summary stays <= 139 characters.
 SUMMARY_TEXT_MAX = 36
+# Longest anti-HMGCR result text (a lab's own wording, "POSITIVE (>200 U)...") in a summary: with
+# "anti-HMGCR " and ", preliminary" it fits STAT-05's and HMG-03's summaries.
+LAB_TEXT_MAX = 26
 
 
 # --- medications ----------------------------------------------------------------------------
@@ -45,12 +48,13 @@ def statin_fact(use: MedicationUse) -> Fact:
 
 def evidence_text(evidence: LabValue | ConditionFact) -> str:
     """Short wording for a summary: "anti-HMGCR 85 U, flagged POS" or "diagnosis: ...". A lab's
-    own text (a result without a number, "POSITIVE (>200 U)") is cut to ``SUMMARY_TEXT_MAX``: the
-    card's facts show it in full."""
+    own text (a result without a number, "POSITIVE (>200 U)") is cut to ``LAB_TEXT_MAX`` and its
+    flags are left to the facts, which show both in full."""
     if isinstance(evidence, LabValue):
-        flag = f", flagged {'/'.join(evidence.interpretation)}" if evidence.interpretation else ""
+        flagged = evidence.interpretation and not evidence.qualitative
+        flag = f", flagged {'/'.join(evidence.interpretation)}" if flagged else ""
         preliminary = ", preliminary" if evidence.preliminary else ""
-        shown = shorten(evidence.display(), SUMMARY_TEXT_MAX)
+        shown = shorten(evidence.display(), LAB_TEXT_MAX)
         return f"anti-HMGCR {shown}{shorten(flag, SUMMARY_TEXT_MAX)}{preliminary}"
     return "diagnosis: " + shorten(evidence.text, SUMMARY_TEXT_MAX)
 

@@ -279,3 +279,28 @@ def test_worst_case_summaries_fit() -> None:
     check_card(fired(b.record(conditions=(cond,)))["HMG-03"])
     lab = b.hmgcr("123456.7", 3, comparator=">", unit="U/mL", interpretation=("POS", "HH"))
     check_card(fired(b.record(hmgcr=(lab,)))["HMG-03"])
+
+
+# --- rules.md r2: a negative anti-HMGCR without a number is on file ---------------------------
+
+
+@pytest.mark.parametrize(("finding", "silent"), [("negative", True), ("positive", True)])
+def test_hmg01_result_without_a_number_is_on_file(finding: str, silent: bool) -> None:
+    raised = stopped(100, b.ck(900, 5, uln=192))
+    assert "HMG-01" in fired(raised)
+    result = replace(b.hmgcr(0, 10), qualitative=True, finding=finding, original=finding)
+    assert ("HMG-01" not in fired(replace(raised, hmgcr=(result,)))) is silent
+
+
+def test_hmg03_positive_without_a_number() -> None:
+    result = replace(b.hmgcr(0, 10), qualitative=True, finding="positive", original="Positive")
+    assert "HMG-03" in fired(b.record(hmgcr=(result,)))
+    negative = replace(result, finding="negative", original="Negative")
+    assert "HMG-03" not in fired(b.record(hmgcr=(negative,)))
+
+
+def test_hmg03_long_lab_text_fits_the_summary() -> None:
+    text = "POSITIVE (>200 U) " + "confirmed by a second method; " * 50
+    result = replace(b.hmgcr(0, 10, status="preliminary"), qualitative=True, finding="positive",
+                     original=text)
+    check_card(fired(b.record(hmgcr=(result,)))["HMG-03"])

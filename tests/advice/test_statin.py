@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 
 import pytest
 
 from cds_service.advice import statin as rules
 from cds_service.advice.model import Advice
-from cds_service.record.model import PatientRecord
+from cds_service.record.model import LabValue, PatientRecord
 from cds_service.settings import ClinicalSettings
 from tests.advice import builders as b
 from tests.advice.cards import check_card, rules_table, template
@@ -526,3 +527,48 @@ def test_thresholds_are_exact_not_rounded() -> None:
     # rules.md "CK ULN": "only the display is rounded (one decimal)".
     assert advice.values["ck_x_uln"] == "10.0"
     assert replace(b.ck("3080.4", 2)).times_uln > Decimal(10)
+
+
+# --- rules.md r2: anti-HMGCR without a number, resolved Condition, long lab text ------------
+
+
+def qualitative(finding: str, text: str, status: str = "final") -> LabValue:
+    """An anti-HMGCR result with no number, read for its finding (rules.md r2)."""
+    return replace(b.hmgcr(0, 30, status=status), qualitative=True, finding=finding, original=text)
+
+
+@pytest.mark.parametrize(("finding", "fires"), [("positive", True), ("negative", False)])
+def test_stat05_hmgcr_without_a_number_by_its_finding(finding: str, fires: bool) -> None:
+    record = b.record(
+        hook="order-sign",
+        statin_uses=(b.drafted_statin(),),
+        hmgcr=(qualitative(finding, finding.upper()),),
+    )
+    assert ("STAT-05" in fired(record, "order-sign")) is fires
+
+
+@pytest.mark.parametrize("clinical_status", ["resolved", "inactive", "remission", None])
+def test_stat05_hmgcr_condition_of_any_clinical_status(clinical_status: str | None) -> None:
+    cond = b.condition("Statin-associated anti-HMGCR necrotizing myopathy",
+                       clinical_status=clinical_status, onset=date(2021, 3, 1))
+    record = b.record(hook="order-sign", conditions=(cond,), statin_uses=(b.drafted_statin(),))
+    assert fired(record, "order-sign")["STAT-05"].values["hmgcr_date"] == "2021-03-01"
+    refuted = replace(cond, verification_status="refuted")
+    record = b.record(hook="order-sign", conditions=(refuted,), statin_uses=(b.drafted_statin(),))
+    assert "STAT-05" not in fired(record, "order-sign")
+
+
+@pytest.mark.parametrize("length", [17, 200, 5000])
+def test_stat05_long_lab_text_is_carried_and_shortened_in_the_summary(length: int) -> None:
+    text = ("POSITIVE (>200 U) " + "x" * length)[:length]
+    record = b.record(
+        hook="order-sign",
+        statin_uses=(b.drafted_statin(),),
+        hmgcr=(qualitative("positive", text, status="preliminary"),),
+    )
+    advice = fired(record, "order-sign")["STAT-05"]
+    shown = advice.values["hmgcr"]
+    assert shown.startswith("anti-HMGCR POSITIVE") and shown.endswith(", preliminary")
+    assert len(shown) <= len("anti-HMGCR , preliminary") + 26
+    assert any(fact.value == text for fact in advice.facts)  # in full in "Values used"
+    check_card(advice)
