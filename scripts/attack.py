@@ -29,6 +29,7 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -488,10 +489,137 @@ def hanging_fhir(target: Target, args: argparse.Namespace) -> list[Figure]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checks of issue 12 points 2, 3 and 5 (replay across 2 workers and a restart, a forged Host,
-# a date/time edge sweep): registered here with @check("replay"), @check("forged-host"),
-# @check("date-sweep"). A check gets the running Target (call(), token(), restart(),
-# worker_pids(), the FHIR servers in target.fhir) and returns its Figures.
+# Replay across workers and restarts, a forged Host, date/time edges (issue 12 points 2, 3, 5)
+
+REPLAY_TOKENS = 20
+REPLAY_SENDS = 6  # each token sent this many times at once, each on its own connection
+
+
+def _accepted_per_token(target: Target, tokens: list[str], sends: int) -> list[int]:
+    """How many of ``sends`` simultaneous calls with each token were accepted (200)."""
+
+    def send(token: str) -> int:
+        return target.call("GET", "/cds-services", auth=False,
+                           headers={"Authorization": f"Bearer {token}"})[0]
+
+    with ThreadPoolExecutor(max_workers=sends) as pool:
+        return [
+            sum(1 for status in pool.map(send, [token] * sends) if status == 200)
+            for token in tokens
+        ]
+
+
+def _restart_one_worker(target: Target) -> None:
+    """SIGTERM one worker; gunicorn starts a new one (a fresh process, empty memory)."""
+    before = target.worker_pids()
+    os.kill(before[0], signal.SIGTERM)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        now = target.worker_pids()
+        if len(now) == target.workers and before[0] not in now:
+            if target.call("GET", "/healthz", auth=False)[0] == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit("the killed worker was not replaced")
+
+
+@check("replay")
+def replay(target: Target, args: argparse.Namespace) -> list[Figure]:
+    tokens = [target.token("/cds-services") for _ in range(REPLAY_TOKENS)]
+    first = _accepted_per_token(target, tokens, REPLAY_SENDS)
+    _restart_one_worker(target)
+    after_worker_restart = _accepted_per_token(target, tokens, REPLAY_SENDS)
+    target.restart()
+    after_restart = _accepted_per_token(target, tokens, REPLAY_SENDS)
+    name = f"{REPLAY_TOKENS} tokens x {REPLAY_SENDS} at once"
+    return [
+        report("replay", f"{name}: tokens accepted exactly once", first.count(1), ""),
+        at_most("replay", f"{name}: tokens accepted more than once",
+                sum(1 for n in first if n > 1), "", 0),
+        at_most("replay", f"{name}: tokens never accepted", first.count(0), "", 0),
+        at_most("replay", "the same tokens after a worker restart: accepted",
+                sum(after_worker_restart), "", 0),
+        at_most("replay", "the same tokens after a service restart: accepted",
+                sum(after_restart), "", 0),
+    ]
+
+
+@check("forged-host")
+def forged_host(target: Target, args: argparse.Namespace) -> list[Figure]:
+    evil = "http://evil.example"
+    forgeries = {
+        "Host": {"Host": "evil.example"},
+        "Host + X-Forwarded-Proto/Host": {"Host": "evil.example", "X-Forwarded-Proto": "http",
+                                          "X-Forwarded-Host": "evil.example"},
+        "X-Forwarded-Host only": {"X-Forwarded-Host": "evil.example",
+                                  "X-Forwarded-Proto": "http"},
+        "Forwarded": {"Host": "evil.example", "Forwarded": "proto=http;host=evil.example"},
+    }
+    accepted = 0
+    for headers in forgeries.values():
+        for path, body in (("/cds-services", None), (SERVICE, prefetched_body()),
+                           (SERVICE + "/feedback", _one_feedback("2025-07-01T10:00:00Z"))):
+            token = target.token(path)
+            forged = token_for(target, evil + path)
+            status = target.call("POST" if body else "GET", path, body, auth=False,
+                                 headers={**headers, "Authorization": f"Bearer {forged}"})[0]
+            accepted += status == 200
+            good = target.call("POST" if body else "GET", path, body, auth=False,
+                               headers={**headers, "Authorization": f"Bearer {token}"})[0]
+            if good != 200:
+                raise SystemExit(f"a valid token was refused ({good}) with {headers}")
+    calls = len(forgeries) * 3
+    return [at_most("forged-host", f"tokens for evil.example accepted ({calls} forged calls)",
+                    accepted, "", 0)]
+
+
+def token_for(target: Target, audience: str) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": ISS, "aud": audience, "iat": now, "exp": now + 300,
+              "jti": str(uuid.uuid4())}
+    return jwt.encode(claims, target.key.private, algorithm="ES384",
+                      headers={"kid": "attack-key"})
+
+
+def _one_feedback(at: str) -> dict[str, Any]:
+    return {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden",
+                          "outcomeTimestamp": at}]}
+
+
+@check("date-sweep")
+def date_sweep(target: Target, args: argparse.Namespace) -> list[Figure]:
+    from tests.trust.test_date_edges import EDGES, NUMERIC_DATES, PLACES
+
+    statuses: dict[int, int] = {}
+    five_hundreds: list[str] = []
+    for place, build in PLACES.items():
+        for value in EDGES:
+            path, body = build(value)()
+            status = target.call("POST", path, body)[0]
+            statuses[status] = statuses.get(status, 0) + 1
+            if status >= 500:
+                five_hundreds.append(f"{place}={value}")
+    for claim in ("iat", "exp", "nbf"):
+        for number in NUMERIC_DATES:
+            path = "/cds-services"
+            token = target.token(path, **{claim: number})
+            status = target.call("GET", path, auth=False,
+                                 headers={"Authorization": f"Bearer {token}"})[0]
+            statuses[status] = statuses.get(status, 0) + 1
+            if status >= 500:
+                five_hundreds.append(f"jwt {claim}={number!r}")
+    for failure in five_hundreds:
+        print(f"   5xx: {failure}", flush=True)
+    total = sum(statuses.values())
+    spread = ", ".join(f"{code}: {count}" for code, count in sorted(statuses.items()))
+    print(f"   statuses over {total} calls: {spread}", flush=True)
+    return [
+        report("date-sweep", f"calls ({len(PLACES)} places x {len(EDGES)} values + JWT claims)",
+               total, ""),
+        at_most("date-sweep", "answers 5xx", len(five_hundreds), "", 0),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
