@@ -203,3 +203,29 @@ def test_order_select_selection_picks_the_drafted_ivig(selection: str, drafted: 
     body = {"hook": "order-select", "context": {"patientId": "p1"}}
     rec = build_record(data, body, Settings())
     assert [u.resource_id for u in drafted_ivig(rec)] == (["ivig-1"] if drafted else [])
+
+
+@pytest.mark.parametrize(
+    ("written", "day"),
+    [
+        ("2025-10-16T23:30:00-05:00", date(2025, 10, 16)),  # 2025-10-17 in UTC
+        ("2025-10-16T00:30:00+09:00", date(2025, 10, 16)),  # 2025-10-15 in UTC
+        ("2025-10-16", date(2025, 10, 16)),
+    ],
+)
+def test_the_day_of_an_infusion_is_the_date_as_written(written: str, day: date) -> None:
+    # rules.md r2 "Day of a time": the offset is not converted; the 28-day window of DOSE-03 and
+    # every IVIG day count read this day.
+    admin = {
+        "resourceType": "MedicationAdministration", "id": "a1", "status": "completed",
+        "medicationCodeableConcept": GAMUNEX_R4, "effectiveDateTime": written,
+        "subject": {"reference": "Patient/p1"},
+        "dosage": {"dose": {"value": 40, "system": "http://unitsofmeasure.org", "code": "g"}},
+    }
+    rec = built(admin)
+    (infusion,) = rec.ivig_given
+    assert infusion.day == day
+    assert grams_given_between(rec, day, day) == 40
+    assert grams_given_between(rec, day + timedelta(days=1), TODAY) == 0
+    assert grams_given_between(rec, day - timedelta(days=5), day - timedelta(days=1)) == 0
+    assert ivig_status(rec, TODAY).days_since_last == (TODAY - day).days
