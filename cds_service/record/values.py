@@ -363,7 +363,8 @@ def _normal_range(obs: Mapping[str, Any]) -> Mapping[str, Any] | None:
     candidates = []
     for rng in as_list(obs.get("referenceRange")):
         r = as_dict(rng)
-        types = [as_dict(c).get("code") for c in as_list(as_dict(r.get("type")).get("coding"))]
+        codings = as_list(as_dict(r.get("type")).get("coding"))
+        types = [read_code(as_dict(c).get("code")) for c in codings]
         if types and "normal" not in types:
             continue
         if isinstance(r.get("low"), Mapping) or isinstance(r.get("high"), Mapping):

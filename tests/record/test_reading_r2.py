@@ -144,6 +144,17 @@ def test_unit_code_and_system_read_any_case() -> None:
     assert usable(resource).value == 300
 
 
+def test_reference_range_type_read_any_case() -> None:
+    ranges = [
+        {"type": {"coding": [{"code": "TREATMENT"}]}, "high": {"value": 1000, "code": "U/L",
+                                                           "system": UCUM}},
+        {"type": {"coding": [{"code": " Normal "}]}, "high": {"value": 200, "code": "U/L",
+                                                          "system": UCUM}},
+    ]
+    result = usable(observation(referenceRange=ranges))
+    assert result.ref_high == 200
+
+
 def test_interpretation_codes_read_any_case() -> None:
     resource = observation(code=HMGCR_CODE, value=None, valueString="see report",
                            interpretation=[{"coding": [{"code": " pos "}]}])
