@@ -202,11 +202,22 @@ def test_order_without_a_dose_when_g28_alone_is_over_the_limit(make_app, setting
     assert actions(card) == [("delete", "MedicationRequest/ivig-1", None, None)]
 
 
-@pytest.mark.parametrize(("days_ago", "fires"), [(27, True), (28, False)])
+@pytest.mark.parametrize(
+    ("days_ago", "time", "fires"),
+    [
+        (27, "", True),
+        (28, "", False),
+        # rules.md r2 "Day of a time": 2025-06-03 as written (2025-06-04 in UTC) is 28 days ago
+        (28, "T23:30:00-05:00", False),
+        (27, "T00:30:00+09:00", True),  # 2025-06-03 in UTC, 2025-06-04 as written
+    ],
+)
 def test_an_infusion_exactly_28_days_ago_is_the_previous_cycle(make_app, settings, days_ago,
-                                                               fires):
+                                                               time, fires):
     # woman 160 cm: IBW 52.4 kg, limit 115.3 g; 60 g given + 60 g ordered = 120 g
-    resources = [patient(), *usual(60, 160), given("a1", days_ago, 60)]
+    infusion = given("a1", days_ago, 60)
+    infusion["effectiveDateTime"] += time
+    resources = [patient(), *usual(60, 160), infusion]
     cards = call(make_app, settings, resources, [ivig_draft("ivig-1", 30, 2)])
     assert ("DOSE-03" in cards) is fires
 
