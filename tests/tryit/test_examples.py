@@ -36,6 +36,7 @@ from cds_service.tryit.examples import (
     shift_dates,
 )
 from cds_service.tryit.inprocess import run_view
+from tests.support.fhir_server import FhirTestServer
 from tests.tryit.conftest import CLINICAL_DATE
 
 SHIPPED = load_examples()
@@ -321,3 +322,32 @@ def test_a_draft_with_nothing_picked_yet_answers_200_without_a_draft_card(
     got = topics(cards)
     assert ("STAT-01", "critical") in got  # from the active statin, not from the draft
     assert not {t for t, _ in got} & {"ORDER-UNIDENTIFIED", "IGA-01", "DOSE-01", "DOSE-04"}
+
+
+@pytest.mark.parametrize("name", EHR_SHAPED)
+def test_ehr_shaped_example_gives_the_same_cards_when_fetched(make_app, settings, name):
+    # rules.md r2: prefetch (Medications as _include entries) and the fallback fetch (the service
+    # reads the record from the EHR's FHIR server, here one on loopback) give the same cards.
+    example = SHIPPED.get(name)
+    server = FhirTestServer().start()
+    try:
+        server.record = example.record
+        server.page_size = 3
+        client = make_app(
+            settings.with_overrides(today=example.today, fhir_allow=(server.base_url,))
+        ).test_client()
+        view = View(example, example.hook, example.draft)
+        got: dict[str, list[Any]] = {"prefetch": [], "fetched": []}
+        for service, body in requests_for(view, example.today):
+            fetched = {k: v for k, v in body.items() if k != "prefetch"}
+            fetched["fhirServer"] = server.base_url
+            for way, request in (("prefetch", body), ("fetched", fetched)):
+                response = client.post(f"/cds-services/{service.id}", data=json.dumps(request),
+                                       content_type="application/json")
+                assert response.status_code == 200, (way, response.get_json())
+                got[way].extend(strip_uuids(response.get_json()["cards"]))
+        assert server.request_count > 0
+    finally:
+        server.stop()
+    assert got["fetched"] == got["prefetch"]
+    assert topics(got["prefetch"]) == {(e.topic, e.indicator) for e in example.expect}
