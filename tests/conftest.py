@@ -1,7 +1,9 @@
 """Shared fixtures: settings, the app and its test client, and the patient scenarios.
 
-A test that takes a ``scenario`` argument runs once per file in ``../shared/scenarios`` (the
-test id is the file name), so each scenario is its own test.
+A test that takes a ``scenario`` argument runs once per scenario file: the project's own set in
+``tests/scenarios`` always, and the reference set in ``../shared/scenarios`` whenever that folder
+exists (``MYOCDS_SCENARIOS_DIR`` points elsewhere). The test id is the set and the file name,
+``own/<name>`` or ``shared/<name>``, so each scenario is its own test and ``-k own`` picks a set.
 """
 
 from __future__ import annotations
@@ -20,33 +22,42 @@ from cds_service import create_app
 from cds_service.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Read in place, never copied into the repository (the team's rule); overridable for odd layouts.
-SCENARIO_DIR = Path(
+# The project's own scenarios, written here (tests/scenarios/README.md gives the format).
+OWN_SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+# The reference set beside the repository, read in place (never copied) when it is there.
+SHARED_SCENARIO_DIR = Path(
     os.environ.get("MYOCDS_SCENARIOS_DIR", REPO_ROOT.parent / "shared" / "scenarios")
+)
+SCENARIO_SETS: tuple[tuple[str, Path], ...] = (
+    ("own", OWN_SCENARIO_DIR),
+    ("shared", SHARED_SCENARIO_DIR),
 )
 
 
-def load_scenarios() -> dict[str, dict[str, Any]]:
-    """Every scenario file by name (file stem), in name order."""
-    if not SCENARIO_DIR.is_dir():
-        return {}
+def scenario_paths() -> dict[str, Path]:
+    """Every scenario file by test id (``own/<stem>``, ``shared/<stem>``), set by set, in name
+    order; a set whose folder does not exist contributes nothing."""
     return {
-        path.stem: json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(SCENARIO_DIR.glob("*.json"))
+        f"{name}/{path.stem}": path
+        for name, directory in SCENARIO_SETS
+        if directory.is_dir()
+        for path in sorted(directory.glob("*.json"))
+    }
+
+
+def load_scenarios() -> dict[str, dict[str, Any]]:
+    """Every scenario by test id (see ``scenario_paths``)."""
+    return {
+        key: json.loads(path.read_text(encoding="utf-8")) for key, path in scenario_paths().items()
     }
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "scenario" in metafunc.fixturenames:
         scenarios = load_scenarios()
-        if not scenarios:
-            metafunc.parametrize(
-                "scenario",
-                [pytest.param(None, marks=pytest.mark.skip(
-                    reason=f"no scenarios found in {SCENARIO_DIR} (set MYOCDS_SCENARIOS_DIR)"
-                ))],
-            )
-            return
+        # The own set ships with the repository: none found is a broken checkout, not a skip.
+        own = [key for key in scenarios if key.startswith("own/")]
+        assert own, f"no scenarios in {OWN_SCENARIO_DIR}"
         metafunc.parametrize("scenario", list(scenarios.values()), ids=list(scenarios))
 
 

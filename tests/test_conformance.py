@@ -1,9 +1,12 @@
-"""Every scenario of ../shared/scenarios through the HTTP interface, checked for CDS Hooks 2.0
-conformance and for the cards it must and must not give.
+"""Every scenario (the own set of tests/scenarios, and ../shared/scenarios when present) through
+the HTTP interface, checked for CDS Hooks 2.0 conformance and for the cards it must and must not
+give.
 
-For each scenario, every service declared for its hook is called, as an EHR would: the prefetch
-is what the EHR holding the scenario's record answers to that service's own prefetch templates,
-and the clinical date is pinned to the scenario's ``today``.
+For each scenario, every service declared for its hook is called as an EHR would, in two modes,
+each its own test: ``prefetch``, the prefetch being what the EHR holding the scenario's record
+answers to that service's own prefetch templates; ``fetch``, no prefetch and the record served by
+a FHIR server on 127.0.0.1 that the service reads. The clinical date is pinned to the scenario's
+``today``.
 """
 
 from __future__ import annotations
@@ -13,25 +16,39 @@ import uuid
 from datetime import date
 from typing import Any
 
+import pytest
+
 from cds_service.fhir.search import build_prefetch
 from cds_service.protocol.schemas import errors
 from cds_service.services import services_for_hook
+from tests.support.fhir_server import FhirTestServer
 
 
-def call_every_service(make_app, settings, scenario: dict[str, Any]) -> list[dict[str, Any]]:
+def call_every_service(
+    make_app, settings, scenario: dict[str, Any], fhir_server: FhirTestServer | None = None
+) -> list[dict[str, Any]]:
+    """The cards of every service of the scenario's hook: with the prefetch its templates give,
+    or, given ``fhir_server`` (serving the record), with no prefetch and that server's base."""
     hook = scenario["hook"]
     services = services_for_hook(hook)
     assert services, f"no service declared for {hook}"
-    app = make_app(settings.with_overrides(today=date.fromisoformat(scenario["today"])))
+    today = date.fromisoformat(scenario["today"])
+    if fhir_server is None:
+        app = make_app(settings.with_overrides(today=today))
+    else:
+        app = make_app(settings.with_overrides(today=today, fhir_allow=(fhir_server.base_url,)))
     client = app.test_client()
     cards: list[dict[str, Any]] = []
     for service in services:
-        body = {
+        body: dict[str, Any] = {
             "hook": hook,
             "hookInstance": str(uuid.uuid4()),
             "context": scenario["context"],
-            "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
         }
+        if fhir_server is None:
+            body["prefetch"] = build_prefetch(service, scenario["context"], scenario["record"])
+        else:
+            body["fhirServer"] = fhir_server.base_url
         assert errors("request", body) == [], service.id
         response = client.post(f"/cds-services/{service.id}", data=json.dumps(body),
                                content_type="application/json")
@@ -58,8 +75,35 @@ def check_cards(cards: list[dict[str, Any]]) -> None:
             assert reason["display"].strip(), topic
 
 
-def test_scenario(make_app, settings, scenario):
-    cards = call_every_service(make_app, settings, scenario)
+def check_one_dose_per_draft(cards: list[dict[str, Any]]) -> None:
+    """rules.md r2: a clinician never sees two suggestions that set one draft to different doses."""
+    doses: dict[str, set[str]] = {}
+    for card in cards:
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion.get("actions", []):
+                resource = action.get("resource") or {}
+                if action.get("type") == "update" and resource.get("id"):
+                    dosage = json.dumps(resource.get("dosageInstruction"), sort_keys=True)
+                    doses.setdefault(resource["id"], set()).add(dosage)
+    assert all(len(d) == 1 for d in doses.values()), doses
+
+
+@pytest.fixture(params=["prefetch", "fetch"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_scenario(make_app, settings, scenario, mode):
+    if mode == "prefetch":
+        cards = call_every_service(make_app, settings, scenario)
+    else:
+        server = FhirTestServer(record=scenario["record"]).start()
+        try:
+            cards = call_every_service(make_app, settings, scenario, server)
+        finally:
+            server.stop()
+        assert server.request_count > 0
+    check_one_dose_per_draft(cards)
     uuids = [card["uuid"] for card in cards] + [
         s["uuid"] for card in cards for s in card.get("suggestions", [])
     ]

@@ -1,4 +1,4 @@
-"""The shared patient scenarios as the advice sees them, for the scenario tests of every area.
+"""The patient scenarios as the advice sees them, for the scenario tests of every area.
 
 Each scenario's record is turned into the prefetch each service of its hook would get (the EHR
 running that service's prefetch templates on it), gathered (no network: the prefetch is
@@ -58,8 +58,10 @@ def advice_by_rule(
 
 
 def named_scenario(name: str) -> dict[str, Any]:
-    """One scenario by file stem; the test is skipped when it is not there."""
+    """One scenario by test id (``own/<stem>``, ``shared/<stem>``; a bare stem is the shared
+    set's); the test is skipped when it is not there (the shared set is optional)."""
+    key = name if "/" in name else f"shared/{name}"
     scenarios = load_scenarios()
-    if name not in scenarios:
-        pytest.skip(f"scenario {name} not found")
-    return scenarios[name]
+    if key not in scenarios:
+        pytest.skip(f"scenario {key} not found")
+    return scenarios[key]

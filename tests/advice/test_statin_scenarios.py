@@ -1,4 +1,5 @@
-"""The scenarios of ../shared/scenarios, judged on the statin, anti-HMGCR and order topics.
+"""The patient scenarios (own set, and the shared set when present), judged on the statin,
+anti-HMGCR and order topics.
 
 Each scenario's record is built per service as a hook call builds it (``tests.advice.scenarios``)
 and run through the advice registry with that service's rules; the topics of these rules must be
@@ -19,7 +20,7 @@ from cds_service import advice
 from cds_service.services import ALL_RULES_STATIN, ORDER_UNIDENTIFIED
 from cds_service.settings import Settings
 from tests.advice.scenarios import service_records
-from tests.conftest import SCENARIO_DIR
+from tests.conftest import scenario_paths
 
 MY_TOPICS = frozenset(ALL_RULES_STATIN) | {ORDER_UNIDENTIFIED}
 
@@ -34,7 +35,8 @@ def _mine(scenario: dict[str, Any]) -> bool:
     return bool(topics & MY_TOPICS)
 
 
-SCENARIO_FILES = sorted(p for p in SCENARIO_DIR.glob("*.json") if _mine(_load(p)))
+# Test id ("own/<name>", "shared/<name>") -> file, for the scenarios that judge these topics.
+SCENARIO_FILES = {key: path for key, path in scenario_paths().items() if _mine(_load(path))}
 
 
 def topics_for(scenario: dict[str, Any]) -> dict[str, str]:
@@ -51,11 +53,12 @@ def topics_for(scenario: dict[str, Any]) -> dict[str, str]:
 
 def test_scenarios_found() -> None:
     # Guards against a moved directory silently leaving nothing to test.
-    names = {p.name for p in SCENARIO_FILES}
-    assert {"statin-ck-over-40x.json", "statin-rechallenge-too-soon.json"} <= names
+    assert {"own/stat02-ck-over-40x-no-statin", "own/stat06-rechallenge-ck-still-raised"} <= set(
+        SCENARIO_FILES
+    )
 
 
-@pytest.mark.parametrize("path", SCENARIO_FILES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", list(SCENARIO_FILES.values()), ids=list(SCENARIO_FILES))
 def test_scenario(path: Path) -> None:
     scenario = _load(path)
     found = topics_for(scenario)

@@ -1,4 +1,5 @@
-"""Through HTTP: every scenario gives the same response with prefetch and with none.
+"""Through HTTP: every scenario (own and shared sets) gives the same response with prefetch and
+with none.
 
 (a) the request carries the prefetch built from the service's own templates on the record;
 (b) no prefetch: the service fetches the record from the local FHIR server (paged, 3 a page).
@@ -88,6 +89,6 @@ def test_a_search_cut_at_the_page_cap_is_said_on_every_card(
     )
     assert response.status_code == 200, response.get_json()
     cards = response.get_json()["cards"]
-    assert cards, "the CK of 5,200 U/L (newest first, on page 1) still gives STAT-01"
+    assert cards, "the CK of 4,100 U/L (newest first, on page 1) still gives STAT-01"
     for card in cards:
         assert "Only the first pages of observations" in card["detail"]

@@ -197,11 +197,11 @@ def test_feedback_report_over_feedback_posted_through_the_api(
     scenarios: dict[str, dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if "first-ivig-obese-no-iga" not in scenarios:
-        pytest.skip("scenario first-ivig-obese-no-iga not found")
+    if "shared/first-ivig-obese-no-iga" not in scenarios:
+        pytest.skip("scenario shared/first-ivig-obese-no-iga not found")
     app = make_app(settings.with_overrides(today=TODAY))
     client = app.test_client()
-    scenario = scenarios["first-ivig-obese-no-iga"]
+    scenario = scenarios["shared/first-ivig-obese-no-iga"]
     [service] = [s for s in services_for_hook("order-sign") if s.id == "ivig-order-check"]
     by_topic: dict[str, list[str]] = {}
     for _ in range(4):  # the same order signed four times: four cards per rule

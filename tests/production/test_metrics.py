@@ -29,9 +29,7 @@ PV = "myopathy-review"
 
 @pytest.fixture
 def over_40x(scenarios: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    if "statin-ck-over-40x" not in scenarios:
-        pytest.skip("scenario statin-ck-over-40x not found in ../shared/scenarios")
-    return scenarios["statin-ck-over-40x"]
+    return scenarios["own/stat02-ck-over-40x-no-statin"]
 
 
 @pytest.fixture
