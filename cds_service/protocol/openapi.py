@@ -61,7 +61,8 @@ _ERRORS = {
     "413": "Body larger than the limit, or more resources than the limit.",
     "415": "The body is not JSON (Content-Type must be application/json).",
     "422": "Well-formed JSON whose FHIR content cannot be acted on.",
-    "503": "Not ready: the feedback database cannot be reached.",
+    "503": "A store this call needs cannot be reached now (the feedback database, or the store "
+    "of seen token ids when authentication is on); try again later (Retry-After).",
 }
 
 
@@ -139,7 +140,7 @@ def _service_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": {"description": "Cards (possibly none).", "content": _json("response")},
-                    **_errors("400", "401", "404", "405", "412", "413", "415", "422"),
+                    **_errors("400", "401", "404", "405", "412", "413", "415", "422", "503"),
                 },
             }
         }
@@ -147,6 +148,8 @@ def _service_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
             "post": {
                 "operationId": f"feedback:{service_id}",
                 "summary": "CDS Hooks feedback on cards: accepted or overridden (idempotent)",
+                "description": "Each item is stored or refused on its own: a 400 has one issue "
+                "per refused item (its expression names it) and says how many were stored.",
                 "security": security,
                 "requestBody": {"required": True, "content": _json("feedback")},
                 "responses": {
@@ -156,7 +159,7 @@ def _service_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                             "application/json": {"schema": {"type": "object", "maxProperties": 0}}
                         },
                     },
-                    **_errors("400", "401", "404", "405", "413", "415"),
+                    **_errors("400", "401", "404", "405", "413", "415", "503"),
                 },
             }
         }
@@ -173,7 +176,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "security": security,
                 "responses": {
                     "200": {"description": "The services.", "content": _json("discovery")},
-                    **_errors("401", "405"),
+                    **_errors("401", "405", "503"),
                 },
             }
         },
