@@ -46,8 +46,10 @@ _COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": 
 
 # rules.md "Value": "[<|<=|≤|>|>=|≥] number [unit]". A decimal comma or thousands separator is
 # not a number here: "0,07 g/L" could be 0.07 or 7, so it is refused rather than guessed.
+# Matched on the trimmed text, so the unit is simply the rest: no lazy group before trailing
+# blanks (that form backtracks quadratically on a long run of inner spaces).
 _VALUE_STRING = re.compile(
-    r"^\s*(?P<cmp><=|>=|≤|≥|<|>)?\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>\S.*?)?\s*$"
+    r"^(?P<cmp><=|>=|≤|≥|<|>)?\s*(?P<num>\d+(?:\.\d*)?|\.\d+)(?:\s*(?P<unit>\S.*))?$"
 )
 
 _DATETIME = re.compile(
@@ -180,7 +182,7 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
         )
     text = obs.get("valueString")
     if isinstance(text, str):
-        m = _VALUE_STRING.match(text)
+        m = _VALUE_STRING.match(text.strip())
         if m is None:
             return f"value '{_clip(text)}' not recognised"
         number = Decimal(m["num"])

@@ -7,6 +7,7 @@ every dateTime the grammar allows), "Units" (whitespace, ²), "Order intent" and
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -353,6 +354,15 @@ def test_egfr_unit_text_with_space_and_superscript_is_recognised() -> None:
 def test_unknown_unit_not_usable_with_its_name() -> None:
     result = not_usable(observation(unit="mmol/h"))
     assert result.reason == "unit 'mmol/h' not recognised"
+
+
+def test_long_value_string_is_read_in_linear_time() -> None:
+    # A value string with a long run of inner blanks once took minutes (regex backtracking).
+    text = "500 U/" + " " * 100_000 + "L"
+    started = time.perf_counter()
+    result = usable(observation(value=None, valueString=text))
+    assert time.perf_counter() - started < 2
+    assert result.value == 500  # "U/  …  L" is U/L once its blanks are removed
 
 
 def test_conversion_is_decimal() -> None:
