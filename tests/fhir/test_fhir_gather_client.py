@@ -288,6 +288,8 @@ def test_a_paged_prefetch_bundle_is_completed_from_the_server(
         "https://fhir.test.example/other/Observation?page=1",
         "http://fhir.test.example/r4/Observation?page=1",
         "https://fhir.test.example/r4/../admin/Observation?page=1",
+        "https://fhir.test.example/r4/..%2fadmin/Observation?page=1",  # decoded: r4/../admin
+        "https://fhir.test.example/r4/%252e%252e/admin/Observation?page=1",  # encoded twice
         "https://fhir.test.example:8443/r4/Observation?page=1",
     ],
 )
