@@ -802,7 +802,8 @@ def _resolve_medications(
         transport.executor.submit(_read_medication, server.url(target), server, budget): target
         for target in wanted
     }
-    done, pending = wait(futures, timeout=max(budget.remaining(), 0))
+    with waiting_on_fhir():  # as in _run_parallel: the work slot serves other calls meanwhile
+        done, pending = wait(futures, timeout=max(budget.remaining(), 0))
     for future in pending:
         future.cancel()
     found = 0
