@@ -316,3 +316,78 @@ def test_build_prefetch_gives_null_for_a_missing_read_and_omits_unfillable_templ
     )
     prefetch = build_prefetch(cast(ServiceDeclaration, service), {"patientId": "nobody"}, RECORD)
     assert prefetch == {"patient": None}
+
+
+# --- _include (rules.md r2 "Medication of an order") -----------------------------------------
+
+_MED_URN = "urn:uuid:med-by-urn"
+INCLUDE_RECORD = {
+    "resourceType": "Bundle",
+    "type": "collection",
+    "entry": [
+        {"fullUrl": "urn:uuid:anything-else", "resource": {"resourceType": "Medication",
+                                                          "id": "m1", "code": {"text": "A"}}},
+        {"fullUrl": _MED_URN, "resource": {"resourceType": "Medication", "id": "m2",
+                                            "code": {"text": "B"}}},
+        {"resource": {"resourceType": "Medication", "id": "m3", "code": {"text": "unused"}}},
+        *(
+            {"resource": {"resourceType": "MedicationRequest", "id": ident, "status": "active",
+                          "intent": "order", "subject": {"reference": "Patient/p1"},
+                          "medicationReference": {"reference": reference}}}
+            for ident, reference in (
+                ("by-id", "Medication/m1"),
+                ("by-urn", _MED_URN),
+                ("again", "Medication/m1/_history/3"),
+                ("contained", "#c1"),
+                ("elsewhere", "Medication/not-here"),
+            )
+        ),
+    ],
+}
+
+
+def _included(bundle: dict | None) -> list[str]:
+    assert bundle is not None
+    return [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
+
+
+def test_include_brings_each_referenced_medication_once_by_id_or_by_full_url() -> None:
+    bundle = search(INCLUDE_RECORD,
+                    "MedicationRequest?patient=p1&_include=MedicationRequest:medication")
+    assert bundle is not None and bundle["total"] == 5  # the total counts matches only
+    assert [e["search"]["mode"] for e in bundle["entry"]][:5] == ["match"] * 5
+    # Medication/m1 by type and id whatever its fullUrl; the urn:uuid by fullUrl; m3 is unused.
+    assert _included(bundle) == ["m1", "m2"]
+    assert search(INCLUDE_RECORD, "MedicationRequest?patient=p1")["entry"][-1]["search"] == {
+        "mode": "match"}  # without _include, nothing else comes
+
+
+def test_include_follows_the_page_and_a_server_serves_urn_references_as_type_and_id() -> None:
+    first = search(INCLUDE_RECORD, "MedicationRequest?_include=MedicationRequest:medication"
+                   "&_count=1", base="http://ehr.example/fhir")
+    assert first is not None and _included(first) == ["m1"]
+    second = search(INCLUDE_RECORD, "MedicationRequest?_include=MedicationRequest:medication"
+                    "&_count=1&_getpagesoffset=1", base="http://ehr.example/fhir")
+    assert second is not None
+    (match,) = [e for e in second["entry"] if e["search"]["mode"] == "match"]
+    assert match["resource"]["medicationReference"] == {"reference": "Medication/m2"}
+    assert _included(second) == ["m2"]
+    assert INCLUDE_RECORD["entry"][4]["resource"]["medicationReference"]["reference"] == _MED_URN
+
+
+@pytest.mark.parametrize(
+    "include",
+    ["Observation:medication", "MedicationRequest:subject", "MedicationRequest:medication:Patient"],
+)
+def test_unsupported_includes_fail_loudly(include: str) -> None:
+    with pytest.raises(UnsupportedSearch, match="_include"):
+        search(INCLUDE_RECORD, f"MedicationRequest?_include={include}")
+
+
+def test_the_services_templates_include_the_orders_medications() -> None:
+    service = find_service("myopathy-review", "patient-view")
+    assert service is not None
+    for key, resource_type in (("medicationRequests", "MedicationRequest"),
+                               ("medicationStatements", "MedicationStatement"),
+                               ("medicationAdministrations", "MedicationAdministration")):
+        assert f"_include={resource_type}:medication" in service.prefetch[key]
