@@ -108,12 +108,10 @@ def call(make_app: Any, settings: Any, resources: list[dict[str, Any]],
          drafts: list[dict[str, Any]], hook: str = "order-sign",
          selections: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """The cards of every service of ``hook``, by rule id."""
-    context: dict[str, Any] = {
-        "userId": "Practitioner/example",
-        "patientId": PATIENT,
-        "draftOrders": {"resourceType": "Bundle", "type": "collection",
-                        "entry": [{"resource": d} for d in drafts]},
-    }
+    context: dict[str, Any] = {"userId": "Practitioner/example", "patientId": PATIENT}
+    if hook != "patient-view":
+        context["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                  "entry": [{"resource": d} for d in drafts]}
     if selections is not None:
         context["selections"] = selections
     scenario = {
@@ -345,3 +343,19 @@ def test_subcutaneous_exclusion_as_written(make_app, settings, dosage, ivig):
     draft["dosageInstruction"][0].update(dosage)
     cards = call(make_app, settings, [patient(), *usual(iga=None)], [draft])
     assert ("IGA-01" in cards) is ivig
+
+
+# --- IVIG course: order intent ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("intent", "stopped"), [("order", False), ("plan", True),
+                                                 ("proposal", True)])
+def test_a_planned_ivig_request_does_not_keep_the_course_ongoing(make_app, settings, intent,
+                                                                 stopped):
+    # rules.md r2 "Order intent": last IVIG 100 days ago, no CK since; an active IVIG request
+    # keeps the course ongoing only as an order. Stopped: CK monitoring is overdue (CONT-02).
+    request = {**ivig_draft("ivig-plan"), "status": "active", "intent": intent,
+               "authoredOn": day(400)}
+    resources = [patient(), given("a0", 130, 40), given("a1", 100, 40), request]
+    cards = call(make_app, settings, resources, [], hook="patient-view")
+    assert ("CONT-02" in cards) is stopped
