@@ -50,7 +50,7 @@ def run_hook(
         templates = load_templates()
     started = time.perf_counter()
     data = gather(service, body, settings, caller)
-    record = build_record(data, body, settings)
+    record = build_record(data, body, settings, today)
     advices = advice.evaluate(record, today, settings.clinical, service.hook, service.rules)
     failed: list[str] = []  # rule ids of cards that could not be rendered (logged, left out)
     cards = cards_render.render(advices, record, templates, service.hook, failures=failed)
