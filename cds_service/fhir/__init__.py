@@ -1,4 +1,5 @@
-"""FHIR data for one hook call: prefetch check, fallback fetch, R4 parsing, medication references.
+"""FHIR data for one hook call: prefetch check, fallback fetch (both with ``_include`` of the
+orders' Medications), liberal reading with a flaw count, medication references.
 
 Entry point: ``cds_service.fhir.gather.gather(service, body, settings, caller) -> FhirData``.
 """

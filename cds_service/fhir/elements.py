@@ -1,8 +1,8 @@
 """Reading elements of R4 JSON without trusting their shape.
 
-The resources are validated one by one, but the readers (``fhir.terminology``, ``record.values``,
-``record.build``) still meet elements of the wrong JSON type (a DSTU2 client, a ``contained``
-resource, an extension). These four accessors turn anything unexpected into "absent", so one odd
+Resources are read liberally, not validated (rules.md r2 "Reading a resource"), so the readers
+(``fhir.terminology``, ``record.values``, ``record.build``) meet elements of the wrong JSON type
+(a flawed EHR resource, a DSTU2 client, a ``contained`` resource, an extension). These four accessors turn anything unexpected into "absent", so one odd
 element never fails a call.
 """
 

@@ -14,8 +14,9 @@ Then every resource is read liberally (rules.md r2 "Reading a resource"): an ele
 never hides the resource, so a resource is refused only when it cannot be read at all (not a JSON
 object, no ``resourceType`` string). The record reads the dicts defensively (``fhir.elements``).
 What a resource got wrong is still counted, cheaply, for the call's log line (``flawed``): a
-top-level element the R4 model of its type does not define, one of the wrong JSON kind, a required
-element missing, or a code the rules compare outside its R4 value set as written. Drafted orders
+top-level element the R4 model of its type does not define, one (or an array item) of the wrong
+JSON kind, a required element missing, an extension without ``url``, or a code the rules compare
+outside its R4 value set as written (``has_flaws``). Drafted orders
 are also checked against the whole ``fhir.resources`` R4B model (``is_valid_r4``), only so that no
 suggestion re-emits an unfinished draft as if it were valid R4.
 """

@@ -1,8 +1,9 @@
 """How much FHIR content one call may carry: ``settings.max_resources`` resources in total.
 
 The body size and nesting depth are bounded while reading (``protocol.body``); this bounds the
-work after it: every FHIR resource in ``prefetch`` and ``context.draftOrders`` is parsed and
-validated, so their number, not their bytes, is what costs time. Counted on the raw JSON before
+work after it: every FHIR resource in ``prefetch`` and ``context.draftOrders`` is read and
+checked for flaws (drafts also against the R4 model), so their number, not their bytes, is what
+costs time. Counted on the raw JSON before
 schema validation, so an oversized call is refused (413) before any per-resource work.
 """
 
