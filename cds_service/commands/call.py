@@ -72,7 +72,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--draft", type=Path,
         help="the drafted order(s) for order-select/order-sign: a resource or a Bundle",
     )
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the service (default {DEFAULT_URL})")
+    parser.add_argument(
+        "--url", default=default_url(),
+        help=f"the service (default {DEFAULT_URL}, on $MYOCDS_PORT when set, as myocds serve)",
+    )
     parser.add_argument(
         "--no-prefetch", action="store_true",
         help="send no prefetch: the service fetches from --fhir-server",
@@ -97,6 +100,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="with --private-key: the service's public base URL (its MYOCDS_PUBLIC_BASE_URL) "
         "that each JWT's aud is built from, when it is not --url (a proxy in between)",
     )
+
+
+def default_url() -> str:
+    """Where ``make run`` / ``myocds serve`` listens with the same environment."""
+    port = os.environ.get("MYOCDS_PORT", "").strip()
+    return f"http://127.0.0.1:{port}" if port.isdigit() else DEFAULT_URL
 
 
 # --- the record and the context --------------------------------------------------------------
