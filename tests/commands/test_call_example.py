@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from cds_service.cli import main
 from cds_service.settings import Settings
 from cds_service.tryit.examples import load_examples
+from tests.support.served import on_loopback
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A date none of the examples is written for: their records must move to it.
@@ -25,15 +24,8 @@ SERVICE_TODAY = date(2031, 3, 17)
 
 @pytest.fixture
 def url(settings: Settings, make_app: Callable[[Settings], Flask]) -> Iterator[str]:
-    app = make_app(settings.with_overrides(today=SERVICE_TODAY))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with on_loopback(make_app(settings.with_overrides(today=SERVICE_TODAY))) as served:
+        yield served
 
 
 def printed_pairs(output: str) -> set[tuple[str, str]]:

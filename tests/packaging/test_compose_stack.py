@@ -9,7 +9,6 @@ import importlib.util
 import json
 import re
 import shlex
-import threading
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -18,13 +17,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from cds_service.cli import main
 from cds_service.services import SERVICES
 from cds_service.settings import Settings
 from cds_service.tryit.examples import load_examples, record_on
 from tests.support.fhir_server import FhirTestServer
+from tests.support.served import on_loopback
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the compose file")
 
@@ -190,14 +189,8 @@ def stack(
         auth="required", issuers_file=str(keys / make_issuer_script.ISSUERS), today=TODAY,
         fhir_allow=(fhir.base_url,), public_base_url=public,
     ))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", keys, iss
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with on_loopback(app) as url:
+        yield url, keys, iss
 
 
 def test_the_loader_and_the_no_prefetch_calls_against_a_fhir_server(

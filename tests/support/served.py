@@ -1,5 +1,6 @@
 """A service started as a user starts it (a command in a subprocess), on a free loopback port,
-waited for on ``/healthz`` and stopped with its whole process group."""
+waited for on ``/healthz`` and stopped with its whole process group; or an app of this process
+served on a loopback port (``on_loopback``) for a client that must reach it over HTTP."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import make_server
 
 START_TIMEOUT = 90.0
 
@@ -75,3 +80,16 @@ def serving(
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(timeout=10)
+
+
+@contextmanager
+def on_loopback(app: Any, port: int = 0) -> Iterator[str]:
+    """``app`` served by werkzeug (threaded) on 127.0.0.1; yields its base URL."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
