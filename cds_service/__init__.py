@@ -60,6 +60,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.auth_required and not settings.public_base_url:
         # The token's aud is checked against it; never against the Host a client sends.
         raise ConfigurationError(PUBLIC_BASE_URL_REQUIRED)
+    if settings.public_base_url and not _is_base_url(settings.public_base_url):
+        raise ConfigurationError(
+            "MYOCDS_PUBLIC_BASE_URL must be an http(s) URL without query or fragment, "
+            "e.g. https://cds.example.org"
+        )
     app = Flask(__name__)
     install_logging(app, settings)
     if settings.today is not None:
@@ -100,3 +105,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_floor(app, settings)
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app
+
+
+def _is_base_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not (
+        parts.query or parts.fragment or "?" in value or "#" in value
+    )

@@ -44,7 +44,7 @@ def migrate(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"myocds: configuration error: {exc}", file=sys.stderr)
         return 2
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         # The driver's message may carry the host and user: the type is enough to act on.
         print(
             f"myocds: cannot migrate: the feedback database cannot be reached "
@@ -64,7 +64,7 @@ def migrate_at_start(database_url: str) -> bool:
     except ConfigurationError as exc:
         print(f"myocds: cannot start: {exc}", file=sys.stderr)
         return False
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         print(
             "myocds: the feedback database cannot be reached "
             f"({type(getattr(exc, 'orig', None) or exc).__name__}): starting unready, "

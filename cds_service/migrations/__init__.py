@@ -14,6 +14,7 @@ is stamped at revision 0001, the schema that path made, and upgraded from there.
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -24,6 +25,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+
+# Alembic says "Context impl ..." at INFO each time a process looks at the revision; what was
+# migrated is logged by the caller.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 BASELINE = "0001"  # the schema create_all made before migrations
 # Any constant both sides agree on: the key of the PostgreSQL advisory lock ("myocds").

@@ -175,6 +175,9 @@ class Store:
             except (OperationalError, InterfaceError) as exc:
                 log.warning("feedback database unavailable (%s)", type(exc.orig).__name__)
                 raise StoreUnavailable() from None
+            except OSError as exc:  # the SQLite migration lock file cannot be opened
+                log.warning("feedback database unavailable (%s)", type(exc).__name__)
+                raise StoreUnavailable() from None
             self._schema_ready = True
 
     @contextmanager

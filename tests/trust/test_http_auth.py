@@ -280,6 +280,22 @@ def test_authentication_required_without_a_public_base_url_does_not_start(
         ))
 
 
+@pytest.mark.parametrize(
+    "url", ["cds.example.org", "ftp://cds.example.org", "https://", "https://cds.example.org/?x=1",
+            "https://cds.example.org/#top", "https://cds.example.org:port"],
+)
+def test_a_public_base_url_that_is_not_a_base_url_does_not_start(
+    settings: Settings, issuers_file: Callable[..., str], url: str
+) -> None:
+    from cds_service import create_app
+    from cds_service.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="MYOCDS_PUBLIC_BASE_URL must be an http"):
+        create_app(settings.with_overrides(
+            auth="required", issuers_file=issuers_file(), public_base_url=url
+        ))
+
+
 def test_serve_without_a_public_base_url_says_so_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MYOCDS_")}
     env.update(MYOCDS_AUTH="required", MYOCDS_DATABASE_URL=f"sqlite:///{tmp_path / 'db'}",
