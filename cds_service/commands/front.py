@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -52,10 +53,21 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ARRIVAL_KEY = "myocds.arrival"
 # Threads beyond the work slots: calls waiting on a FHIR server hold a thread but no slot.
 WAITING_THREADS = 32
+# Request bodies one worker holds at once, at least (four of the largest allowed, else more).
+BUFFER_BYTES = 64 * 1024 * 1024
 
 
 class _ClientGone(Exception):
     """The client disconnected before its request was complete."""
+
+
+class _WorkerFull(Exception):
+    """The bodies being received and handled would pass the worker's buffer budget."""
+
+
+@dataclass
+class _Held:
+    size: int = 0  # body bytes of one request counted in the worker's buffer
 
 
 class BufferedWsgi:
@@ -67,6 +79,11 @@ class BufferedWsgi:
         self.max_body_bytes = settings.max_body_bytes
         self.threads = settings.threads
         self._slots = threading.BoundedSemaphore(settings.threads)
+        # Request bodies held at once (being received, or handled), all connections together:
+        # many clients sending large bodies slowly cannot take the worker's memory with them.
+        # Only the event loop's thread reads and changes ``_buffered``.
+        self.buffer_bytes = max(BUFFER_BYTES, 4 * settings.max_body_bytes)
+        self._buffered = 0
         self._executor: ThreadPoolExecutor | None = None
 
     def executor(self) -> ThreadPoolExecutor:
@@ -97,23 +114,42 @@ class BufferedWsgi:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrival = time.monotonic()
+        held = _Held()
         try:
-            body = await self._read_body(scope, receive, arrival + self.body_seconds)
-        except _ClientGone:
-            return
-        if body is None:
-            log.info("request body not received within %.1f s: 408", self.body_seconds)
-            await _send_outcome(send, 408, "timeout", "the request body did not arrive in time")
-            return
-        environ = wsgi_environ(scope, body, arrival)
-        loop = asyncio.get_running_loop()
-        status, headers, content = await loop.run_in_executor(self.executor(), self._call, environ)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+            try:
+                body = await self._read_body(scope, receive, arrival + self.body_seconds, held)
+            except _ClientGone:
+                return
+            except _WorkerFull:
+                log.warning("request bodies being received fill the worker's buffer: 503")
+                await _send_outcome(
+                    send,
+                    503,
+                    "transient",
+                    "the service is busy receiving other requests",
+                    retry_after=1,
+                )
+                return
+            if body is None:
+                log.info("request body not received within %.1f s: 408", self.body_seconds)
+                await _send_outcome(send, 408, "timeout", "the request body did not arrive in time")
+                return
+            environ = wsgi_environ(scope, body, arrival)
+            loop = asyncio.get_running_loop()
+            status, headers, content = await loop.run_in_executor(
+                self.executor(), self._call, environ
+            )
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+        finally:
+            self._buffered -= held.size
 
-    async def _read_body(self, scope: Scope, receive: Receive, deadline: float) -> bytes | None:
+    async def _read_body(
+        self, scope: Scope, receive: Receive, deadline: float, held: _Held
+    ) -> bytes | None:
         """The whole body, or ``None`` when the deadline passed first. A body over the size
-        limit is cut at limit + 1 bytes: the app then answers its own 413."""
+        limit is cut at limit + 1 bytes: the app then answers its own 413. The bytes are counted
+        in ``held`` and against the worker's buffer (``_WorkerFull`` when it is full)."""
         if _declared_length(scope) > self.max_body_bytes:
             return b""  # the app refuses on Content-Length alone; nothing is read
         body = bytearray()
@@ -128,7 +164,12 @@ class BufferedWsgi:
                 return None
             if message["type"] == "http.disconnect":
                 raise _ClientGone
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            if self._buffered + len(chunk) > self.buffer_bytes:
+                raise _WorkerFull
+            self._buffered += len(chunk)
+            held.size += len(chunk)
+            body += chunk
             if len(body) > self.max_body_bytes:
                 return bytes(body[: self.max_body_bytes + 1])
             more = bool(message.get("more_body"))
@@ -177,13 +218,17 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-async def _send_outcome(send: Send, status: int, code: str, text: str) -> None:
+async def _send_outcome(
+    send: Send, status: int, code: str, text: str, *, retry_after: int | None = None
+) -> None:
     body = json.dumps(operation_outcome(code, text)).encode()
     headers = [
         (b"content-type", b"application/fhir+json"),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
     ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

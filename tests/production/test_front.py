@@ -290,3 +290,66 @@ def test_a_call_waiting_on_fhir_lends_its_work_slot_and_takes_one_back() -> None
         assert not slots.acquire(blocking=False)  # taken back to finish
     assert call_arrival() is None
     assert slots.acquire(blocking=False)
+
+
+def test_bodies_past_the_worker_buffer_get_503_and_the_buffer_is_given_back() -> None:
+    import asyncio
+
+    from cds_service.commands.front import BufferedWsgi
+    from cds_service.settings import Settings
+
+    bodies: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        bodies.append(environ["wsgi.input"].read())
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    front = BufferedWsgi(app, Settings().with_overrides(threads=1))
+    front.buffer_bytes = 10_000  # instead of 64 MiB, so a test can fill it
+    scope = {"type": "http", "method": "POST", "path": PATH, "headers": []}
+
+    def request(*chunks: bytes) -> tuple[Any, Any, list[dict[str, Any]]]:
+        messages = [
+            {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+            for i, chunk in enumerate(chunks)
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        return receive, send, sent
+
+    async def scenario() -> list[list[dict[str, Any]]]:
+        slow: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        slow_sent: list[dict[str, Any]] = []
+
+        async def send_slow(message: dict[str, Any]) -> None:
+            slow_sent.append(message)
+
+        # A client that sent 8,000 bytes and is still sending holds them in the buffer.
+        first = asyncio.create_task(front(scope, slow.get, send_slow))
+        await slow.put({"type": "http.request", "body": b"a" * 8000, "more_body": True})
+        await asyncio.sleep(0.05)
+        receive, send, refused = request(b"b" * 4000)
+        await front(scope, receive, send)  # 12,000 > 10,000: refused, nothing kept
+        await slow.put({"type": "http.request", "body": b"a" * 1000, "more_body": False})
+        await first
+        receive, send, later = request(b"c" * 6000, b"c" * 3000)  # fits once the first is done
+        await front(scope, receive, send)
+        return [refused, slow_sent, later]
+
+    try:
+        refused, first, later = asyncio.run(scenario())
+    finally:
+        front.executor().shutdown()
+    assert refused[0]["status"] == 503
+    assert (b"retry-after", b"1") in refused[0]["headers"]
+    assert json.loads(refused[1]["body"])["resourceType"] == "OperationOutcome"
+    assert first[0]["status"] == 200 and later[0]["status"] == 200
+    assert bodies == [b"a" * 9000, b"c" * 9000]
+    assert front._buffered == 0
