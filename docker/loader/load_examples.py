@@ -18,6 +18,7 @@ reached within --wait seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fhir-server", required=True, help="the FHIR base URL")
     parser.add_argument("--today", type=date.fromisoformat, default=None,
-                        help="the date the records are moved to (default today)")
+                        help="the date the records are moved to (default $MYOCDS_TODAY, the "
+                        "service's pinned date, else today)")
     parser.add_argument("--wait", type=float, default=0.0,
                         help="seconds to wait for the server to answer /metadata")
     args = parser.parse_args(argv)
@@ -132,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_for(session, base, args.wait):
         print(f"load_examples: {base} did not answer within {args.wait:g} s", file=sys.stderr)
         return 2
-    problems = load(base, args.today or date.today(), session)
+    pinned = os.environ.get("MYOCDS_TODAY", "").strip()
+    today = args.today or (date.fromisoformat(pinned) if pinned else date.today())
+    problems = load(base, today, session)
     for problem in problems:
         print(f"load_examples: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -23,7 +26,7 @@ from cds_service.services import SERVICES
 from cds_service.settings import Settings
 from cds_service.tryit.examples import load_examples, record_on
 from tests.support.fhir_server import FhirTestServer
-from tests.support.served import on_loopback
+from tests.support.served import clean_env, on_loopback
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the compose file")
 
@@ -172,60 +175,87 @@ def fhir() -> Iterator[FhirTestServer]:
     server.stop()
 
 
+class Local:
+    """The stack's commands as compose runs them, with this machine in place of the containers:
+    the FHIR test server for HAPI, the app on loopback for the service, a temporary folder for
+    the keys volume, the repository's docker/loader for /opt/loader, this venv's python."""
+
+    def __init__(self, fhir: FhirTestServer, keys: Path) -> None:
+        self.fhir, self.keys, self.url = fhir, keys, ""
+
+    def text(self, value: str) -> str:
+        value = value.replace("$$", "$").replace("http://hapi:8080/fhir", self.fhir.base_url)
+        value = value.replace("/opt/loader/", f"{DOCKER}/loader/").replace("/keys", str(self.keys))
+        return value.replace("http://myocds:8080", self.url) if self.url else value
+
+    def env(self, service: dict[str, Any]) -> dict[str, str]:
+        env = clean_env(**{k: self.text(str(v)) for k, v in service.get("environment", {}).items()})
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["MYOCDS_TODAY"] = TODAY.isoformat()  # the date the service below is pinned to
+        return env
+
+    def run(self, service: dict[str, Any], argv: list[str]) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable if a == "python" else self.text(a) for a in argv]
+        return subprocess.run(argv, env=self.env(service), capture_output=True, text=True,
+                              timeout=300, cwd=self.keys.parent)
+
+
 @pytest.fixture
 def stack(
     fhir: FhirTestServer, tmp_path: Path, settings: Settings,
     make_app: Callable[[Settings], Flask], compose: dict[str, Any],
-) -> Iterator[tuple[str, Path, str]]:
-    """The stack's steps on loopback: the issuer step's files, the service with authentication
-    on trusting them, the FHIR test server in HAPI's place."""
-    iss = _option(compose["services"]["issuer"]["command"], "--iss")
-    keys = tmp_path / "keys"
-    assert make_issuer_script.main(
-        ["--out", str(keys), "--iss", iss, "--fhir-server", fhir.base_url]
-    ) == 0
-    public = compose["services"]["myocds"]["environment"]["MYOCDS_PUBLIC_BASE_URL"]
+) -> Iterator[Local]:
+    """The issuer step run as compose runs it (its command; the entrypoint's chown of the keys
+    volume to the service's user aside), then the service with authentication on, trusting the
+    issuer it wrote."""
+    local = Local(fhir, tmp_path / "keys")
+    services = compose["services"]
+    made = local.run(services["issuer"], services["issuer"]["command"])
+    assert made.returncode == 0, made.stderr
+    env = services["myocds"]["environment"]
     app = make_app(settings.with_overrides(
-        auth="required", issuers_file=str(keys / make_issuer_script.ISSUERS), today=TODAY,
-        fhir_allow=(fhir.base_url,), public_base_url=public,
+        auth=env["MYOCDS_AUTH"], issuers_file=local.text(env["MYOCDS_ISSUERS_FILE"]),
+        fhir_allow=(local.text(env["MYOCDS_FHIR_ALLOW"]),),
+        public_base_url=env["MYOCDS_PUBLIC_BASE_URL"], today=TODAY,
     ))
     with on_loopback(app) as url:
-        yield url, keys, iss
+        local.url = url
+        yield local
 
 
-def test_the_loader_and_the_no_prefetch_calls_against_a_fhir_server(
-    stack: tuple[str, Path, str], fhir: FhirTestServer, compose: dict[str, Any],
-    capsys: pytest.CaptureFixture[str],
+def test_the_loader_and_the_call_step_against_a_fhir_server(
+    stack: Local, fhir: FhirTestServer, compose: dict[str, Any],
 ) -> None:
-    url, keys, iss = stack
-    assert load_examples_script.main(
-        ["--fhir-server", fhir.base_url, "--today", TODAY.isoformat(), "--wait", "5"]
-    ) == 0
-    loaded = capsys.readouterr().out
+    services = compose["services"]
+    loaded = stack.run(services["loader"], services["loader"]["command"])
+    assert loaded.returncode == 0, loaded.stderr
     valid = [e for e in load_examples() if load_examples_script.r4_problem(
         load_examples_script.transaction_bundle(e, TODAY)) is None]
     assert {name for _, name in _call_runs(compose)} <= {e.name for e in valid}
-    assert loaded.count("loaded ") == len(valid)
-    assert loaded.count("skipped ") == len(load_examples()) - len(valid)
+    assert loaded.stdout.count("loaded ") == len(valid)
+    assert loaded.stdout.count("skipped ") == len(load_examples()) - len(valid)
     patients = [e["resource"]["id"] for e in fhir.record["entry"]
                 if e["resource"]["resourceType"] == "Patient"]
     assert sorted(patients) == sorted(e.patient_id for e in valid)
-    public = compose["services"]["call"]["environment"]["STACK_PUBLIC_BASE_URL"]
-    assert public == compose["services"]["myocds"]["environment"]["MYOCDS_PUBLIC_BASE_URL"]
-    signing = ["--private-key", str(keys / make_issuer_script.PRIVATE_KEY), "--issuer", iss,
-               "--audience", public]
-    for hook, name in _call_runs(compose):
-        fhir.reset()
-        status = main(["call", "--hook", hook, "--example", name, "--no-prefetch",
-                       "--fhir-server", fhir.base_url, "--url", url, "--today", TODAY.isoformat(),
-                       *signing])
-        out = capsys.readouterr().out
-        assert status == 0, out
+
+    fhir.reset()
+    call = services["call"]
+    called = stack.run(call, [*call["entrypoint"], *call["command"]])
+    assert called.returncode == 0, called.stdout + called.stderr
+    sections = re.split(r"^### ", called.stdout, flags=re.M)[1:]
+    assert [section.split()[0] for section in sections] == [h for h, _ in _call_runs(compose)]
+    for section, (_, name) in zip(sections, _call_runs(compose), strict=True):
         expected = {e.topic for e in load_examples().get(name).expect}
-        assert expected and expected <= set(re.findall(r"  \(([A-Z]+-\d+)\)$", out, re.M)), out
-        searched = {path for path in fhir.paths()}
-        assert "Observation" in searched, searched  # the service fetched the record itself
-    # Authentication is on: the same call unsigned is refused.
+        assert expected and expected <= set(re.findall(r"  \(([A-Z]+-\d+)\)$", section, re.M))
+    # No prefetch was sent: the service read each patient from the FHIR server itself.
+    for _, name in _call_runs(compose):
+        assert f"Patient/{load_examples().get(name).patient_id}" in fhir.paths()
+    assert len([p for p in fhir.paths() if p == "Observation"]) >= len(sections)
+
+
+def test_the_service_of_the_stack_refuses_an_unsigned_call(
+    stack: Local, capsys: pytest.CaptureFixture[str],
+) -> None:
     status = main(["call", "--hook", "patient-view", "--example", "statin-ck-over-10x",
-                   "--no-prefetch", "--fhir-server", fhir.base_url, "--url", url])
+                   "--url", stack.url])
     assert status == 2 and "HTTP 401" in capsys.readouterr().err
