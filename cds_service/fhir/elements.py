@@ -2,8 +2,8 @@
 
 Resources are read liberally, not validated (rules.md r2 "Reading a resource"), so the readers
 (``fhir.terminology``, ``record.values``, ``record.build``) meet elements of the wrong JSON type
-(a flawed EHR resource, a DSTU2 client, a ``contained`` resource, an extension). These four accessors turn anything unexpected into "absent", so one odd
-element never fails a call.
+(a flawed EHR resource, a DSTU2 client, a ``contained`` resource, an extension). These four
+accessors turn anything unexpected into "absent", so one odd element never fails a call.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from cds_service.errors import BadRequest, DataUnavailable, FhirServerRefused, U
 from cds_service.fhir.allow import check_fhir_server, has_dot_segment
 from cds_service.fhir.bulkhead import call_arrival, waiting_on_fhir
 from cds_service.fhir.data import FetchStats, FhirData
-from cds_service.fhir.elements import FHIR_ID
+from cds_service.fhir.elements import FHIR_ID, as_dict, as_text
 from cds_service.fhir.parse import (
     InvalidResource,
     count_flawed,
@@ -492,7 +492,7 @@ class _Collected:
                 bucket.append((full_url, resource))
 
     def add_medication(self, medication: Resource, *keys: str | None) -> None:
-        if medication.get("id"):
+        if as_text(medication.get("id")):
             self.medications.setdefault(f"Medication/{medication['id']}", medication)
         for k in keys:
             if k:
@@ -776,7 +776,7 @@ def _resolve_medications(
     for resource in (*drafts, *resources):
         if resource.get("resourceType") not in _MEDICATION_USERS:
             continue
-        reference = (resource.get("medicationReference") or {}).get("reference")
+        reference = as_dict(resource.get("medicationReference")).get("reference")
         if not isinstance(reference, str) or reference.startswith("#"):
             continue  # contained: resolved by the record builder against the resource
         if reference in collected.medications:

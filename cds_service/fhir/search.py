@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from cds_service.fhir.elements import FHIR_ID
+from cds_service.fhir.elements import FHIR_ID, as_dict, as_list
 from cds_service.services import ServiceDeclaration
 
 # Paging: the offset parameter of the next links this module writes (HAPI FHIR's name for it).
@@ -230,7 +230,7 @@ def _included(
     seen = {id(e["resource"]) for e in page}
     for element, target_type in includes:
         for entry in page:
-            reference = (entry["resource"].get(element) or {}).get("reference")
+            reference = as_dict(entry["resource"].get(element)).get("reference")
             if not isinstance(reference, str) or reference.startswith("#"):
                 continue  # contained: already inside the resource
             for candidate in every:
@@ -375,16 +375,17 @@ def _date_of(*elements: str) -> Callable[[Resource], tuple[datetime, datetime] |
                 if value is None:
                     continue
                 if isinstance(value, dict):  # Period
-                    start = _parse_range(value["start"])[0] if value.get("start") else None
-                    end = _parse_range(value["end"])[1] if value.get("end") else None
+                    start = _stored_range(value.get("start"))
+                    end = _stored_range(value.get("end"))
                     if start is None and end is None:
                         continue
                     return (
-                        start or datetime.min.replace(tzinfo=UTC),
-                        end or datetime.max.replace(tzinfo=UTC),
+                        start[0] if start else datetime.min.replace(tzinfo=UTC),
+                        end[1] if end else datetime.max.replace(tzinfo=UTC),
                     )
-                if isinstance(value, str):
-                    return _parse_range(value)
+                stored = _stored_range(value)
+                if stored is not None:
+                    return stored
         return None
 
     return read
@@ -402,9 +403,19 @@ _DATE_PARAMS: dict[str, dict[str, Callable[[Resource], tuple[datetime, datetime]
 }
 
 
+def _stored_range(value: Any) -> tuple[datetime, datetime] | None:
+    """A date of a stored resource as a range; None when it is not one (a flawed record's date
+    counts as absent, as for an undated resource, rather than failing the search)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return _parse_range(value)
+    except UnsupportedSearch:
+        return None
+
+
 def _last_updated(resource: Resource) -> tuple[datetime, datetime] | None:
-    updated = (resource.get("meta") or {}).get("lastUpdated")
-    return _parse_range(updated) if isinstance(updated, str) else None
+    return _stored_range(as_dict(resource.get("meta")).get("lastUpdated"))
 
 
 def _date_reader(
@@ -419,14 +430,14 @@ def _filter(resource_type: str, name: str, value: str) -> Callable[[Resource], b
     alternatives = _split_or(value)
     if name == "_id":
         ids = set(alternatives)
-        return lambda r: r.get("id") in ids
+        return lambda r: _text(r.get("id")) in ids
     if name in ("patient", "subject") and resource_type != "Patient":
         wanted = {_patient_reference(v) for v in alternatives}
         elements = ("subject",) if name == "subject" else _PATIENT_ELEMENTS
         return lambda r: any(_reference_key(r.get(e)) in wanted for e in elements)
     if name == "status" and resource_type in _STATUS_TYPES:
         statuses = set(alternatives)
-        return lambda r: r.get("status") in statuses
+        return lambda r: _text(r.get("status")) in statuses
     element = _TOKEN_ELEMENTS.get(name, {}).get(resource_type)
     if element is not None:
         tokens = [_parse_token(v) for v in alternatives]
@@ -436,6 +447,10 @@ def _filter(resource_type: str, name: str, value: str) -> Callable[[Resource], b
         conditions = [_date_condition(v) for v in alternatives]
         return lambda r: _date_matches(reader(r), conditions)
     raise UnsupportedSearch(f"search parameter {name!r} on {resource_type} is not supported")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _split_or(value: str) -> list[str]:
@@ -486,7 +501,7 @@ def _token_matches(element: Any, tokens: list[tuple[str | None, str | None]]) ->
         if isinstance(item, str):
             codings.append((None, item))
         elif isinstance(item, dict):
-            for coding in item.get("coding") or ():
+            for coding in as_list(item.get("coding")):
                 if isinstance(coding, dict):
                     codings.append((coding.get("system"), coding.get("code")))
     for system, code in tokens:

@@ -391,3 +391,23 @@ def test_the_services_templates_include_the_orders_medications() -> None:
                                ("medicationStatements", "MedicationStatement"),
                                ("medicationAdministrations", "MedicationAdministration")):
         assert f"_include={resource_type}:medication" in service.prefetch[key]
+
+
+def test_flawed_stored_resources_are_searched_not_fatal() -> None:
+    """A flawed record (rules.md r2) is searched as a server would: an element that cannot be
+    read does not match, a date that cannot be read sorts as undated; the search never fails."""
+    record = _record(
+        _obs("bad-date", CK, "2024-13-45"),
+        _obs("bad-period", CK, None, effectivePeriod={"start": 5}),
+        {**_obs("bad-coding", CK, "2024-02-01"), "code": {"coding": {"code": CK}}},
+        _obs("bad-status", CK, "2024-02-02", status=["final"]),
+        _obs("good", CK, "2024-02-03"),
+        {"resourceType": "MedicationRequest", "id": ["x"], "subject": {"reference": "Patient/p1"},
+         "medicationReference": "Medication/m1", "status": "active"},
+    )
+    bundle = search(record, f"Observation?patient=p1&code={LOINC}|{CK}&status=final&_sort=-date")
+    assert _ids(bundle) == ["good", "bad-date", "bad-period"]
+    assert search(record, "MedicationRequest?_id=x&_include=MedicationRequest:medication"
+                  )["entry"] == []
+    included = search(record, "MedicationRequest?patient=p1&_include=MedicationRequest:medication")
+    assert [e["search"]["mode"] for e in included["entry"]] == ["match"]

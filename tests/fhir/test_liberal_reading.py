@@ -279,3 +279,16 @@ def test_the_call_line_counts_flawed_resources_per_type_and_no_ids(
     text = call_lines.getvalue()
     for secret in (PATIENT, "ck-1", "med-simva", "mr-1", secret_note, "12345", "3600", "urn:uuid"):
         assert secret not in text, secret
+
+
+@pytest.mark.parametrize("reference", [7, "Medication/med-atorva", ["Medication/med-atorva"], None])
+def test_an_unreadable_medication_reference_is_an_unidentified_medication_not_an_error(
+    reference: Any, settings: Settings, make_app: Callable[[Settings], Flask]
+) -> None:
+    record = copy.deepcopy(INCLUDE_RECORD)
+    for entry in record["entry"]:
+        if entry["resource"]["resourceType"] in ("MedicationRequest", "MedicationStatement"):
+            entry["resource"]["medicationReference"] = reference
+    client = make_app(settings.with_overrides(today=date(2025, 7, 1))).test_client()
+    context = {"userId": "Practitioner/u", "patientId": PATIENT}
+    assert "STAT-01" not in {topic for topic, _ in _cards(client, "patient-view", context, record)}
