@@ -182,15 +182,17 @@ def _codes(value: object) -> list[str] | None:
 _RESOURCE_TYPE = re.compile(r"^(?:[A-Z][A-Za-z]{1,63}|unknown)$")
 
 
-def _type_counts(value: object) -> dict[str, int] | None:
-    """resourceType -> count (the fhir layer already labels anything not R4 "unknown")."""
+def _type_counts(value: object) -> list[dict[str, Any]] | None:
+    """resourceType -> count as ``[{"type": ..., "count": ...}]``: a type name is never a key,
+    since "Patient" as a key would be scrubbed as patient data (the fhir layer already labels
+    anything not an R4 resource type "unknown")."""
     if not isinstance(value, Mapping):
         return None
-    return {
-        (k if isinstance(k, str) and _RESOURCE_TYPE.match(k) else "?"): v
-        for k, v in list(value.items())[:50]
+    return [
+        {"type": k if isinstance(k, str) and _RESOURCE_TYPE.match(k) else "?", "count": v}
+        for k, v in sorted(value.items(), key=lambda item: str(item[0]))[:50]
         if isinstance(v, int) and not isinstance(v, bool)
-    }
+    ]
 
 
 def _number(value: object) -> int | float | None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import copy
 import io
 import json
-import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -27,10 +26,10 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from cds_service.fhir.search import build_prefetch
-from cds_service.logs import JsonFormatter
 from cds_service.services import LOINC, services_for_hook
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
+from tests.trust.test_logs import json_lines as json_lines  # the production JSON log handler
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -236,22 +235,8 @@ def test_without_include_the_prefetch_would_miss_the_statin(
 # --- the log line -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def call_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("myocds.call")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
-
-
 def test_the_call_line_counts_flawed_resources_per_type_and_no_ids(
-    call_lines: io.StringIO, settings: Settings, make_app: Callable[[Settings], Flask]
+    json_lines: io.StringIO, settings: Settings, make_app: Callable[[Settings], Flask]
 ) -> None:
     record = copy.deepcopy(INCLUDE_RECORD)
     secret_note = "Nurse Ratched drew this at home"
@@ -272,11 +257,16 @@ def test_the_call_line_counts_flawed_resources_per_type_and_no_ids(
     assert ("STAT-01", "critical") in {
         (c["source"]["topic"]["code"], c["indicator"]) for c in response.get_json()["cards"]
     }  # the flawed CK Observation still gives the critical card
-    (line,) = [json.loads(text) for text in call_lines.getvalue().splitlines()]
-    assert line["flawed_resources"] == {"Observation": 1, "Medication": 1, "Patient": 1}
+    records = [json.loads(text) for text in json_lines.getvalue().splitlines()]
+    (line,) = [r for r in records if r["logger"] == "myocds.call"]
+    assert line["flawed_resources"] == [
+        {"type": "Medication", "count": 1},
+        {"type": "Observation", "count": 1},
+        {"type": "Patient", "count": 1},  # scrubbed as patient data if it were a key
+    ]
     assert line["skipped_resources"] == 1
     assert line["invalid_drafts"] == 0
-    text = call_lines.getvalue()
+    text = json_lines.getvalue()  # every line of the call, not only its call line
     for secret in (PATIENT, "ck-1", "med-simva", "mr-1", secret_note, "12345", "3600", "urn:uuid"):
         assert secret not in text, secret
 
