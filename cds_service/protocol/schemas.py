@@ -61,6 +61,9 @@ def _is_absolute_uri(value: object) -> bool:
     return bool(parts.scheme and parts.netloc) and not any(c.isspace() for c in value)
 
 
+OUT_OF_RANGE = "is outside the years 0001-9999 once in UTC"
+
+
 def parse_rfc3339(value: str) -> datetime:
     """An RFC 3339 date-time as an aware datetime in UTC; ``ValueError`` (never another error)
     for anything else, including an impossible date (2025-02-30) and an instant outside the
@@ -79,7 +82,7 @@ def parse_rfc3339(value: str) -> datetime:
             moment = moment.replace(microsecond=999999)
         return moment.astimezone(UTC)
     except OverflowError:
-        raise ValueError("outside the years 0001-9999 in UTC") from None
+        raise ValueError(OUT_OF_RANGE) from None
 
 
 @cache
@@ -143,6 +146,8 @@ def describe(error: ValidationError) -> tuple[str, str]:
     if kind in ("anyOf", "oneOf") and all(set(branch) == {"required"} for branch in spec):
         options = " or ".join(", ".join(branch["required"]) for branch in spec)
         return _expression(path), f"needs {options}"
+    if kind == "format" and str(error.cause) == OUT_OF_RANGE:
+        return _expression(path), OUT_OF_RANGE  # a valid date-time, just not one we can hold
     reason = _REASONS.get(str(kind))
     text = reason(spec) if reason else f"does not satisfy the schema rule '{kind}'"
     return _expression(path), text

@@ -233,7 +233,8 @@ def test_a_bad_item_is_refused_alone_and_the_others_are_stored(any_db_app):
         ["feedback[3].overrideReason.reason.code"],
         ["feedback[4].acceptedSuggestions"],
     ]
-    assert errors[0]["diagnostics"] == "feedback[1].outcomeTimestamp is not a valid date-time"
+    assert errors[0]["diagnostics"] == (
+        "feedback[1].outcomeTimestamp is outside the years 0001-9999 once in UTC")
     assert outcome["issue"][-1]["diagnostics"] == "2 of 5 feedback item(s) stored"
     stored = {row["card_uuid"] for row in store(any_db_app).feedback_rows()}
     assert stored == {cards[0], cards[2]}
