@@ -156,7 +156,7 @@ def _as_json(reports: list[TopicReport]) -> list[dict[str, Any]]:
 @command("feedback-report", "Acceptance and override rates per rule topic, from the store.",
          _arguments)
 def feedback_report_command(args: argparse.Namespace) -> int:
-    from cds_service.errors import ConfigurationError
+    from cds_service.errors import ConfigurationError, ServiceUnavailable
     from cds_service.settings import Settings
 
     try:
@@ -165,6 +165,9 @@ def feedback_report_command(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"myocds feedback-report: {exc}", file=sys.stderr)
         return 2
+    except ServiceUnavailable as exc:
+        print(f"myocds feedback-report: {exc}", file=sys.stderr)
+        return 1
     if args.format == "json":
         json.dump(_as_json(reports), sys.stdout, indent=2)
         print()

@@ -263,3 +263,14 @@ def test_feedback_report_on_an_empty_store(
     url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     assert main(["feedback-report", "--database-url", url]) == 0
     assert "No cards issued" in capsys.readouterr().out
+
+
+def test_feedback_report_with_the_database_down_says_so_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["feedback-report", "--database-url",
+                 "postgresql+psycopg://myocds@127.0.0.1:1/gone"]) == 1
+    # (A JSON log line may come before it when an app of this process installed logging.)
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "myocds feedback-report: the feedback database cannot be reached; try again later"
+    )
