@@ -168,7 +168,10 @@ def has_flaws(resource: Mapping[str, Any]) -> bool:
     ``valueQuantity.comparator``; no deeper: a walk of the whole resource would cost what the
     model validation it replaces cost.
     """
-    shape = _shape(str(resource.get("resourceType")))
+    resource_type = type_label(resource)
+    if resource_type == "unknown":
+        return True  # (and kept out of the shape cache, which holds R4 resource types only)
+    shape = _shape(resource_type)
     if shape is None:
         return True
     for name, value in resource.items():
@@ -186,7 +189,7 @@ def has_flaws(resource: Mapping[str, Any]) -> bool:
         return True
     if any(not any(name in resource for name in group) for group in shape.choices):
         return True
-    for name, allowed in _CODES.get(str(resource["resourceType"]), {}).items():
+    for name, allowed in _CODES.get(resource_type, {}).items():
         if name in resource and resource[name] not in allowed:
             return True
     quantity = resource.get("valueQuantity")
