@@ -39,8 +39,13 @@ def run_hook(
     *,
     templates: Templates | None = None,
     observe: MutableMapping[str, Any] | None = None,
+    drafts: bool = False,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call: ``{"cards": [...]}``.
+
+    The call is decided with its caller's site policy (``cds_service.policy``): the site's
+    clinical settings, without the rules it switched off. Rules in draft status give cards only
+    with ``drafts`` (the try-it pages); retired rules never do.
 
     ``templates`` are the ones ``create_app`` loaded at start-up (loaded here when not given);
     ``observe``, when given, receives what the request log and metrics report about the call:
@@ -49,9 +54,11 @@ def run_hook(
     if templates is None:
         templates = load_templates()
     started = time.perf_counter()
+    settings = caller.policy.apply(settings)
     data = gather(service, body, settings, caller)
     record = build_record(data, body, settings, today)
-    advices = advice.evaluate(record, today, settings.clinical, service.hook, service.rules)
+    rules = templates.live_rules(caller.policy.rules(service.rules), drafts=drafts)
+    advices = advice.evaluate(record, today, settings.clinical, service.hook, rules)
     failed: list[str] = []  # rule ids of cards that could not be rendered (logged, left out)
     cards = cards_render.render(advices, record, templates, service.hook, failures=failed)
     if observe is not None:

@@ -23,6 +23,25 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DOSING_WEIGHT_POLICIES = ("ideal", "adjusted", "actual")
 
 
+# The range each numeric clinical setting may take in a site's policy (cds_service.policy): wide
+# enough for any local protocol, narrow enough to catch a typo (days for a ULN, a ULN of 0).
+CLINICAL_LIMITS: dict[str, tuple[int, int]] = {
+    "recent_days": (1, 365),
+    "ck_uln_male": (20, 2000),
+    "ck_uln_female": (20, 2000),
+    "ck_uln_other": (20, 2000),
+    "hmg_withdrawal_days": (1, 730),
+    "hmg_early_days": (1, 730),
+    "weight_recent_days": (1, 730),
+    "renal_recent_days": (1, 365),
+    "egfr_threshold": (10, 120),
+    "ck_monitor_early_days": (7, 365),
+    "ck_monitor_late_days": (7, 365),
+    "ck_monitor_phase_days": (1, 730),
+    "ck_monitor_horizon_days": (1, 1825),
+}
+
+
 @dataclass(frozen=True)
 class ClinicalSettings:
     """Thresholds marked (setting) in rules.md, with the rules.md defaults."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.cards_render.templates import catalogue_version
 from cds_service.fhir.search import build_prefetch
 from cds_service.protocol.schemas import errors
 from cds_service.services import services_for_hook
@@ -65,6 +66,8 @@ def check_cards(cards: list[dict[str, Any]]) -> None:
     for card in cards:
         topic = card["source"].get("topic", {}).get("code")
         assert topic, card["summary"]
+        # issue 15: every card names the rule catalogue version it was made by.
+        assert card["source"]["topic"].get("version") == catalogue_version(), topic
         assert len(card["summary"]) <= 139, topic
         assert str(uuid.UUID(card["uuid"])) == card["uuid"], topic
         suggestions = card.get("suggestions", [])

@@ -139,7 +139,7 @@ def render_card(
         "summary": summary,
         "indicator": advice.indicator,
         "detail": _detail(template, advice, record, templates, left_out),
-        "source": _source(template, source_url),
+        "source": _source(template, source_url, templates.catalogue_version),
     }
     if suggestions:
         if sum(1 for s in suggestions if s.get("isRecommended")) > 1:
@@ -208,11 +208,14 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _source(template: CardTemplate, source_url: str | None) -> dict[str, Any]:
-    source: dict[str, Any] = {
-        "label": SOURCE_LABEL_PREFIX + template.display,
-        "topic": {"system": ADVICE_SYSTEM, "code": template.rule, "display": template.display},
-    }
+def _source(
+    template: CardTemplate, source_url: str | None, catalogue_version: str | None
+) -> dict[str, Any]:
+    topic = {"system": ADVICE_SYSTEM, "code": template.rule, "display": template.display}
+    if catalogue_version:
+        # Coding.version: the version of the advice CodeSystem, i.e. of the rule catalogue.
+        topic["version"] = catalogue_version
+    source: dict[str, Any] = {"label": SOURCE_LABEL_PREFIX + template.display, "topic": topic}
     if source_url and absolute_https_problem(source_url) is None:
         source["url"] = source_url
     return source

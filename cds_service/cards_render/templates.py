@@ -18,6 +18,7 @@ import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -42,6 +43,9 @@ ADVICE_CODESYSTEM = ("CodeSystem-myocds-advice.json", ADVICE_SYSTEM)
 OVERRIDE_CODESYSTEM = ("CodeSystem-myocds-override-reason.json", OVERRIDE_REASON_SYSTEM)
 
 INDICATORS = ("critical", "warning", "info")  # most urgent first (rules.md "Card identity")
+# A rule's review status in the catalogue: a draft reaches cards on the try-it pages only, a
+# retired rule no card at all (cds_service.pipeline).
+RULE_STATUSES = ("draft", "active", "retired")
 SEED_KIND = "seed"
 # rules.md "What every card must show" (r2): how a card's detail names a seed source. A seed entry
 # of sources.json may say otherwise in its "caution" (the pharmacy pages are not AI-generated).
@@ -103,6 +107,12 @@ class CardTemplate:
     suggestions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     plan: str | None = None
     path: Path | None = None
+    # The rule catalogue (issue 15): the rule's own version, its review status, who reviewed it
+    # and when. A template without them (a stand-alone test template) is an active rule.
+    version: str | None = None
+    status: str = "active"
+    reviewed_by: str | None = None
+    reviewed_on: date | None = None
 
     @property
     def indicator_text(self) -> str:
@@ -116,6 +126,8 @@ class Templates:
     cards: Mapping[str, CardTemplate]
     sources: Mapping[str, Source]
     directory: Path
+    # The advice CodeSystem's version: the catalogue's (source.topic.version, discovery).
+    catalogue_version: str | None = None
 
     def __getitem__(self, rule: str) -> CardTemplate:
         return self.cards[rule]
@@ -138,6 +150,14 @@ class Templates:
     def seed_only(self, template: CardTemplate) -> bool:
         """Is every source of this rule a seed (rules.md r2: then it is a local protocol)?"""
         return bool(template.sources) and all(s.is_seed for s in self.sources_of(template))
+
+    def live_rules(self, rules: Iterable[str], *, drafts: bool = False) -> tuple[str, ...]:
+        """The rules that may give a card: active ones (and drafts on the try-it pages), never a
+        retired one; a rule without a template is kept (``require`` refuses those at start-up)."""
+        allowed = ("active", "draft") if drafts else ("active",)
+        return tuple(
+            rule for rule in rules if rule not in self.cards or self.cards[rule].status in allowed
+        )
 
     def require(self, rules: Iterable[str]) -> None:
         """Raise ``ConfigurationError`` unless every rule in ``rules`` has a template (a service
@@ -186,14 +206,19 @@ def load_templates(
         template = _load_template(path, declared, problems)
         if template is not None:
             cards[template.rule] = template
+    catalogue_version = None
     if mappings_dir is not None:
         _check_codesystems(cards.values(), Path(mappings_dir), problems)
+        catalogue_version = _catalogue_version(Path(mappings_dir), problems)
     if problems:
         raise ConfigurationError(
             "broken card template(s), the service cannot start:\n- " + "\n- ".join(problems)
         )
     return Templates(
-        cards=MappingProxyType(cards), sources=MappingProxyType(sources), directory=directory
+        cards=MappingProxyType(cards),
+        sources=MappingProxyType(sources),
+        directory=directory,
+        catalogue_version=catalogue_version,
     )
 
 
@@ -295,6 +320,7 @@ def _load_template(path: Path, declared: set[str], problems: list[str]) -> CardT
     duplicates = sorted({code for code in codes if codes.count(code) > 1})
     if duplicates:
         found.append(f"overrideReasons: duplicate code(s) {', '.join(duplicates)}")
+    found.extend(_review_problems(data))
     if found:
         problems.extend(f"{where}: {problem}" for problem in found)
         return None
@@ -316,6 +342,10 @@ def _load_template(path: Path, declared: set[str], problems: list[str]) -> CardT
             for r in data["overrideReasons"]
         ),
         path=path,
+        version=data.get("version"),
+        status=data.get("status", "active"),
+        reviewed_by=data.get("reviewedBy"),
+        reviewed_on=date.fromisoformat(data["reviewedOn"]) if "reviewedOn" in data else None,
     )
 
 
@@ -371,7 +401,42 @@ def contains_raw_html(markdown: str) -> bool:
     return False
 
 
+def _review_problems(data: Mapping[str, Any]) -> list[str]:
+    """A rule in use (active or retired) names its version, who reviewed it and when; a review
+    date is a real date."""
+    problems = []
+    if "reviewedOn" in data:
+        try:
+            date.fromisoformat(data["reviewedOn"])
+        except ValueError:
+            problems.append(f"reviewedOn: {data['reviewedOn']!r} is not a date (YYYY-MM-DD)")
+    if data.get("status", "active") != "draft" and "status" in data:
+        missing = [m for m in ("version", "reviewedBy", "reviewedOn") if m not in data]
+        if missing:
+            problems.append(
+                f"status {data['status']!r} needs {', '.join(missing)} (a rule is reviewed "
+                "before it reaches a clinician)"
+            )
+    return problems
+
+
 # --- CodeSystems -----------------------------------------------------------------------------
+
+
+def catalogue_version(mappings_dir: str | os.PathLike[str] = DEFAULT_MAPPINGS_DIR) -> str | None:
+    """The rule catalogue's version: the shipped advice CodeSystem's ``version``."""
+    return _catalogue_version(Path(mappings_dir), [])
+
+
+def _catalogue_version(mappings_dir: Path, problems: list[str]) -> str | None:
+    """The advice CodeSystem's ``version``: the rule catalogue's version."""
+    path = mappings_dir / ADVICE_CODESYSTEM[0]
+    data = _read_json(path, []) if path.is_file() else None
+    version = data.get("version") if isinstance(data, dict) else None
+    if data is not None and not (isinstance(version, str) and version.strip()):
+        problems.append(f"{_display_path(path)}: no version (the rule catalogue's version)")
+        return None
+    return version
 
 
 def codesystem_concepts(path: Path, canonical: str, problems: list[str]) -> dict[str, str] | None:

@@ -8,13 +8,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cds_service.cards_render import CARDS_DIR_ENV, Templates, load_templates
+from cds_service.cards_render import CARDS_DIR_ENV, CardTemplate, Templates, load_templates
+from cds_service.cards_render.templates import RULE_STATUSES
 from cds_service.cli import command
 from cds_service.errors import ConfigurationError
 
 # rules.md order of the advisory areas; anything else (ORDER-UNIDENTIFIED) after them.
 _AREA_ORDER = ("STAT", "HMG", "IGA", "DOSE", "SAFE", "CONT")
-HEADER = ("RULE", "HOOKS", "INDICATOR", "SOURCES", "NAME")
+HEADER = ("RULE", "HOOKS", "INDICATOR", "SOURCES", "VERSION", "STATUS", "REVIEWED", "NAME")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,8 @@ def _sort_key(rule: str) -> tuple[int, str, int, str]:
 
 
 def catalogue(templates: Templates) -> list[tuple[str, ...]]:
-    """One row per rule: id, hooks, indicator(s), sources, short name."""
+    """One row per rule: id, hooks, indicator(s), sources, version, review status, who reviewed
+    it and when, short name."""
     rows: list[tuple[str, ...]] = []
     for rule in sorted(templates, key=_sort_key):
         template = templates[rule]
@@ -45,10 +47,21 @@ def catalogue(templates: Templates) -> list[tuple[str, ...]]:
                 ", ".join(template.hooks),
                 template.indicator_text,
                 ", ".join(template.sources),
+                template.version or "-",
+                template.status,
+                review_text(template),
                 template.display,
             )
         )
     return rows
+
+
+def review_text(template: CardTemplate) -> str:
+    """"2026-12-04 by …", or "not reviewed"."""
+    if template.reviewed_on is None and template.reviewed_by is None:
+        return "not reviewed"
+    day = template.reviewed_on.isoformat() if template.reviewed_on else "(no date)"
+    return f"{day} by {template.reviewed_by or '(nobody named)'}"
 
 
 def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> str:
@@ -64,7 +77,8 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) 
 
 @command(
     "rules",
-    "Print the rule catalogue (id, hooks, indicator, sources) from the card templates.",
+    "Print the rule catalogue (id, hooks, indicator, sources, version, review status) from the "
+    "card templates.",
     _arguments,
 )
 def rules(args: argparse.Namespace) -> int:
@@ -79,5 +93,10 @@ def rules(args: argparse.Namespace) -> int:
         print(rules_markdown(templates), end="")
         return 0
     print(format_table(catalogue(templates)))
-    print(f"\n{len(templates)} rules, {len(templates.sources)} sources ({templates.directory})")
+    statuses = [templates[rule].status for rule in templates]
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in RULE_STATUSES if s in statuses)
+    print(
+        f"\n{len(templates)} rules ({counts}), {len(templates.sources)} sources, rule catalogue "
+        f"version {templates.catalogue_version or '(none)'} ({templates.directory})"
+    )
     return 0

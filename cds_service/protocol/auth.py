@@ -8,7 +8,9 @@ Trusted issuers come from the JSON file named by ``MYOCDS_ISSUERS_FILE`` (shape:
 ``config/issuers.example.json``) plus, only with ``MYOCDS_TRUST_SANDBOX=on``, the public CDS Hooks
 Sandbox (``cds_service/data/sandbox-issuer.json``; its private key is published, so trusting it is
 for testing only). Per issuer: ``iss``, allowed ``jku`` URLs and/or a static ``jwks``, the
-``fhirServers`` we may call for it, optional ``tenant``.
+``fhirServers`` we may call for it, optional ``tenant``, and the site's policy (``settings``,
+``disabledRules``: ``cds_service.policy``). Several entries may share an ``iss``, one per tenant
+(at most one without): a token's ``tenant`` claim picks its site.
 
 What a token must satisfy, each failure a bare 401 (the reason is logged at INFO, never the token):
 header ``alg`` one of RS/PS/ES 256/384/512 (never ``none`` or HMAC: CDS Hooks forbids symmetric
@@ -40,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from cds_service.errors import ConfigurationError, ServiceUnavailable, Unauthorized
+from cds_service.policy import DEFAULT_POLICY, POLICY_FIELDS, SitePolicy, parse_policy
 from cds_service.protocol.jwks import JwksCache, JwksUnavailable, index_jwks
 from cds_service.protocol.replay import (
     MemoryReplayGuard,
@@ -73,6 +76,8 @@ class Caller:
     tenant: str | None
     # fhirServer base URLs this issuer may have us call (empty when authentication is off).
     fhir_allow: tuple[str, ...] = ()
+    # The site's clinical settings and disabled rules (cds_service.policy; the issuers file).
+    policy: SitePolicy = DEFAULT_POLICY
 
 
 ANONYMOUS = Caller(issuer=None, tenant=None)
@@ -85,12 +90,13 @@ class TrustedIssuer:
     jwks: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # static keys by kid
     fhir_servers: tuple[str, ...] = ()
     tenant: str | None = None
+    policy: SitePolicy = DEFAULT_POLICY
 
 
-_ISSUER_FIELDS = {"iss", "jku", "jwks", "fhirServers", "tenant", "name", "comment"}
+_ISSUER_FIELDS = {"iss", "jku", "jwks", "fhirServers", "tenant", "name", "comment", *POLICY_FIELDS}
 
 
-def _parse_issuer(entry: object, where: str) -> TrustedIssuer:
+def _parse_issuer(entry: object, where: str, faults: list[str]) -> TrustedIssuer:
     if not isinstance(entry, Mapping):
         raise ConfigurationError(f"{where}: each issuer must be a JSON object")
     unknown = set(entry) - _ISSUER_FIELDS
@@ -131,7 +137,10 @@ def _parse_issuer(entry: object, where: str) -> TrustedIssuer:
     tenant = entry.get("tenant")
     if tenant is not None and (not isinstance(tenant, str) or not tenant):
         raise ConfigurationError(f"{where}: 'tenant' must be a non-empty string")
-    return TrustedIssuer(iss, jku, jwks, fhir_servers, tenant)
+    # Policy faults are collected over the whole file: start-up names every one of them.
+    policy, policy_faults = parse_policy(entry, where + (f" tenant {tenant}" if tenant else ""))
+    faults.extend(policy_faults)
+    return TrustedIssuer(iss, jku, jwks, fhir_servers, tenant, policy)
 
 
 def _read_issuers(path: Path) -> list[TrustedIssuer]:
@@ -144,22 +153,42 @@ def _read_issuers(path: Path) -> list[TrustedIssuer]:
     entries = document.get("issuers") if isinstance(document, Mapping) else None
     if not isinstance(entries, list):
         raise ConfigurationError(f'issuers file {path}: expected {{"issuers": [...]}}')
-    return [_parse_issuer(e, f"issuers file {path} entry {i}") for i, e in enumerate(entries)]
+    faults: list[str] = []
+    issuers = [
+        _parse_issuer(e, f"issuers file {path} entry {i}", faults) for i, e in enumerate(entries)
+    ]
+    if faults:
+        raise ConfigurationError(
+            "site policy fault(s), the service cannot start:\n- " + "\n- ".join(faults)
+        )
+    return issuers
 
 
-def load_trusted_issuers(settings: Settings) -> dict[str, TrustedIssuer]:
-    """Every trusted issuer by ``iss``; a broken file stops start-up (``ConfigurationError``)."""
+def load_trusted_issuers(settings: Settings) -> dict[str, tuple[TrustedIssuer, ...]]:
+    """Every trusted issuer's entries by ``iss``: one per tenant (a site), at most one without a
+    tenant (any other tenant of that issuer). A broken file stops start-up
+    (``ConfigurationError``)."""
     issuers: list[TrustedIssuer] = []
     if settings.issuers_file:
         issuers.extend(_read_issuers(Path(settings.issuers_file)))
     if settings.sandbox_issuer:
         issuers.extend(_read_issuers(SANDBOX_ISSUER_FILE))
-    by_iss: dict[str, TrustedIssuer] = {}
+    by_iss: dict[str, tuple[TrustedIssuer, ...]] = {}
     for issuer in issuers:
-        if issuer.iss in by_iss:
-            raise ConfigurationError(f"issuer {issuer.iss!r} is configured twice")
-        by_iss[issuer.iss] = issuer
+        entries = by_iss.get(issuer.iss, ())
+        if any(entry.tenant == issuer.tenant for entry in entries):
+            site = f"tenant {issuer.tenant!r}" if issuer.tenant else "without a tenant"
+            raise ConfigurationError(f"issuer {issuer.iss!r} {site} is configured twice")
+        by_iss[issuer.iss] = (*entries, issuer)
     return by_iss
+
+
+def _entry_for(entries: tuple[TrustedIssuer, ...], tenant: object) -> TrustedIssuer | None:
+    """The issuer entry of the token's tenant, else the issuer's entry without a tenant."""
+    for entry in entries:
+        if entry.tenant is not None and entry.tenant == tenant:
+            return entry
+    return next((entry for entry in entries if entry.tenant is None), None)
 
 
 class _Refused(Exception):
@@ -298,9 +327,14 @@ class Authenticator:
             # RFC 7515 §4.1.11: we understand no critical extension, so we must refuse.
             raise _Refused("crit")
         iss = unverified.get("iss")
-        issuer = self.issuers.get(iss) if isinstance(iss, str) else None
-        if issuer is None:
+        entries = self.issuers.get(iss) if isinstance(iss, str) else None
+        if not entries:
             raise _Refused("iss-unknown")
+        # The entry (site) is picked by the claimed tenant and verified with that entry's keys;
+        # the signed tenant claim is checked against it below.
+        issuer = _entry_for(entries, unverified.get("tenant"))
+        if issuer is None:
+            raise _Refused("tenant", entries[0].iss)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _Refused("kid-missing", issuer.iss)
@@ -358,7 +392,9 @@ class Authenticator:
             raise ServiceUnavailable(
                 "the store of seen token ids cannot be reached; try again later"
             ) from None
-        return Caller(issuer=issuer.iss, tenant=tenant, fhir_allow=issuer.fhir_servers)
+        return Caller(
+            issuer=issuer.iss, tenant=tenant, fhir_allow=issuer.fhir_servers, policy=issuer.policy
+        )
 
     def _find_key(self, issuer: TrustedIssuer, jku: object, kid: str) -> dict[str, Any]:
         if jku is not None:

@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from jsonschema.exceptions import ValidationError, best_match
 
 from cds_service import pipeline
+from cds_service.cards_render.templates import ADVICE_SYSTEM, catalogue_version
 from cds_service.errors import BadRequest, NotFound
 from cds_service.protocol.auth import ANONYMOUS, Caller, audience
 from cds_service.protocol.body import read_json_body
@@ -33,8 +34,14 @@ cds = Blueprint("cds", __name__)
 health = Blueprint("health", __name__)
 
 
+# CDS Hooks 2.0 Extensions: a namespaced member naming the rule catalogue (the advice CodeSystem
+# and its version) every card's source.topic comes from.
+CATALOGUE_EXTENSION = "dev.myocds.rule-catalogue"
+
+
 def discovery_document() -> dict[str, Any]:
     """GET /cds-services, derived from SERVICES; optional members omitted when empty."""
+    version = catalogue_version()
     services = []
     for service in SERVICES:
         entry: dict[str, Any] = {
@@ -47,6 +54,10 @@ def discovery_document() -> dict[str, Any]:
             entry["prefetch"] = service.prefetch
         if service.usage_requirements:
             entry["usageRequirements"] = service.usage_requirements
+        if version:
+            entry["extension"] = {
+                CATALOGUE_EXTENSION: {"system": ADVICE_SYSTEM, "version": version}
+            }
         services.append({k: v for k, v in entry.items() if v})
     return {"services": services}
 

@@ -39,7 +39,9 @@ def run_view(view: View, today: date, settings: Settings, templates: Any) -> lis
     for service, body in requests_for(view, today):
         data = gather(service, body, settings)
         record = build_record(data, body, settings, today)
-        advices = advice.evaluate(record, today, settings.clinical, service.hook, service.rules)
+        # Rules in draft status show here, for review, and on no other card (pipeline.run_hook).
+        rules = templates.live_rules(service.rules, drafts=True)
+        advices = advice.evaluate(record, today, settings.clinical, service.hook, rules)
         cards = cards_render.render(advices, record, templates, service.hook)
         runs.append(ServiceRun(service, body, record, tuple(advices), tuple(cards)))
     return runs

@@ -90,7 +90,8 @@ def test_card_fields(small_templates: Templates) -> None:
     assert card["indicator"] == "critical"
     assert card["source"] == {
         "label": "myocds — Statin: CK over 10×ULN",
-        "topic": {"system": ADVICE_SYSTEM, "code": "STAT-01", "display": "Statin: CK over 10×ULN"},
+        "topic": {"system": ADVICE_SYSTEM, "code": "STAT-01", "display": "Statin: CK over 10×ULN",
+                  "version": "2.0.0"},  # the advice CodeSystem's version: the rule catalogue's
     }
     assert card["overrideReasons"] == [
         {

@@ -14,7 +14,9 @@ def test_prints_every_template_in_rules_md_order(capsys: pytest.CaptureFixture[s
     assert main(["rules"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["RULE", "HOOKS", "INDICATOR", "SOURCES", "NAME"]
+    assert lines[0].split() == [
+        "RULE", "HOOKS", "INDICATOR", "SOURCES", "VERSION", "STATUS", "REVIEWED", "NAME"
+    ]
     rules = [line.split()[0] for line in lines[1:] if line and line[0].isupper() and "-" in line]
     assert rules[:3] == ["STAT-01", "STAT-02", "STAT-03"]
     assert rules.index("HMG-01") < rules.index("IGA-01") < rules.index("DOSE-01")
@@ -33,7 +35,7 @@ def test_columns_are_aligned(capsys: pytest.CaptureFixture[str]) -> None:
     main(["rules"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line][:-1]
     header = lines[0]
-    for column in ("HOOKS", "INDICATOR", "SOURCES", "NAME"):
+    for column in ("HOOKS", "INDICATOR", "SOURCES", "VERSION", "STATUS", "REVIEWED", "NAME"):
         start = header.index(column)
         for line in lines[1:]:
             # every cell starts exactly under its heading, after a two-space gap

@@ -440,7 +440,7 @@ def test_jwks_over_http_is_never_fetched(es384: SigningKey) -> None:
 def test_sandbox_issuer_is_off_by_default_and_has_the_published_key() -> None:
     assert "https://sandbox.cds-hooks.org" not in load_trusted_issuers(Settings())
     issuers = load_trusted_issuers(Settings(sandbox_issuer=True))
-    sandbox = issuers["https://sandbox.cds-hooks.org"]
+    (sandbox,) = issuers["https://sandbox.cds-hooks.org"]
     assert sandbox.jku == ("https://sandbox.cds-hooks.org/.well-known/jwks.json",)
     # clients.md §1.1: the JWKS the Sandbox publishes at its jku.
     key = sandbox.jwks["44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"]
