@@ -558,6 +558,37 @@ def replay(target: Target, args: argparse.Namespace) -> list[Figure]:
     ]
 
 
+@dataclass
+class _OnDatabase(Target):
+    """A Target whose feedback database is ``database_url`` instead of its SQLite file."""
+
+    database_url: str = ""
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "MYOCDS_DATABASE_URL": self.database_url}
+
+
+@check("replay-postgres")
+def replay_postgres(target: Target, args: argparse.Namespace) -> list[Figure]:
+    """The replay check again on a second instance whose feedback database is PostgreSQL
+    (127.0.0.1:5432/test, a fresh schema), when that server is there."""
+    from tests.support.databases import postgres_schema_url, postgres_unreachable_reason
+
+    reason = postgres_unreachable_reason()
+    if reason is not None:
+        print(f"   skipped: {reason}", flush=True)
+        return []
+    with postgres_schema_url() as url, tempfile.TemporaryDirectory() as tmp:
+        other = _OnDatabase(target.workers, target.threads, Path(tmp), fhir=target.fhir,
+                            database_url=url)
+        try:
+            other.start()
+            figures = replay(other, args)
+        finally:
+            other.stop()
+    return [Figure("replay-pg", f.name, f.value, f.unit, f.target, f.ok) for f in figures]
+
+
 @check("forged-host")
 def forged_host(target: Target, args: argparse.Namespace) -> list[Figure]:
     evil = "http://evil.example"
