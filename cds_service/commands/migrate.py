@@ -31,6 +31,11 @@ def migrate_database(database_url: str) -> str:
         before, after = migrations.upgrade(store.engine)
     finally:
         store.dispose()
+    if before == after and after != migrations.head():
+        return (
+            f"feedback database at revision {after}, newer than this version's "
+            f"{migrations.head()}: left as is"
+        )
     if before == after:
         return f"feedback database already at revision {after}"
     return f"feedback database migrated from {before or 'empty'} to revision {after}"

@@ -72,8 +72,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Migrate to head under the lock; returns (revision before, revision after)."""
     with _locked(engine) as connection:
         before = current(connection)
-        if before == head():
-            return before, before
+        if before == head() or (before is not None and before not in _known_revisions()):
+            return before, before  # at head, or a newer deployment's revision: left as is
         config = _config()
         config.attributes["connection"] = connection
         if before is None and inspect(connection).has_table("issued_cards"):

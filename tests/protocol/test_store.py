@@ -153,6 +153,22 @@ def test_a_database_made_before_migrations_is_adopted_with_its_rows(store):
     assert store.save_feedback("s", [item(card, suggestions=long_ids)], NOW).stored == 1
 
 
+def test_a_database_at_a_newer_revision_is_left_as_is_and_used(store):
+    # A rolling update: a newer version migrated the database; this one still starts and works.
+    migrations.upgrade(store.engine)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    assert migrations.upgrade(store.engine) == ("f00d", "f00d")
+    assert not migrations.needs_upgrade(store.engine)
+    assert store.save_feedback("s", [item(str(uuid.uuid4()))], NOW).stored == 1
+    from cds_service.commands.migrate import migrate_database
+
+    assert migrate_database(str(store.engine.url.render_as_string(hide_password=False))) == (
+        f"feedback database at revision f00d, newer than this version's {migrations.head()}: "
+        "left as is"
+    )
+
+
 def test_concurrent_migrations_all_succeed_and_migrate_once(store_url, caplog):
     stores = [Store(store_url) for _ in range(4)]
     barrier = threading.Barrier(len(stores))
