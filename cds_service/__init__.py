@@ -101,6 +101,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         from cds_service.tryit import install_tryit
 
         install_tryit(app, settings)
+    from cds_service.tryit.report import install_site_pages
+
+    install_site_pages(app, settings)  # /try/sites with the try pages; /try/report (issue 15)
     install_metrics(app, settings)
     install_floor(app, settings)
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

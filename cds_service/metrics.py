@@ -49,6 +49,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _CALL_ENDPOINTS = {"cds.call_service", "cds.feedback"}
 _CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _INDICATORS = frozenset({"info", "warning", "critical"})
+_OUTCOMES = frozenset({"accepted", "overridden"})
+# A feedback item on a card this store did not issue has no rule.
+UNKNOWN_RULE = "unknown"
 
 
 class Metrics:
@@ -71,6 +74,13 @@ class Metrics:
         self.cards = Counter(
             "myocds_cards", "Cards returned, by rule topic (source.topic.code) and indicator",
             ["topic", "indicator"], registry=r,
+        )
+        self.feedback = Counter(
+            "myocds_feedback",
+            "Feedback items stored (a repeat of one already stored is not counted), by the rule "
+            "of the card answered (source.topic.code; unknown: a card this store did not issue) "
+            "and outcome",
+            ["topic", "outcome"], registry=r,
         )
         self.card_failures = Counter(
             "myocds_card_render_failures",
@@ -134,6 +144,12 @@ class Metrics:
         hook = self._hook(call.get("hook") or default_hook)
         self.calls.labels(service, hook, str(status)).inc()
         self.latency.labels(service, hook).observe(seconds)
+        if endpoint == "cds.feedback":
+            for topic, outcome in call.get("feedback_outcomes") or ():
+                self.feedback.labels(
+                    topic if isinstance(topic, str) and _CODE.match(topic) else UNKNOWN_RULE,
+                    outcome if outcome in _OUTCOMES else OTHER,
+                ).inc()
         if endpoint != "cds.call_service":
             return
         if status == 412:

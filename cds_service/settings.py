@@ -88,6 +88,8 @@ class Settings:
     sandbox_issuer: bool = False
     clock_skew_seconds: int = 300
     try_pages: bool | None = None  # None: on exactly when auth is off
+    # The feedback report page (/try/report, issue 15); None: on exactly when the try pages are.
+    report_page: bool | None = None
     max_body_bytes: int = 5 * 1024 * 1024
     max_json_depth: int = 64
     max_resources: int = 20000
@@ -120,6 +122,10 @@ class Settings:
     def try_enabled(self) -> bool:
         return (not self.auth_required) if self.try_pages is None else self.try_pages
 
+    @property
+    def report_page_enabled(self) -> bool:
+        return self.try_enabled if self.report_page is None else self.report_page
+
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests, CLI); clinical fields may be given by name."""
         clinical_names = {f.name for f in dataclasses.fields(ClinicalSettings)}
@@ -144,6 +150,7 @@ class Settings:
             sandbox_issuer=reader.flag("MYOCDS_TRUST_SANDBOX", False),
             clock_skew_seconds=reader.integer("MYOCDS_CLOCK_SKEW_SECONDS", 300, low=0),
             try_pages=reader.optional_flag("MYOCDS_TRY"),
+            report_page=reader.optional_flag("MYOCDS_REPORT_PAGE"),
             max_body_bytes=reader.integer("MYOCDS_MAX_BODY_BYTES", 5 * 1024 * 1024, low=1024),
             max_json_depth=reader.integer("MYOCDS_MAX_JSON_DEPTH", 64, low=8),
             max_resources=reader.integer("MYOCDS_MAX_RESOURCES", 20000, low=1),

@@ -151,6 +151,11 @@ class Templates:
         """Is every source of this rule a seed (rules.md r2: then it is a local protocol)?"""
         return bool(template.sources) and all(s.is_seed for s in self.sources_of(template))
 
+    def rule_version(self, rule: str | None) -> str | None:
+        """The version of a rule's template (None for a rule without one)."""
+        template = self.cards.get(rule) if rule is not None else None
+        return template.version if template is not None else None
+
     def live_rules(self, rules: Iterable[str], *, drafts: bool = False) -> tuple[str, ...]:
         """The rules that may give a card: active ones (and drafts on the try-it pages), never a
         retired one; a rule without a template is kept (``require`` refuses those at start-up)."""

@@ -115,7 +115,7 @@ def call_service(service_id: str) -> Response:
     result = pipeline.run_hook(
         service, body, settings, today, caller, templates=app_state.templates, observe=g.call
     )
-    _record_cards(service_id, hook, result["cards"])
+    _record_cards(service_id, hook, result["cards"], caller)
     return jsonify(result)
 
 
@@ -128,11 +128,18 @@ def feedback(service_id: str) -> Response:
     refused = _refused_feedback_items(body)
     items = body["feedback"]
     good = [i for i in range(len(items)) if i not in refused]
-    result = app_state.store.save_feedback(service_id, [items[i] for i in good], datetime.now(UTC))
+    caller: Caller = g.caller
+    result = app_state.store.save_feedback(
+        service_id, [items[i] for i in good], datetime.now(UTC), (caller.issuer, caller.tenant)
+    )
     for index in result.refused:
         refused[good[index]] = [("", "could not be stored")]
     stored = len(good) - len(result.refused)
-    g.call.update(feedback_items=len(items), feedback_stored=result.stored)
+    g.call.update(
+        feedback_items=len(items),
+        feedback_stored=result.stored,
+        feedback_outcomes=list(result.stored_outcomes),  # the metrics' per-rule counters
+    )
     if result.duplicates:
         log.info(
             "feedback for %s: %d repeated item(s) already stored", service_id, result.duplicates
@@ -216,8 +223,11 @@ def _open_call(service_id: str, **call: Any) -> tuple[AppState, Any]:
     return app_state, read_json_body(request, settings.max_body_bytes, settings.max_json_depth)
 
 
-def _record_cards(service_id: str, hook: str, cards: list[dict[str, Any]]) -> None:
+def _record_cards(
+    service_id: str, hook: str, cards: list[dict[str, Any]], caller: Caller
+) -> None:
     now = datetime.now(UTC)
+    templates = state().templates
     issued = [
         IssuedCard(
             card_uuid=str(uuid.UUID(card["uuid"])),
@@ -226,6 +236,9 @@ def _record_cards(service_id: str, hook: str, cards: list[dict[str, Any]]) -> No
             topic=pipeline.card_topic(card),
             indicator=card["indicator"],
             issued_at=now,
+            rule_version=templates.rule_version(pipeline.card_topic(card)),
+            site_issuer=caller.issuer,
+            site_tenant=caller.tenant,
         )
         for card in cards
         if card.get("uuid")  # the renderer gives every card one; without it no feedback comes

@@ -84,6 +84,10 @@ issued_cards = Table(
     Column("topic", String(64), nullable=True, index=True),  # rule id, e.g. "STAT-01"
     Column("indicator", String(16), nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
+    # 0003: the rule's version and the calling site (issuer, tenant; NULL with auth off).
+    Column("rule_version", String(32), nullable=True),
+    Column("site_issuer", String(512), nullable=True),
+    Column("site_tenant", String(256), nullable=True),
 )
 
 feedback = Table(
@@ -100,6 +104,12 @@ feedback = Table(
     Column("override_code", String(128), nullable=True),
     Column("has_user_comment", Boolean, nullable=False, default=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    # 0003: the rule and version of the card answered (from issued_cards; NULL when this store
+    # did not issue it) and the site that sent the feedback.
+    Column("topic", String(64), nullable=True, index=True),
+    Column("rule_version", String(32), nullable=True),
+    Column("site_issuer", String(512), nullable=True),
+    Column("site_tenant", String(256), nullable=True),
 )
 
 seen_tokens = Table(
@@ -134,6 +144,9 @@ class IssuedCard:
     topic: str | None
     indicator: str
     issued_at: datetime
+    rule_version: str | None = None
+    site_issuer: str | None = None
+    site_tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,8 @@ class FeedbackResult:
     unknown_cards: int  # feedback on a card uuid this store has not recorded
     # Items the database refused, by their index in ``items`` (the others are stored).
     refused: tuple[int, ...] = ()
+    # (rule topic or None, outcome) of each item newly stored (not repeats): for the metrics.
+    stored_outcomes: tuple[tuple[str | None, str], ...] = ()
 
 
 @dataclass
@@ -201,43 +216,61 @@ class Store:
                 self._insert_ignoring_duplicates(connection, issued_cards, rows, "card_uuid")
 
     def save_feedback(
-        self, service_id: str, items: Sequence[Mapping[str, Any]], received_at: datetime
+        self,
+        service_id: str,
+        items: Sequence[Mapping[str, Any]],
+        received_at: datetime,
+        site: tuple[str | None, str | None] = (None, None),
     ) -> FeedbackResult:
-        """Store each feedback item once. ``items`` passed feedback.json and
-        ``feedback_problems``; one the database still refuses is left out on its own."""
+        """Store each feedback item once, with the rule and rule version of its card (from the
+        issued cards) and the ``site`` (issuer, tenant) that sent it. ``items`` passed
+        feedback.json and ``feedback_problems``; one the database still refuses is left out on
+        its own."""
         rows = [_feedback_row(service_id, item, received_at) for item in items]
+        card_ids = {row["card_uuid"] for row in rows}
+        with self._connection(transaction=False) as connection:
+            known = {
+                card: (topic, version)
+                for card, topic, version in connection.execute(
+                    select(
+                        issued_cards.c.card_uuid, issued_cards.c.topic,
+                        issued_cards.c.rule_version,
+                    ).where(issued_cards.c.card_uuid.in_(card_ids))
+                )
+            }
+        for row in rows:
+            row["topic"], row["rule_version"] = known.get(row["card_uuid"], (None, None))
+            row["site_issuer"], row["site_tenant"] = site
         refused: list[int] = []
+        inserted: list[int] = []
         try:
             with self._connection(transaction=True) as connection:
-                stored = self._insert_ignoring_duplicates(connection, feedback, rows, "dedup_key")
+                inserted = self._insert_rows_ignoring_duplicates(
+                    connection, feedback, rows, "dedup_key"
+                )
         except (DataError, IntegrityError):
             # One item the database would not take (the checks above should prevent it): find
             # it with one transaction per item, so the others are stored all the same.
-            stored = 0
+            inserted = []
             for index, row in enumerate(rows):
                 try:
                     with self._connection(transaction=True) as connection:
-                        stored += self._insert_ignoring_duplicates(
+                        if self._insert_ignoring_duplicates(
                             connection, feedback, [row], "dedup_key"
-                        )
+                        ):
+                            inserted.append(index)
                 except (DataError, IntegrityError) as exc:
                     log.error("feedback item refused by the database: %s", type(exc.orig).__name__)
                     refused.append(index)
-        card_ids = {row["card_uuid"] for row in rows}
-        with self._connection(transaction=False) as connection:
-            known = set(
-                connection.execute(
-                    select(issued_cards.c.card_uuid).where(issued_cards.c.card_uuid.in_(card_ids))
-                ).scalars()
-            )
         unknown = sum(
             1 for i, row in enumerate(rows) if row["card_uuid"] not in known and i not in refused
         )
         return FeedbackResult(
-            stored=stored,
-            duplicates=len(rows) - len(refused) - stored,
+            stored=len(inserted),
+            duplicates=len(rows) - len(refused) - len(inserted),
             unknown_cards=unknown,
             refused=tuple(refused),
+            stored_outcomes=tuple((rows[i]["topic"], rows[i]["outcome"]) for i in inserted),
         )
 
     def remember_token(self, token_key: str, expires_at: int, now: int) -> bool:
@@ -333,8 +366,14 @@ class Store:
     def _insert_ignoring_duplicates(
         self, connection: Any, table: Table, rows: list[dict[str, Any]], key: str
     ) -> int:
+        return len(self._insert_rows_ignoring_duplicates(connection, table, rows, key))
+
+    def _insert_rows_ignoring_duplicates(
+        self, connection: Any, table: Table, rows: list[dict[str, Any]], key: str
+    ) -> list[int]:
+        """The indexes of the rows that went in (the others were there already)."""
         if not rows:
-            return 0
+            return []
         dialect = self.engine.dialect.name
         if dialect in ("sqlite", "postgresql"):
             statement = (
@@ -344,17 +383,18 @@ class Store:
             )
             # RETURNING says which rows went in (rowcount is -1 here with psycopg 3); one
             # statement per row keeps that exact on every driver.
-            return sum(
-                len(connection.execute(statement, row).fetchall()) for row in rows
-            )
-        inserted = 0
-        for row in rows:  # other databases: a savepoint per row, a duplicate rolls back alone
+            return [
+                index for index, row in enumerate(rows)
+                if connection.execute(statement, row).fetchall()
+            ]
+        inserted = []
+        for index, row in enumerate(rows):  # other databases: a savepoint per row
             try:
                 with connection.begin_nested():
                     connection.execute(insert(table), row)
-                inserted += 1
+                inserted.append(index)
             except IntegrityError:
-                pass
+                pass  # a duplicate rolls back alone
         return inserted
 
     def dispose(self) -> None:

@@ -37,7 +37,7 @@ class Site:
 
     @property
     def label(self) -> str:
-        return f"{self.iss}#{self.tenant}" if self.tenant else self.iss
+        return f"{self.iss} tenant {self.tenant}" if self.tenant else self.iss  # as reported
 
     def token(self, path: str) -> str:
         now = int(time.time())

@@ -250,7 +250,8 @@ def test_feedback_report_over_feedback_posted_through_the_api(
     assert main(["feedback-report", "--database-url", url]) == 0
     table = capsys.readouterr().out
     iga_line = next(line for line in table.splitlines() if line.startswith("IGA-01 "))
-    assert iga_line.split() == ["IGA-01", "4", "3", "2", "1", "67", "%", "33", "%"]
+    # rule, version, shown, answered, accepted, overridden, no answer, acceptance (issue 15)
+    assert iga_line.split() == ["IGA-01", "2.0.0", "4", "3", "2", "1", "1", "67", "%"]
     assert "DOSE-02: dose-intended 2" in table
     assert main(["feedback-report", "--database-url", url, "--format", "json"]) == 0
     as_json = {r["topic"]: r for r in json.loads(capsys.readouterr().out)}
