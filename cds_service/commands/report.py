@@ -48,6 +48,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
 
 
+def site_label(issuer: str | None, tenant: str | None) -> str:
+    """How a site is named in the report: its issuer, and tenant when it has one."""
+    if issuer is None:
+        return NO_SITE
+    return f"{issuer} tenant {tenant}" if tenant else issuer
+
+
 @dataclass
 class TopicReport:
     """One site × rule × version line."""
@@ -65,9 +72,7 @@ class TopicReport:
 
     @property
     def site(self) -> str:
-        if self.issuer is None:
-            return NO_SITE
-        return f"{self.issuer} tenant {self.tenant}" if self.tenant else self.issuer
+        return site_label(self.issuer, self.tenant)
 
     @property
     def acceptance_rate(self) -> float | None:

@@ -15,7 +15,7 @@ Where the pieces come from, so nothing is said twice:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 
 from cds_service.cards_render import Source, Templates
 from cds_service.cards_render.templates import ADVICE_CODESYSTEM, DEFAULT_MAPPINGS_DIR
+from cds_service.policy import SitePolicy
 from cds_service.settings import ClinicalSettings, Settings
 from cds_service.tryit.examples import Example, View
 from cds_service.tryit.inprocess import run_view
@@ -106,6 +107,8 @@ class SettingValue:
     meaning: str
     value: str
     default: str
+    # Each site (issuers file) that sets its own value: (site, value) (issue 15).
+    sites: tuple[tuple[str, str], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -136,6 +139,10 @@ class RuleEntry:
     suggestions: tuple[str, ...]
     override_reasons: tuple[str, ...]
     local_protocol: bool = False  # supported by seeds only (rules.md r2)
+    version: str | None = None  # the rule catalogue (issue 15): version and review status
+    status: str = "active"
+    # Sites (issuers file) that switched this rule off.
+    disabled_at: tuple[str, ...] = ()
     firings: list[Firing] = field(default_factory=list)
 
     @property
@@ -150,7 +157,11 @@ def advice_concepts(mappings_dir: Path = DEFAULT_MAPPINGS_DIR) -> list[dict[str,
     return [c for c in document.get("concept") or () if isinstance(c, dict) and "code" in c]
 
 
-def setting_values(names: Iterable[str], clinical: ClinicalSettings) -> tuple[SettingValue, ...]:
+def setting_values(
+    names: Iterable[str],
+    clinical: ClinicalSettings,
+    sites: Sequence[tuple[str, SitePolicy]] = (),
+) -> tuple[SettingValue, ...]:
     defaults = ClinicalSettings()
     return tuple(
         SettingValue(
@@ -159,16 +170,26 @@ def setting_values(names: Iterable[str], clinical: ClinicalSettings) -> tuple[Se
             meaning=SETTING_MEANING[name],
             value=str(getattr(clinical, name)),
             default=str(getattr(defaults, name)),
+            sites=tuple(
+                (site, str(policy.settings[name]))
+                for site, policy in sites
+                if name in policy.settings
+            ),
         )
         for name in names
     )
 
 
 def build_gallery(
-    templates: Templates, examples: Iterable[Example], settings: Settings, today: date
+    templates: Templates,
+    examples: Iterable[Example],
+    settings: Settings,
+    today: date,
+    sites: Sequence[tuple[str, SitePolicy]] = (),
 ) -> list[RuleEntry]:
     """Every rule of the advice CodeSystem that has a card template, with the cards the examples
-    give for it (each example on its own hook and draft, dates moved to ``today``)."""
+    give for it (each example on its own hook and draft, dates moved to ``today``); ``sites``:
+    each site's policy (issuers file), shown beside the defaults."""
     entries: dict[str, RuleEntry] = {}
     for concept in advice_concepts():
         rule = concept["code"]
@@ -182,10 +203,13 @@ def build_gallery(
             hooks=template.hooks,
             indicators=template.indicators,
             sources=templates.sources_of(template),
-            settings=setting_values(RULE_SETTINGS.get(rule, ()), settings.clinical),
+            settings=setting_values(RULE_SETTINGS.get(rule, ()), settings.clinical, sites),
             suggestions=tuple(template.suggestions.values()),
             override_reasons=tuple(r.display for r in template.override_reasons),
             local_protocol=templates.seed_only(template),
+            version=template.version,
+            status=template.status,
+            disabled_at=tuple(site for site, policy in sites if rule in policy.disabled_rules),
         )
     for example in examples:
         view = View(example, example.hook, example.draft)

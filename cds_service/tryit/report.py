@@ -24,10 +24,11 @@ from cds_service.commands.report import (
     by_site,
     collect,
     print_csv,
+    site_label,
     table_rows,
 )
 from cds_service.errors import BadRequest
-from cds_service.policy import describe
+from cds_service.policy import SitePolicy, describe
 from cds_service.protocol.auth import ANONYMOUS, audience, load_trusted_issuers
 from cds_service.settings import Settings
 
@@ -135,20 +136,29 @@ def _report_page() -> Response:
     return _secured(Response(html, mimetype="text/html"))
 
 
-def _sites_page() -> Response:
+def site_policies() -> list[tuple[str, SitePolicy]]:
+    """Each site of the issuers file (an issuer, or a tenant of one) with its policy."""
     settings = _settings()
     authenticator = current_app.extensions["myocds"].authenticator
     issuers = authenticator.issuers or (
         load_trusted_issuers(settings) if settings.issuers_file else {}
     )
-    sites = [
-        {
-            "label": f"{entry.iss} tenant {entry.tenant}" if entry.tenant else entry.iss,
-            "rows": describe(entry.policy, settings.clinical),
-            "disabled": sorted(entry.policy.disabled_rules),
-        }
+    return [
+        (site_label(entry.iss, entry.tenant), entry.policy)
         for entries in issuers.values()
         for entry in entries
+    ]
+
+
+def _sites_page() -> Response:
+    settings = _settings()
+    sites = [
+        {
+            "label": label,
+            "rows": describe(policy, settings.clinical),
+            "disabled": sorted(policy.disabled_rules),
+        }
+        for label, policy in site_policies()
     ]
     html = render_template_string(_SITES_PAGE, sites=sites)
     return _secured(Response(html, mimetype="text/html"))

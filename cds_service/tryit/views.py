@@ -224,7 +224,10 @@ def timeline_svg() -> Response:
 @tryit.get("/rules")
 def rules() -> str:
     today = service_today()
-    entries = build_gallery(_templates(), _examples(), _settings(), today)
+    from cds_service.tryit.report import site_policies
+
+    sites = site_policies()  # each site's own values beside the defaults (issue 15)
+    entries = build_gallery(_templates(), _examples(), _settings(), today, sites)
     return render_template(
         "tryit/rules.html",
         entries=entries,

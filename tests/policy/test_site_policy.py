@@ -140,3 +140,20 @@ def test_every_fault_of_the_file_is_named_at_once(
     assert "unknown setting 'colour'" in message
     assert "recent_days=9999 is out of range" in message
     assert "unknown rule 'NOPE-01'" in message
+
+
+def test_the_gallery_shows_each_sites_values_beside_the_defaults(policy_settings: Settings) -> None:
+    client = create_app(policy_settings.with_overrides(try_pages=True)).test_client()
+    html = client.get("/try/rules").get_data(as_text=True)
+    dose01 = html[html.index('data-rule="DOSE-01"'):]
+    dose01 = dose01[: dose01.index("</section>")]
+    row = dose01[dose01.index('data-env="MYOCDS_IVIG_DOSING_WEIGHT"'):]
+    row = row[: row.index("</tr>")]
+    assert ">ideal" in row  # the deployment's value (the default)
+    assert "https://ehr.hospitals.example tenant north: adjusted" in row
+    assert "https://ehr.hospitals.example tenant south: actual" in row
+    assert "ehr.clinic.example:" not in row  # the clinic keeps the default
+    cont02 = html[html.index('data-rule="CONT-02"'):]
+    cont02 = cont02[: cont02.index("</section>")]
+    assert "off at https://ehr.hospitals.example tenant south" in cont02
+    assert "version 2.0.0, active" in cont02
