@@ -37,7 +37,7 @@ def _anchor(key: str) -> str:
 
 
 def rules_markdown(templates: Templates) -> str:
-    from cds_service.commands.rules import _sort_key
+    from cds_service.commands.rules import _sort_key, review_text
     from cds_service.services import SERVICES
     from cds_service.settings import ClinicalSettings
     from cds_service.tryit.examples import load_examples
@@ -68,9 +68,14 @@ def rules_markdown(templates: Templates) -> str:
         "Each rule gives one kind of card; its id is the card's `source.topic.code`. Rules are",
         "evaluated by the services listed with them, on those services' hooks, over the record",
         "the EHR sends (prefetch) or the service fetches. Numbers marked as settings can be",
-        "changed per deployment with the environment variable named; the defaults are shown.",
+        "changed per deployment with the environment variable named, and per site in the",
+        "issuers file (`settings`, by the names below; see docs/site-policy.md); the defaults",
+        "are shown. Each rule carries a version and a review status (draft rules show on the",
+        "try-it pages only, retired ones nowhere); the catalogue's version is the advice",
+        "CodeSystem's, on every card's `source.topic.version`.",
         "",
-        f"{len(rules)} rules, {len(templates.sources)} sources.",
+        f"{len(rules)} rules, {len(templates.sources)} sources, rule catalogue version "
+        f"{templates.catalogue_version or '(none)'}.",
         "",
         "## Services",
         "",
@@ -81,12 +86,14 @@ def rules_markdown(templates: Templates) -> str:
         evaluated = ", ".join(r for r in sorted(service.rules, key=_sort_key))
         out.append(f"| `{service.id}` | `{service.hook}` | {evaluated} |")
 
-    out += ["", "## Settings", "", "| variable | default | meaning | rules |", "|---|---|---|---|"]
+    out += ["", "## Settings", "",
+            "| variable | default | meaning | rules | name in a site policy |",
+            "|---|---|---|---|---|"]
     for name in setting_names:
         readers = ", ".join(r for r in rules if name in RULE_SETTINGS.get(r, ()))
         meaning = SETTING_MEANING.get(name, name.replace("_", " "))
         out.append(f"| `{env[name]}` | `{getattr(defaults, name)}` | {_cell(meaning)} | "
-                   f"{readers or '—'} |")
+                   f"{readers or '—'} | `{name}` |")
 
     out += ["", "## Rules", ""]
     for rule in rules:
@@ -99,6 +106,8 @@ def rules_markdown(templates: Templates) -> str:
             f"- Indicator: {template.indicator_text}",
             f"- Hooks: {', '.join(template.hooks)}",
             f"- Services: {', '.join(f'`{s}`' for s in services) or '—'}",
+            f"- Version: {template.version or '—'}, {template.status}; reviewed: "
+            f"{review_text(template)}",
         ]
         settings = RULE_SETTINGS.get(rule, ())
         if settings:
