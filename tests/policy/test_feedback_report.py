@@ -202,3 +202,40 @@ def test_the_dashboard_queries_name_metrics_that_metrics_exposes(
     named = {name for expr in expressions for name in re.findall(r"\bmyocds_[a-z_]+", expr)}
     assert {"myocds_feedback_total", "myocds_cards_total"} <= named
     assert named <= exposed, named - exposed
+
+
+def test_migration_0003_keeps_older_rows_and_gives_their_feedback_its_rule(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from cds_service import migrations
+    from cds_service.protocol.store import Store
+
+    store = Store(store_url)
+    try:
+        with store.engine.connect() as connection:  # a database left at 0002 by the last version
+            config = migrations._config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0002")
+            connection.execute(text(
+                "INSERT INTO issued_cards (card_uuid, service_id, hook, topic, indicator, "
+                "issued_at) VALUES ('c-1', 'myopathy-review', 'patient-view', 'STAT-01', "
+                "'critical', '2025-07-01 10:00:00+00:00')"))
+            connection.execute(text(
+                "INSERT INTO feedback (dedup_key, card_uuid, service_id, outcome, outcome_at, "
+                "override_code, has_user_comment, received_at) VALUES ('k', 'c-1', "
+                "'myopathy-review', 'overridden', '2025-07-01 10:00:00+00:00', 'other-cause', "
+                "false, '2025-07-01 10:00:00+00:00')"))
+            connection.commit()
+        assert migrations.upgrade(store.engine) == ("0002", migrations.head())
+        assert store.feedback_rows()[0]["topic"] == "STAT-01"
+    finally:
+        store.dispose()
+    assert main(["feedback-report", "--database-url", store_url, "--format", "json"]) == 0
+    [line] = json.loads(capsys.readouterr().out)
+    assert (line["site"], line["topic"], line["version"]) == ("(no site: authentication off)",
+                                                              "STAT-01", "-")
+    assert (line["issued"], line["overridden"], line["override_reasons"]) == (
+        1, 1, {"other-cause": 1})
