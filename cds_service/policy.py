@@ -12,7 +12,8 @@ within an issuer (told apart by the JWT's ``tenant`` claim), and may carry::
 Setting names are the ones rules.md uses (the fields of ``ClinicalSettings``). A call is decided
 with its caller's policy: the deployment's clinical settings with the site's values over them, and
 the site's disabled rules left out. A file naming an unknown setting, a value out of range or an
-unknown rule stops start-up, with every fault named (``policy_faults``).
+unknown rule stops start-up, with every fault named (``parse_policy`` collects them,
+``protocol.auth`` reads the file).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 from flask import Flask, Response, current_app, g, jsonify, render_template_string, request
 
@@ -27,10 +28,12 @@ from cds_service.commands.report import (
     site_label,
     table_rows,
 )
-from cds_service.errors import BadRequest
+from cds_service.errors import BadRequest, ConfigurationError
 from cds_service.policy import SitePolicy, describe
 from cds_service.protocol.auth import ANONYMOUS, audience, load_trusted_issuers
 from cds_service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; base-uri 'none'; frame-ancestors 'none'",
@@ -140,9 +143,14 @@ def site_policies() -> list[tuple[str, SitePolicy]]:
     """Each site of the issuers file (an issuer, or a tenant of one) with its policy."""
     settings = _settings()
     authenticator = current_app.extensions["myocds"].authenticator
-    issuers = authenticator.issuers or (
-        load_trusted_issuers(settings) if settings.issuers_file else {}
-    )
+    issuers = authenticator.issuers
+    if not issuers and settings.issuers_file:
+        # Authentication off: the file was not read at start-up; a broken one shows no sites
+        # here (with authentication on it stops start-up).
+        try:
+            issuers = load_trusted_issuers(settings)
+        except ConfigurationError as exc:
+            log.warning("issuers file not shown on the try-it pages: %s", exc.message)
     return [
         (site_label(entry.iss, entry.tenant), entry.policy)
         for entries in issuers.values()
