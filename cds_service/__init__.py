@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from cds_service.settings import Settings
+
+if TYPE_CHECKING:
+    from cds_service.catalogue import Catalogue
 
 log = logging.getLogger("myocds")
 
@@ -33,15 +36,18 @@ class _JSONProvider(DefaultJSONProvider):
         raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, catalogue: Catalogue | None = None) -> Flask:
     """The Flask application: settings read once, card templates and the store opened once.
 
     Raises ``ConfigurationError`` (the service must not start) on bad settings (authentication
     required without ``MYOCDS_PUBLIC_BASE_URL``, an unusable database URL) or a broken card
-    template. A database that is down is not one: the store connects on first use, ``/readyz``
+    template, or hooks, rules, services and templates that disagree (``catalogue``: the shipped
+    ``Catalogue`` unless given, as a test adding a hook gives one). A database that is down is
+    not one: the store connects on first use, ``/readyz``
     says 503 until it answers. The schema is the migrations' (``myocds migrate``).
     """
     from cds_service import pipeline
+    from cds_service.catalogue import Catalogue
     from cds_service.errors import ConfigurationError
     from cds_service.logs import install_logging
     from cds_service.metrics import install_metrics
@@ -74,7 +80,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             settings.today.isoformat(),
         )
     # Templates first: a broken one stops start-up before anything is opened or created.
-    templates = pipeline.load_templates()
+    catalogue = catalogue or Catalogue.shipped()
+    templates = pipeline.load_templates(catalogue)
     app.json = _JSONProvider(app)
     # A doubled slash (a discovery URL entered with a trailing slash) would otherwise get
     # werkzeug's HTML redirect, which a CORS preflight cannot follow: answer 404 JSON instead.
@@ -89,7 +96,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         authenticator=Authenticator(settings, store=store),
         store=store,
         templates=templates,
-        discovery=discovery_document(),
+        discovery=discovery_document(catalogue),
+        catalogue=catalogue,
     )
     install_cors(app, settings)
     register_error_handlers(app)

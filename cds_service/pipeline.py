@@ -14,19 +14,21 @@ from typing import Any
 
 from cds_service import advice, cards_render
 from cds_service.cards_render import Templates
+from cds_service.catalogue import Catalogue
 from cds_service.fhir.gather import gather
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.record.build import build_record
-from cds_service.services import SERVICES, ServiceDeclaration
+from cds_service.services import ServiceDeclaration
 from cds_service.settings import Settings
 
 
-def load_templates() -> Templates:
+def load_templates(catalogue: Catalogue | None = None) -> Templates:
     """The card templates, loaded and validated once (a broken one raises ConfigurationError),
-    including that every rule a declared service runs has its template: a missing one stops
-    start-up instead of failing a call."""
+    and checked against the catalogue's hooks, rules and services (``Catalogue.check``): a rule
+    without its template, a template whose hooks differ from its rule's, a rule no service runs
+    stop start-up instead of failing a call or never being asked."""
     templates = cards_render.load_templates()
-    templates.require(rule for service in SERVICES for rule in service.rules)
+    (catalogue or Catalogue.shipped()).check(templates)
     return templates
 
 
@@ -40,6 +42,7 @@ def run_hook(
     templates: Templates | None = None,
     observe: MutableMapping[str, Any] | None = None,
     drafts: bool = False,
+    catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call: ``{"cards": [...]}``.
 
@@ -50,15 +53,19 @@ def run_hook(
     ``templates`` are the ones ``create_app`` loaded at start-up (loaded here when not given);
     ``observe``, when given, receives what the request log and metrics report about the call:
     card topics and indicators and the fallback-fetch counts (never patient data).
+    ``catalogue`` (default: the shipped one) holds the hooks and rules the call is decided with.
     """
+    catalogue = catalogue or Catalogue.shipped()
     if templates is None:
-        templates = load_templates()
+        templates = load_templates(catalogue)
     started = time.perf_counter()
     settings = caller.policy.apply(settings)
     data = gather(service, body, settings, caller)
-    record = build_record(data, body, settings, today)
+    record = build_record(data, body, settings, today, hooks=catalogue.hooks)
     rules = templates.live_rules(caller.policy.rules(service.rules), drafts=drafts)
-    advices = advice.evaluate(record, today, settings.clinical, service.hook, rules)
+    advices = advice.evaluate(
+        record, today, settings.clinical, service.hook, rules, catalogue.rules
+    )
     failed: list[str] = []  # rule ids of cards that could not be rendered (logged, left out)
     cards = cards_render.render(advices, record, templates, service.hook, failures=failed)
     if observe is not None:

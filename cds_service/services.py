@@ -4,6 +4,12 @@ Discovery (``GET /cds-services``), routing (``POST /cds-services/{id}`` dispatch
 prefetch templates and fallback fetch, and the advisories each service runs all derive from the
 ``SERVICES`` tuple below. Nothing about a service is said anywhere else.
 
+A service lists the rules it runs; which hooks a rule answers is the rule's own ``@rule``
+declaration (``cds_service.advice``), so a service on a hook asks only those of its rules that
+answer it. At start-up (``cds_service.catalogue``) every listed rule must be declared, every rule
+must be run by some service on each hook it answers, and every prefetch template must be one the
+service's hook can fill (``cds_service.hooks``).
+
 Each service has its own id per hook (``statin-order-select`` for order-select,
 ``statin-order-check`` for order-sign). CDS Hooks 2.0 allows one id under several hooks, but the
 CDS Hooks Sandbox keeps one service per id (the last), so its Rx View would reach none of our
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOINC = "http://loinc.org"
+from cds_service.codes import LOINC
+from cds_service.hooks import ORDER_SELECT, ORDER_SIGN, PATIENT_VIEW, HookName
 
 # LOINC codes of every Observation the rules read (clinical-evidence.md §5.1, rules.md Definitions).
 OBSERVATION_CODES: dict[str, tuple[str, ...]] = {
@@ -65,11 +72,11 @@ ALL_RULES_IVIG = (
 @dataclass(frozen=True)
 class ServiceDeclaration:
     id: str
-    hook: str
+    hook: HookName
     title: str
     description: str
     prefetch_keys: tuple[str, ...]
-    # Rule ids this service evaluates; each rule's own hook conditions (rules.md) still apply.
+    # Rule ids this service runs; each is asked only on the hooks its @rule declares.
     rules: tuple[str, ...]
     usage_requirements: str | None = None
 
@@ -98,7 +105,7 @@ _IVIG_DESCRIPTION = (
 SERVICES: tuple[ServiceDeclaration, ...] = (
     ServiceDeclaration(
         id="myopathy-review",
-        hook="patient-view",
+        hook=PATIENT_VIEW,
         title="Statin myopathy and IVIG review",
         description=(
             "On chart open: CK trend against the upper limit of normal for patients on a statin, "
@@ -111,7 +118,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
     ),
     ServiceDeclaration(
         id="statin-order-select",
-        hook="order-select",
+        hook=ORDER_SELECT,
         title="Statin and CK check (order select)",
         description=_STATIN_DESCRIPTION,
         prefetch_keys=_STATIN_KEYS,
@@ -119,7 +126,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
     ),
     ServiceDeclaration(
         id="statin-order-check",
-        hook="order-sign",
+        hook=ORDER_SIGN,
         title="Statin and CK check (order sign)",
         description=_STATIN_DESCRIPTION,
         prefetch_keys=_STATIN_KEYS,
@@ -127,7 +134,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
     ),
     ServiceDeclaration(
         id="ivig-order-select",
-        hook="order-select",
+        hook=ORDER_SELECT,
         title="IVIG order check (order select)",
         description=_IVIG_DESCRIPTION,
         prefetch_keys=_ALL_KEYS,
@@ -135,7 +142,7 @@ SERVICES: tuple[ServiceDeclaration, ...] = (
     ),
     ServiceDeclaration(
         id="ivig-order-check",
-        hook="order-sign",
+        hook=ORDER_SIGN,
         title="IVIG order check (order sign)",
         description=_IVIG_DESCRIPTION,
         prefetch_keys=_ALL_KEYS,

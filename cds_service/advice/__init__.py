@@ -1,28 +1,50 @@
 """The advice: pure functions ``(record, today, clinical, hook) -> list[Advice]``, one module per
-advisory area. ``evaluate`` runs every area and keeps the rules the calling service declares."""
+advisory area, each rule declared once with ``@rule(id, hooks=...)`` (``advice.registry``).
+
+``RULES`` is the rule book of the shipped areas; ``evaluate`` asks the rules a service runs, each
+on the hooks it declares.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date
 
 from cds_service.advice import continuation, dosing, hmgcr, iga, orders, safety, statin
-from cds_service.advice.model import INDICATOR_ORDER, Advice
+from cds_service.advice.model import INDICATOR_ORDER, Advice, Fact, Indicator, Suggestion
+from cds_service.advice.registry import (
+    Area,
+    Evaluator,
+    RuleBook,
+    RuleDeclaration,
+    area_of,
+    rule,
+)
 from cds_service.record.model import PatientRecord
 from cds_service.settings import ClinicalSettings
 
-Evaluator = Callable[[PatientRecord, date, ClinicalSettings, str], list[Advice]]
+__all__ = [
+    "EVALUATORS",
+    "INDICATOR_ORDER",
+    "RULES",
+    "Advice",
+    "Area",
+    "Evaluator",
+    "Fact",
+    "Indicator",
+    "RuleBook",
+    "RuleDeclaration",
+    "Suggestion",
+    "area_of",
+    "evaluate",
+    "rule",
+]
 
-# One evaluator per advisory area; each module is independent of the others and of this list.
-EVALUATORS: tuple[Evaluator, ...] = (
-    statin.evaluate,
-    hmgcr.evaluate,
-    iga.evaluate,
-    dosing.evaluate,
-    safety.evaluate,
-    continuation.evaluate,
-    orders.evaluate,
+# One area per advisory module; each module is independent of the others and of this list.
+RULES = RuleBook(
+    tuple(area_of(m) for m in (statin, hmgcr, iga, dosing, safety, continuation, orders))
 )
+EVALUATORS: tuple[Evaluator, ...] = tuple(area.evaluate for area in RULES.areas)
 
 
 def evaluate(
@@ -31,17 +53,11 @@ def evaluate(
     clinical: ClinicalSettings,
     hook: str,
     rules: Iterable[str],
+    rulebook: RuleBook = RULES,
 ) -> list[Advice]:
-    """Every advice the service's rules give for this record, ordered critical → warning → info.
+    """Every advice the service's ``rules`` give for this record, ordered critical → warning →
+    info; a rule is asked only on the hooks it declares.
 
     One card per rule per call (rules.md "Card identity"): a rule id appears at most once.
     """
-    wanted = set(rules)
-    seen: set[str] = set()
-    advices: list[Advice] = []
-    for evaluator in EVALUATORS:
-        for advice in evaluator(record, today, clinical, hook):
-            if advice.rule_id in wanted and advice.rule_id not in seen:
-                seen.add(advice.rule_id)
-                advices.append(advice)
-    return sorted(advices, key=lambda a: INDICATOR_ORDER[a.indicator])
+    return rulebook.evaluate(record, today, clinical, hook, rules)

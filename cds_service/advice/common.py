@@ -13,6 +13,8 @@ from datetime import date
 from decimal import Decimal
 
 from cds_service.advice.model import Advice, Fact
+from cds_service.advice.registry import answers
+from cds_service.hooks import ORDER_HOOKS, ORDER_SELECT, PATIENT_VIEW, HookName
 from cds_service.record.ivig import drafted_ivig
 from cds_service.record.model import (
     CkValue,
@@ -26,11 +28,10 @@ from cds_service.settings import ClinicalSettings
 
 # --- hooks ----------------------------------------------------------------------------------
 
-PATIENT_VIEW = "patient-view"
-ORDER_SELECT = "order-select"
-ORDER_SIGN = "order-sign"
-ORDER_HOOKS = frozenset({ORDER_SELECT, ORDER_SIGN})
-ALL_HOOKS = ORDER_HOOKS | {PATIENT_VIEW}
+ALL_HOOKS: frozenset[HookName] = ORDER_HOOKS | {PATIENT_VIEW}
+# rules.md HMG-01/HMG-02, CONT-03: chart open, and an order being chosen (not at signing).
+VIEW_AND_SELECT: frozenset[HookName] = frozenset({PATIENT_VIEW, ORDER_SELECT})
+ONLY_PATIENT_VIEW: frozenset[HookName] = frozenset({PATIENT_VIEW})
 
 
 def ivig_order_hook(record: PatientRecord, hook: str) -> bool:
@@ -44,8 +45,9 @@ Rule = Callable[[PatientRecord, date, ClinicalSettings, str], Advice | None]
 def fired(
     rules: Sequence[Rule], record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
-    """The advice of each rule that fires, in the order given."""
-    found = (rule(record, today, clinical, hook) for rule in rules)
+    """The advice of each rule that fires, in the order given; a rule is asked only on the hooks
+    its ``@rule`` declaration names."""
+    found = (rule(record, today, clinical, hook) for rule in rules if answers(rule, hook))
     return [advice for advice in found if advice is not None]
 
 

@@ -16,16 +16,20 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 from cds_service.advice.common import (
+    ALL_HOOKS,
     CK_LOINC,
+    ONLY_PATIENT_VIEW,
     ORDER_SELECT,
     PATIENT_VIEW,
+    VIEW_AND_SELECT,
     card_caveats,
     ck_fact,
     ck_values,
     count_text,
     ivig_order_hook,
 )
-from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.model import Advice, Fact, Indicator, Suggestion
+from cds_service.advice.registry import rule
 from cds_service.record.ivig import (
     ONGOING_WINDOW_DAYS,
     IvigStatus,
@@ -125,8 +129,10 @@ def remission_pair(context: _Context) -> tuple[CkValue, CkValue] | None:
     return older, newer
 
 
+@rule("CONT-01", hooks=ALL_HOOKS)
 def remission_on_ivig(context: _Context) -> Advice | None:
     status = context.status
+    indicator: Indicator
     if context.hook == PATIENT_VIEW:
         indicator = "info"
     elif ivig_order_hook(context.record, context.hook):
@@ -181,6 +187,7 @@ def monitoring_interval_days(days_since_last_ivig: int, clinical: ClinicalSettin
     return clinical.ck_monitor_late_days
 
 
+@rule("CONT-02", hooks=ONLY_PATIENT_VIEW)
 def ck_monitoring_overdue(context: _Context) -> Advice | None:
     status = context.status
     if context.hook != PATIENT_VIEW or not status.stopped or status.stop_date is None:
@@ -237,6 +244,7 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
 # --- CONT-03 ---------------------------------------------------------------------------------
 
 
+@rule("CONT-03", hooks=VIEW_AND_SELECT)
 def possible_relapse(context: _Context) -> Advice | None:
     status = context.status
     if context.hook == ORDER_SELECT:
@@ -274,6 +282,7 @@ def possible_relapse(context: _Context) -> Advice | None:
 # --- CONT-04 ---------------------------------------------------------------------------------
 
 
+@rule("CONT-04", hooks=ONLY_PATIENT_VIEW)
 def no_ck_response(context: _Context) -> Advice | None:
     status = context.status
     if context.hook != PATIENT_VIEW:

@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from cds_service.advice.common import card_caveats, ivig_order_hook, lab_fact, value_caveats
+from cds_service.advice.common import (
+    ORDER_HOOKS,
+    card_caveats,
+    ivig_order_hook,
+    lab_fact,
+    value_caveats,
+)
 from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.registry import rule
 from cds_service.advice.safety import renal_risks, thrombosis_risks
 from cds_service.record.dosing import (
     DosingWeight,
@@ -153,6 +160,7 @@ def infusion_rate_ml_h(actual_kg: Decimal, ml_kg_min: Decimal) -> Decimal:
     return actual_kg * ml_kg_min * MINUTES_PER_HOUR
 
 
+@rule("DOSE-01", hooks=ORDER_HOOKS)
 def dose_01_calculation(
     record: PatientRecord, today: date, clinical: ClinicalSettings, dosing: DosingWeight
 ) -> Advice:
@@ -413,6 +421,7 @@ def _suggestion_text(dose_g: Decimal, days: int) -> str:
 # --- DOSE-02 ----------------------------------------------------------------------------------
 
 
+@rule("DOSE-02", hooks=ORDER_HOOKS)
 def dose_02_actual_weight_dose(
     record: PatientRecord, today: date, dosing: DosingWeight
 ) -> Advice | None:
@@ -475,6 +484,7 @@ def dose_02_actual_weight_dose(
 # --- DOSE-03 ----------------------------------------------------------------------------------
 
 
+@rule("DOSE-03", hooks=ORDER_HOOKS)
 def dose_03_over_cycle_maximum(
     record: PatientRecord, today: date, dosing: DosingWeight
 ) -> Advice | None:
@@ -561,6 +571,7 @@ def dose_03_over_cycle_maximum(
 # --- DOSE-04 ----------------------------------------------------------------------------------
 
 
+@rule("DOSE-04", hooks=ORDER_HOOKS)
 def dose_04_no_dosing_weight(
     record: PatientRecord, today: date, clinical: ClinicalSettings
 ) -> Advice:

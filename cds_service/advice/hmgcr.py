@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from cds_service.advice.common import (
-    ORDER_SELECT,
-    PATIENT_VIEW,
+    ONLY_PATIENT_VIEW,
+    VIEW_AND_SELECT,
     card_caveats,
     ck_fact,
     ck_values,
@@ -21,6 +21,7 @@ from cds_service.advice.common import (
     fired,
 )
 from cds_service.advice.model import Advice, Suggestion
+from cds_service.advice.registry import rule
 from cds_service.advice.statin_facts import (
     evidence_fact,
     evidence_values,
@@ -39,9 +40,6 @@ from cds_service.record.statin import (
     stopped_course,
 )
 from cds_service.settings import ClinicalSettings
-
-# rules.md HMG-01/HMG-02 hooks: chart open, and an order being chosen (not at signing).
-WITHDRAWAL_HOOKS = frozenset({PATIENT_VIEW, ORDER_SELECT})
 
 # HMG-02: CK after the stop above 10×ULN is atypical for self-limited toxic myopathy (JFP:
 # anti-HMGCR myositis CK typically > 10,000 U/L; the ×ULN form is a DESIGN choice).
@@ -124,13 +122,12 @@ def _withdrawal_advice(
 # --- HMG-01 ---------------------------------------------------------------------------------
 
 
+@rule("HMG-01", hooks=VIEW_AND_SELECT)
 def test_after_withdrawal(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """HMG-01 (patient-view, order-select): stopped >= 56 days ago (setting) and the latest CK
     after the stop still > ULN, no anti-HMGCR result → test anti-HMGCR."""
-    if hook not in WITHDRAWAL_HOOKS:
-        return None
     found = raised_ck_after_withdrawal(record, today)
     if found is None or found.days_since_stop < clinical.hmg_withdrawal_days:
         return None
@@ -140,13 +137,12 @@ def test_after_withdrawal(
 # --- HMG-02 ---------------------------------------------------------------------------------
 
 
+@rule("HMG-02", hooks=VIEW_AND_SELECT)
 def early_flag_after_withdrawal(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """HMG-02 (patient-view, order-select): as HMG-01 but stopped 28–55 days ago (settings), and
     the latest CK after the stop > 10×ULN or not lower than the usable CK just before it."""
-    if hook not in WITHDRAWAL_HOOKS:
-        return None
     found = raised_ck_after_withdrawal(record, today)
     if found is None:
         return None
@@ -171,12 +167,11 @@ def early_flag_after_withdrawal(
 # --- HMG-03 ---------------------------------------------------------------------------------
 
 
+@rule("HMG-03", hooks=ONLY_PATIENT_VIEW)
 def untreated_hmgcr_myopathy(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """HMG-03 (patient-view): anti-HMGCR positive within 180 days and no IVIG given yet."""
-    if hook != PATIENT_VIEW:
-        return None
     evidence = hmgcr_positive(record, today, within_days=HMGCR_RECENT_DAYS)
     if evidence is None or record.ivig_given:
         return None

@@ -10,8 +10,16 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from cds_service.advice.common import PATIENT_VIEW, card_caveats, ivig_order_hook, lab_fact
+from cds_service.advice.common import (
+    ALL_HOOKS,
+    ORDER_HOOKS,
+    PATIENT_VIEW,
+    card_caveats,
+    ivig_order_hook,
+    lab_fact,
+)
 from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.registry import rule
 from cds_service.record.ivig import drafted_ivig, ivig_status
 from cds_service.record.model import LabValue, PatientRecord, format_number
 from cds_service.record.series import latest
@@ -37,6 +45,7 @@ def evaluate(
     return [a for a in advices if a is not None]
 
 
+@rule("IGA-01", hooks=ORDER_HOOKS)
 def iga_01_not_on_file(record: PatientRecord, hook: str) -> Advice | None:
     """IVIG drafted and no usable serum IgA on file: check IgA first."""
     if not ivig_order_hook(record, hook) or record.iga:
@@ -60,6 +69,7 @@ def _in_deficiency_range(iga: LabValue) -> bool:
     return iga.meets_below(IGA_DEFICIENCY_MG_DL)
 
 
+@rule("IGA-02", hooks=ALL_HOOKS)
 def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Advice | None:
     """Latest IgA < 7 mg/dL and age > 4: the ESID deficiency range."""
     status = ivig_status(record, today) if hook == PATIENT_VIEW else None
@@ -97,6 +107,7 @@ def iga_02_deficiency_range(record: PatientRecord, today: date, hook: str) -> Ad
     )
 
 
+@rule("IGA-03", hooks=ORDER_HOOKS)
 def iga_03_low(record: PatientRecord, today: date, hook: str) -> Advice | None:
     """7 ≤ latest IgA < lower limit; or an upper bound that cannot exclude deficiency."""
     if not ivig_order_hook(record, hook):

@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Literal
 
 from cds_service.record.model import MedicationUse
 
-INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# A card's urgency (CDS Hooks 2.0 Card.indicator), most urgent first.
+Indicator = Literal["critical", "warning", "info"]
+INDICATOR_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Suggestion:
 @dataclass(frozen=True)
 class Advice:
     rule_id: str  # "STAT-01"; also the card template name and source.topic code
-    indicator: str  # "info" | "warning" | "critical"
+    indicator: Indicator
     values: Mapping[str, str] = field(default_factory=dict)
     facts: tuple[Fact, ...] = ()
     caveats: tuple[str, ...] = ()

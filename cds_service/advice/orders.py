@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from cds_service.advice.common import ORDER_HOOKS, card_caveats, count_text, shorten
+from cds_service.advice.common import ORDER_HOOKS, card_caveats, count_text, fired, shorten
 from cds_service.advice.model import Advice, Fact
+from cds_service.advice.registry import rule
 from cds_service.record.model import PatientRecord
 from cds_service.settings import ClinicalSettings
 
@@ -22,13 +23,15 @@ ORDER_TEXT_MAX = 45
 def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
-    advice = unidentified_drafts(record, hook)
-    return [advice] if advice is not None else []
+    return fired((unidentified_drafts,), record, today, clinical, hook)
 
 
-def unidentified_drafts(record: PatientRecord, hook: str) -> Advice | None:
+@rule("ORDER-UNIDENTIFIED", hooks=ORDER_HOOKS)
+def unidentified_drafts(
+    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+) -> Advice | None:
     """ORDER-UNIDENTIFIED (order-select, order-sign): a drafted order's medication is unknown."""
-    if hook not in ORDER_HOOKS or not record.unidentified_drafts:
+    if not record.unidentified_drafts:
         return None
     orders = record.unidentified_drafts
     first = shorten(orders[0] or "unnamed order", ORDER_TEXT_MAX)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from cds_service.advice.common import card_caveats, ivig_order_hook, lab_fact
+from cds_service.advice.common import ORDER_HOOKS, card_caveats, ivig_order_hook, lab_fact
 from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.registry import rule
 from cds_service.record.ivig import drafted_ivig
 from cds_service.record.model import (
     ACTIVE_ORDER_STATUSES,
@@ -157,6 +158,7 @@ def thrombosis_risks(record: PatientRecord, today: date) -> tuple[RiskFinding, .
     return tuple(findings)
 
 
+@rule("SAFE-01", hooks=ORDER_HOOKS)
 def safe_01_renal_function_unknown(
     record: PatientRecord, today: date, clinical: ClinicalSettings
 ) -> Advice | None:
@@ -190,6 +192,7 @@ def safe_01_renal_function_unknown(
     )
 
 
+@rule("SAFE-02", hooks=ORDER_HOOKS)
 def safe_02_renal_risk(
     record: PatientRecord, today: date, clinical: ClinicalSettings
 ) -> Advice | None:
@@ -199,6 +202,7 @@ def safe_02_renal_risk(
     return _risk_advice("SAFE-02", record, findings, kinds=RENAL_KINDS)
 
 
+@rule("SAFE-03", hooks=ORDER_HOOKS)
 def safe_03_thrombosis_risk(record: PatientRecord, today: date) -> Advice | None:
     findings = thrombosis_risks(record, today)
     if not findings:

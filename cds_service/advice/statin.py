@@ -16,8 +16,8 @@ from decimal import Decimal
 from cds_service.advice.common import (
     ALL_HOOKS,
     CK_LOINC,
+    ONLY_PATIENT_VIEW,
     ORDER_HOOKS,
-    PATIENT_VIEW,
     card_caveats,
     ck_fact,
     ck_values,
@@ -25,7 +25,8 @@ from cds_service.advice.common import (
     fired,
     lab_fact,
 )
-from cds_service.advice.model import Advice, Fact, Suggestion
+from cds_service.advice.model import Advice, Fact, Indicator, Suggestion
+from cds_service.advice.registry import rule
 from cds_service.advice.statin_facts import (
     evidence_fact,
     evidence_values,
@@ -128,7 +129,7 @@ def _stop_suggestions(statins: tuple[MedicationUse, ...]) -> tuple[Suggestion, .
 
 def _ck_advice(
     rule_id: str,
-    indicator: str,
+    indicator: Indicator,
     record: PatientRecord,
     ck: CkValue,
     statins: tuple[MedicationUse, ...],
@@ -149,12 +150,11 @@ def _ck_advice(
 # --- STAT-01 --------------------------------------------------------------------------------
 
 
+@rule("STAT-01", hooks=ALL_HOOKS)
 def stop_statin(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """STAT-01 (all hooks): recent CK > 10×ULN and a statin active or drafted → stop it."""
-    if hook not in ALL_HOOKS:
-        return None
     ck = recent_ck(record, today, clinical)
     if ck is None or not in_band_above(ck, STOP_MULTIPLE):
         return None
@@ -167,13 +167,12 @@ def stop_statin(
 # --- STAT-02 --------------------------------------------------------------------------------
 
 
+@rule("STAT-02", hooks=ALL_HOOKS)
 def possible_rhabdomyolysis(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """STAT-02 (all hooks, statin or not): recent CK > 40×ULN, or recent CK > 10×ULN with the
     latest creatinine recent and >= 0.5 mg/dL above the one just before it."""
-    if hook not in ALL_HOOKS:
-        return None
     ck = recent_ck(record, today, clinical)
     if ck is None or not in_band_above(ck, STOP_MULTIPLE):
         return None
@@ -215,12 +214,11 @@ def possible_rhabdomyolysis(
 # --- STAT-03 --------------------------------------------------------------------------------
 
 
+@rule("STAT-03", hooks=ALL_HOOKS)
 def repeat_ck(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """STAT-03 (all hooks): 4×ULN < recent CK <= 10×ULN and a statin active or drafted."""
-    if hook not in ALL_HOOKS:
-        return None
     ck = recent_ck(record, today, clinical)
     if ck is None:
         return None
@@ -239,12 +237,11 @@ def repeat_ck(
 # --- STAT-04 --------------------------------------------------------------------------------
 
 
+@rule("STAT-04", hooks=ONLY_PATIENT_VIEW)
 def minor_ck_rise(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """STAT-04 (patient-view): ULN < recent CK <= 4×ULN and a statin active."""
-    if hook != PATIENT_VIEW:
-        return None
     ck = recent_ck(record, today, clinical)
     if ck is None:
         return None
@@ -259,17 +256,13 @@ def minor_ck_rise(
 # --- STAT-05 --------------------------------------------------------------------------------
 
 
+@rule("STAT-05", hooks=ALL_HOOKS)
 def hmgcr_positive_on_statin(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """STAT-05: anti-HMGCR positive (any date) and a statin drafted (order hooks) or active
     (patient-view) → no statin re-exposure."""
-    if hook in ORDER_HOOKS:
-        statins = drafted_statins(record)
-    elif hook == PATIENT_VIEW:
-        statins = active_statins(record)
-    else:
-        return None
+    statins = drafted_statins(record) if hook in ORDER_HOOKS else active_statins(record)
     if not statins:
         return None
     evidence = hmgcr_positive(record, today)
@@ -302,13 +295,12 @@ def ck_near_stop(record: PatientRecord, stop: date) -> CkValue | None:
     return max(near, key=lambda ck: ck.times_uln, default=None)
 
 
+@rule("STAT-06", hooks=ORDER_HOOKS)
 def rechallenge_too_soon(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> Advice | None:
     """STAT-06 (order hooks, a statin drafted): the last course ended with CK > 10×ULN around the
     stop, and CK is still above the ULN or the stop was under 56 days ago."""
-    if hook not in ORDER_HOOKS:
-        return None
     drafts = drafted_statins(record)
     if not drafts:
         return None

@@ -22,11 +22,8 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic.v1 import ValidationError
 
 from cds_service.advice.model import Suggestion
-from cds_service.fhir.elements import FHIR_ID
-from cds_service.fhir.terminology import SNOMED
+from cds_service.codes import FHIR_ID, LOINC, SNOMED, UCUM
 from cds_service.record.model import ACTIVE_ORDER_STATUSES, MedicationUse, format_number
-from cds_service.record.units import UCUM
-from cds_service.services import LOINC
 
 log = logging.getLogger(__name__)
 

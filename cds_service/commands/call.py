@@ -34,9 +34,8 @@ from typing import Any, TextIO, cast
 import requests
 
 from cds_service.cli import command
+from cds_service.hooks import HOOKS
 
-HOOKS = ("patient-view", "order-select", "order-sign")
-ORDER_HOOKS = ("order-select", "order-sign")
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_USER = "Practitioner/myocds-cli"
 TIMEOUT_SECONDS = 30.0
@@ -51,7 +50,7 @@ class CallError(Exception):
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--hook", choices=HOOKS, help="the hook to fire (default: the example's own hook)"
+        "--hook", choices=HOOKS.names(), help="the hook to fire (default: the example's own hook)"
     )
     patient = parser.add_mutually_exclusive_group(required=True)
     patient.add_argument(
@@ -192,27 +191,29 @@ def load_chart(hook: str, record_path: Path, draft_path: Path | None, user: str 
 
 
 def fit_to_hook(chart: Chart, hook: str, draft_path: Path | None, user: str | None) -> Chart:
-    """The chart's context for ``hook``: the user, and the drafted orders on an order hook."""
+    """The chart's context for ``hook`` (its ``cds_service.hooks`` declaration): the user, and
+    the drafted orders on a hook that takes drafts, all of them selected where it has selections.
+    """
+    declared = HOOKS[hook]
     if user is not None or "userId" not in chart.context:
         chart.context["userId"] = user or DEFAULT_USER
-    if hook == "patient-view":
-        for key in ("draftOrders", "selections"):
-            chart.context.pop(key, None)
+    chart.context = declared.fit(chart.context)
+    if declared.drafts_field is None:
         return chart
     if draft_path is not None:
         drafts = _as_bundle(_read_json(draft_path, "draft"), "--draft")
-        chart.context["draftOrders"] = drafts
-        chart.context.pop("selections", None)
-    drafts_bundle = chart.context.get("draftOrders")
+        chart.context[declared.drafts_field] = drafts
+        if declared.selections_field is not None:
+            chart.context.pop(declared.selections_field, None)
+    drafts_bundle = chart.context.get(declared.drafts_field)
     if not isinstance(drafts_bundle, dict) or not _resources(drafts_bundle):
         raise CallError(f"{hook} needs drafted orders: give --draft FILE")
-    if hook == "order-select" and not chart.context.get("selections"):
+    selections = declared.selections_field
+    if selections is not None and not chart.context.get(selections):
         # The clinician just selected every drafted order (CDS Hooks order-select).
-        chart.context["selections"] = [
+        chart.context[selections] = [
             f"{r['resourceType']}/{r['id']}" for r in _resources(drafts_bundle) if r.get("id")
         ]
-    if hook == "order-sign":
-        chart.context.pop("selections", None)
     return chart
 
 

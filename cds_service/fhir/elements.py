@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-# The R4 "id" datatype, as a regex fragment: what may follow "Patient/" or "Medication/" in a
-# reference (FHIR R4 2.24.0.9 id: [A-Za-z0-9\-\.]{1,64}).
-FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"
+from cds_service.codes import FHIR_ID  # noqa: F401 - re-exported: the readers' id pattern
 
 
 def as_text(value: object) -> str | None:

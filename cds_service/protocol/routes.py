@@ -1,7 +1,8 @@
 """The CDS Hooks 2.0 endpoints: discovery, service calls, feedback; and the health check.
 
-Discovery, routing and prefetch come from ``cds_service.services.SERVICES``: nothing about a
-service is said here. Authentication (when on) runs before a body is read, so an unauthenticated
+Discovery, routing and prefetch come from the application's catalogue (``cds_service.catalogue``:
+the services of ``services.py``, the hooks of ``hooks.py``): nothing about a service or a hook is
+said here. Authentication (when on) runs before a body is read, so an unauthenticated
 caller cannot make the service parse megabytes.
 """
 
@@ -18,6 +19,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from cds_service import pipeline
 from cds_service.cards_render.templates import ADVICE_SYSTEM, catalogue_version
+from cds_service.catalogue import Catalogue
 from cds_service.errors import BadRequest, NotFound
 from cds_service.protocol.auth import ANONYMOUS, Caller, audience
 from cds_service.protocol.body import read_json_body
@@ -26,7 +28,6 @@ from cds_service.protocol.limits import check_resource_count
 from cds_service.protocol.schemas import describe, validate, validator
 from cds_service.protocol.state import AppState
 from cds_service.protocol.store import IssuedCard, feedback_problems
-from cds_service.services import SERVICES, find_service, service_ids
 
 log = logging.getLogger("myocds.protocol")
 
@@ -39,27 +40,14 @@ health = Blueprint("health", __name__)
 CATALOGUE_EXTENSION = "dev.myocds.rule-catalogue"
 
 
-def discovery_document() -> dict[str, Any]:
-    """GET /cds-services, derived from SERVICES; optional members omitted when empty."""
+def discovery_document(catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """GET /cds-services, derived from the catalogue's services; optional members omitted when
+    empty."""
     version = catalogue_version()
-    services = []
-    for service in SERVICES:
-        entry: dict[str, Any] = {
-            "hook": service.hook,
-            "id": service.id,
-            "title": service.title,
-            "description": service.description,
-        }
-        if service.prefetch:
-            entry["prefetch"] = service.prefetch
-        if service.usage_requirements:
-            entry["usageRequirements"] = service.usage_requirements
-        if version:
-            entry["extension"] = {
-                CATALOGUE_EXTENSION: {"system": ADVICE_SYSTEM, "version": version}
-            }
-        services.append({k: v for k, v in entry.items() if v})
-    return {"services": services}
+    extension = (
+        {CATALOGUE_EXTENSION: {"system": ADVICE_SYSTEM, "version": version}} if version else None
+    )
+    return (catalogue or Catalogue.shipped()).discovery(extension)
 
 
 def state() -> AppState:
@@ -100,12 +88,13 @@ def call_service(service_id: str) -> Response:
     app_state, body = _open_call(service_id)
     settings = app_state.settings
     check_resource_count(body, settings.max_resources)
-    validate("request", body)
+    catalogue = app_state.catalogue
+    validate("request", body, catalogue.hooks)
     hook = body["hook"]
     g.call.update(hook=hook, hookInstance=body["hookInstance"])
-    service = find_service(service_id, hook)
+    service = catalogue.find_service(service_id, hook)
     if service is None:
-        answered = ", ".join(s.hook for s in SERVICES if s.id == service_id)
+        answered = ", ".join(s.hook for s in catalogue.services if s.id == service_id)
         raise BadRequest(
             f"service {service_id} does not answer hook {hook}; it answers: {answered}",
             expression="hook",
@@ -113,7 +102,14 @@ def call_service(service_id: str) -> Response:
     today: date = settings.today or date.today()
     caller: Caller = g.caller
     result = pipeline.run_hook(
-        service, body, settings, today, caller, templates=app_state.templates, observe=g.call
+        service,
+        body,
+        settings,
+        today,
+        caller,
+        templates=app_state.templates,
+        observe=g.call,
+        catalogue=catalogue,
     )
     _record_cards(service_id, hook, result["cards"], caller)
     return jsonify(result)
@@ -217,7 +213,7 @@ def _open_call(service_id: str, **call: Any) -> tuple[AppState, Any]:
     service id, and read the JSON body within the size and depth limits."""
     g.call = {"_started": time.perf_counter(), "service": service_id, **call}
     app_state = state()
-    if service_id not in service_ids():
+    if service_id not in app_state.catalogue.service_ids():
         raise NotFound(f"no CDS service with id {service_id!r}; see GET /cds-services")
     settings = app_state.settings
     return app_state, read_json_body(request, settings.max_body_bytes, settings.max_json_depth)

@@ -1,6 +1,8 @@
 """Our JSON Schemas for CDS Hooks 2.0 (``cds_service/schemas/*.json``, Draft 2020-12).
 
 Used on input (request and feedback bodies) and, in tests, on output (responses and discovery).
+The request schema's per-hook parts (which context fields a hook needs) are not in
+``request.json``: ``request_schema`` adds them from the hook declarations (``cds_service.hooks``).
 A violation becomes ``SchemaViolation`` whose message and ``expression`` name the field at fault.
 The message is composed here from the schema, never from the instance: a rejected value may be a
 patient id or a token, and OperationOutcome diagnostics must not carry either.
@@ -23,6 +25,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
 from cds_service.errors import SchemaViolation
+from cds_service.hooks import HOOKS, Hooks
 
 SCHEMA_NAMES = ("common", "request", "response", "feedback", "discovery")
 
@@ -86,7 +89,7 @@ def parse_rfc3339(value: str) -> datetime:
 
 
 @cache
-def _schemas() -> dict[str, dict[str, Any]]:
+def _files() -> dict[str, dict[str, Any]]:
     folder = resources.files("cds_service") / "schemas"
     return {
         name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
@@ -94,10 +97,31 @@ def _schemas() -> dict[str, dict[str, Any]]:
     }
 
 
+def request_schema(hooks: Hooks = HOOKS) -> dict[str, Any]:
+    """``request.json`` with, for each declared hook, what its context must hold: a call on that
+    hook without one of its required context fields is refused naming the field."""
+    base = _files()["request"]
+    parts = [
+        {
+            "if": {"properties": {"hook": {"const": hook.name}}, "required": ["hook"]},
+            "then": {"properties": {"context": hook.context_schema()}},
+        }
+        for hook in hooks
+        if hook.context_schema()
+    ]
+    return {**base, "allOf": parts} if parts else dict(base)
+
+
 @cache
-def validator(name: str) -> Draft202012Validator:
-    """The validator of one schema (``request``, ``response``, ``feedback``, ``discovery``)."""
-    schemas = _schemas()
+def _schemas(hooks: Hooks = HOOKS) -> dict[str, dict[str, Any]]:
+    return {**_files(), "request": request_schema(hooks)}
+
+
+@cache
+def validator(name: str, hooks: Hooks = HOOKS) -> Draft202012Validator:
+    """The validator of one schema (``request``, ``response``, ``feedback``, ``discovery``);
+    the request's per-hook parts from ``hooks``."""
+    schemas = _schemas(hooks)
     registry: Registry = Registry().with_resources(
         (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
     )
@@ -110,9 +134,9 @@ def schema(name: str) -> dict[str, Any]:
     return _schemas()[name]
 
 
-def validate(name: str, instance: Any) -> None:
+def validate(name: str, instance: Any, hooks: Hooks = HOOKS) -> None:
     """Raise ``SchemaViolation`` naming the field when ``instance`` breaks schema ``name``."""
-    error = best_match(validator(name).iter_errors(instance))
+    error = best_match(validator(name, hooks).iter_errors(instance))
     if error is not None:
         expression, reason = describe(error)
         where = expression or "the JSON body"

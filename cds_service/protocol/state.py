@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cds_service.cards_render import Templates
+from cds_service.catalogue import Catalogue
 from cds_service.protocol.auth import Authenticator
 from cds_service.protocol.store import Store
 from cds_service.settings import Settings
@@ -17,4 +18,5 @@ class AppState:
     authenticator: Authenticator
     store: Store
     templates: Templates  # loaded and validated at start-up
-    discovery: dict[str, Any]  # the GET /cds-services document, derived from SERVICES once
+    discovery: dict[str, Any]  # the GET /cds-services document, derived from the services once
+    catalogue: Catalogue  # the hooks, rules and services, checked against the templates

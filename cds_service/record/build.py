@@ -32,6 +32,7 @@ from cds_service.fhir.terminology import (
     observation_kind,
     unidentified_medication,
 )
+from cds_service.hooks import HOOKS, Drafted, Hooks
 from cds_service.record.dosing import dose_grams
 from cds_service.record.model import (
     VOID_VERIFICATION,
@@ -77,10 +78,16 @@ _DURATION_DAYS: dict[str, int] = {"d": 1, "day": 1, "days": 1, "wk": 7, "week": 
 
 
 def build_record(
-    data: FhirData, body: Mapping[str, Any], settings: Settings, today: date | None = None
+    data: FhirData,
+    body: Mapping[str, Any],
+    settings: Settings,
+    today: date | None = None,
+    *,
+    hooks: Hooks = HOOKS,
 ) -> PatientRecord:
     """The record of one call. ``today`` is the clinical date of the call (a result dated after
-    it is not usable, rules.md r2); by default ``settings.today``, else the clock's date."""
+    it is not usable, rules.md r2); by default ``settings.today``, else the clock's date. Which
+    drafts count as drafted is the call's hook's declaration (``hooks``)."""
     today = today or settings.today or date.today()
     context = as_dict(body.get("context"))
     patient_id = as_text(context.get("patientId")) or ""
@@ -102,7 +109,7 @@ def build_record(
 
     labs = _read_labs(resources, gender, settings, today)
     resolver = _MedicationResolver(data, resources)
-    drafted = _drafted_keys(hook, drafts, data.selections)
+    drafted = _drafted_keys(hooks.drafted(hook), drafts, data.selections)
 
     uses: list[MedicationUse] = []
     unidentified: list[str] = []
@@ -498,14 +505,15 @@ def _administered_grams(dosage: Mapping[str, Any], medication: Medication) -> De
 
 
 def _drafted_keys(
-    hook: str, drafts: tuple[Mapping[str, Any], ...], selections: tuple[str, ...]
+    drafted: Drafted, drafts: tuple[Mapping[str, Any], ...], selections: tuple[str, ...]
 ) -> set[tuple[str, str] | None]:
-    """rules.md "Drafted": on order-select the MedicationRequests among ``selections`` (all
-    drafts when the client sends none); on order-sign every MedicationRequest of draftOrders."""
+    """rules.md "Drafted", as the hook declares it: the MedicationRequests among ``selections``
+    (all drafts when the client sends none; order-select), every MedicationRequest of the drafts
+    (order-sign), or none (patient-view)."""
     requests = [d for d in drafts if d.get("resourceType") == "MedicationRequest"]
-    if hook == "order-sign":
+    if drafted is Drafted.ALL:
         return {_key(d) for d in requests}
-    if hook == "order-select":
+    if drafted is Drafted.SELECTED:
         selected = {_selection_key(s) for s in selections}
         selected.discard(None)
         if not selected:

@@ -16,6 +16,7 @@ from typing import Any
 
 from cds_service import advice, cards_render
 from cds_service.advice.model import Advice
+from cds_service.catalogue import Catalogue
 from cds_service.fhir.gather import gather
 from cds_service.record.build import build_record
 from cds_service.record.model import PatientRecord
@@ -33,15 +34,24 @@ class ServiceRun:
     cards: tuple[dict[str, Any], ...]
 
 
-def run_view(view: View, today: date, settings: Settings, templates: Any) -> list[ServiceRun]:
+def run_view(
+    view: View,
+    today: date,
+    settings: Settings,
+    templates: Any,
+    catalogue: Catalogue | None = None,
+) -> list[ServiceRun]:
     """Every service of the view's hook, run in process on the request an EHR would send."""
+    catalogue = catalogue or Catalogue.shipped()
     runs = []
-    for service, body in requests_for(view, today):
+    for service, body in requests_for(view, today, catalogue.services):
         data = gather(service, body, settings)
-        record = build_record(data, body, settings, today)
+        record = build_record(data, body, settings, today, hooks=catalogue.hooks)
         # Rules in draft status show here, for review, and on no other card (pipeline.run_hook).
         rules = templates.live_rules(service.rules, drafts=True)
-        advices = advice.evaluate(record, today, settings.clinical, service.hook, rules)
+        advices = advice.evaluate(
+            record, today, settings.clinical, service.hook, rules, catalogue.rules
+        )
         cards = cards_render.render(advices, record, templates, service.hook)
         runs.append(ServiceRun(service, body, record, tuple(advices), tuple(cards)))
     return runs

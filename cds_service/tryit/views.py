@@ -21,6 +21,7 @@ from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from cds_service.advice.model import INDICATOR_ORDER
+from cds_service.catalogue import Catalogue
 from cds_service.errors import BadRequest, MyocdsError
 from cds_service.protocol.body import read_json_body
 from cds_service.protocol.errors import handle_myocds_error
@@ -28,7 +29,6 @@ from cds_service.protocol.schemas import validate
 from cds_service.settings import Settings
 from cds_service.tryit.drafts import IVIG, KIND_LABELS, PRODUCTS, parse_draft
 from cds_service.tryit.examples import (
-    HOOKS,
     Examples,
     View,
     age_on,
@@ -51,11 +51,6 @@ CONTENT_SECURITY_POLICY = (
 )
 # The most a browser sends to POST /try/cards: the responses of one view's services.
 MAX_CARDS_BODY_BYTES = 2 * 1024 * 1024
-HOOK_LABELS = {
-    "patient-view": "Patient view (chart opened)",
-    "order-select": "Order select (order being written)",
-    "order-sign": "Order sign (order being signed)",
-}
 _HTML_ENDPOINTS = frozenset({"tryit.page", "tryit.rules"})
 
 tryit = Blueprint(
@@ -95,6 +90,11 @@ def _templates() -> Any:
     return current_app.extensions["myocds"].templates
 
 
+def _catalogue() -> Catalogue:
+    catalogue: Catalogue = current_app.extensions["myocds"].catalogue
+    return catalogue
+
+
 def service_today() -> date:
     """The date the service judges calls on (``MYOCDS_TODAY`` or the real clock): the examples'
     dates are moved to it so the page shows the cards the service itself gives."""
@@ -105,11 +105,12 @@ def parse_view(args: MultiDict[str, str]) -> View:
     """The view a URL asks for. ``NotFound`` for an example that is not shipped; ``BadRequest``
     for an unknown hook or product or a dose or day count out of bounds."""
     example = _examples().get(args.get("example"))
+    hooks = _catalogue().hooks
     hook = args.get("hook") or example.hook
-    if hook not in HOOKS:
-        raise BadRequest(f"hook must be one of {', '.join(HOOKS)}", expression="hook")
+    if hook not in hooks:
+        raise BadRequest(f"hook must be one of {', '.join(hooks.names())}", expression="hook")
     draft = parse_draft(args.get("product"), args.get("dose"), args.get("days"), example.draft)
-    return View(example, hook, draft)
+    return View(example, hook, draft, hooks)
 
 
 @tryit.after_request
@@ -135,7 +136,7 @@ def page() -> str:
     view = parse_view(request.args)
     today = service_today()
     example = view.example
-    runs = run_view(view, today, _settings(), _templates())
+    runs = run_view(view, today, _settings(), _templates(), _catalogue())
     timeline = _timeline(runs, today)
     patient = next(
         entry["resource"]
@@ -147,8 +148,8 @@ def page() -> str:
         "tryit/page.html",
         view=view,
         examples=list(_examples()),
-        hooks=HOOKS,
-        hook_labels=HOOK_LABELS,
+        hooks=_catalogue().hooks.names(),
+        hook_labels={hook.name: hook.title for hook in _catalogue().hooks},
         product_groups=_product_groups(),
         is_ivig=view.draft.product.kind == IVIG,
         patient=_patient_banner(patient, today),
@@ -178,7 +179,7 @@ def request_json() -> Response:
             "path": url_for("cds.call_service", service_id=service.id),
             "request": body,
         }
-        for service, body in requests_for(view, today)
+        for service, body in requests_for(view, today, _catalogue().services)
     ]
     return jsonify(
         {
@@ -216,7 +217,7 @@ def cards() -> Response:
 def timeline_svg() -> Response:
     view = parse_view(request.args)
     today = service_today()
-    timeline = _timeline(run_view(view, today, _settings(), _templates()), today)
+    timeline = _timeline(run_view(view, today, _settings(), _templates(), _catalogue()), today)
     svg = render_svg(timeline, title=f"CK ÷ ULN: {view.example.title}")
     return Response(svg, mimetype="image/svg+xml")
 

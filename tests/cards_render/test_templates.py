@@ -73,7 +73,7 @@ def test_missing_required_member_is_refused(
     ("members", "expected"),
     [
         ({"indicator": "urgent"}, "indicator"),
-        ({"hooks": ["medication-prescribe"]}, "hooks/0"),
+        ({"hooks": ["Order Sign"]}, "hooks/0"),  # a declared hook is checked at start-up
         ({"hooks": []}, "hooks"),
         ({"summary": ""}, "summary"),
         ({"summary": "two\nlines"}, "summary"),
