@@ -223,7 +223,7 @@ def fallback_fetch(port: int, fhir: object, runs: int = 30) -> dict:
     One FHIR round trip is measured two ways, each request alone: the Patient read (the
     smallest answer) and the slowest of the service's own prefetch searches (the largest).
     """
-    from cds_service.fhir.search import render_template
+    from cds_service.fhir.prefetch import render_template
     from cds_service.services import find_service
 
     base = fhir.base_url  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cds_service.cards_render.templates import catalogue_version
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.protocol.schemas import errors
 from cds_service.services import services_for_hook
 from tests.support.fhir_server import FhirTestServer

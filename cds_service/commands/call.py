@@ -4,7 +4,7 @@ It holds one patient's record (a FHIR Bundle, a scenario file, or one of the shi
 patients moved to today as the try-it page moves them), asks a running service what it offers
 (discovery), builds each call as an EHR would (the hook context, and the prefetch by running each
 service's own announced templates against the record with
-``cds_service.fhir.search.build_prefetch``; or no prefetch and a ``fhirServer`` for the service
+``cds_service.demo.search.build_prefetch``; or no prefetch and a ``fhirServer`` for the service
 to fetch from), calls every service of the hook and prints the cards for a person to read:
 indicator (coloured on a terminal), summary, detail as text, sources, suggestions with their
 action and resource types, links and override reasons.
@@ -319,7 +319,7 @@ def discover(session: requests.Session, base: str, hook: str) -> list[_Announced
 def build_request(
     service: _Announced, hook: str, chart: Chart, *, prefetch: bool, fhir_server: str | None
 ) -> dict[str, Any]:
-    from cds_service.fhir.search import build_prefetch
+    from cds_service.demo.search import build_prefetch
     from cds_service.services import ServiceDeclaration
 
     body: dict[str, Any] = {

@@ -53,7 +53,7 @@ from cds_service.fhir.parse import (
     unpack_bundle,
 )
 from cds_service.fhir.pinned import PinnedAdapter, PinRefused
-from cds_service.fhir.search import render_template
+from cds_service.fhir.prefetch import render_template
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.services import ServiceDeclaration
 from cds_service.settings import Settings

@@ -21,7 +21,7 @@ from cds_service.cards_render import ADVICE_SYSTEM, CARDS_DIR_ENV, load_template
 from cds_service.cards_render.render import SUMMARY_MAX, utf16_length
 from cds_service.cards_render.suggestions import extension_problem
 from cds_service.cards_render.templates import absolute_https_problem
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.protocol.schemas import errors
 from cds_service.record.units import UCUM
 from cds_service.services import LOINC, find_service

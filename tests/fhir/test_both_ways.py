@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask
 
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.services import services_for_hook
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer

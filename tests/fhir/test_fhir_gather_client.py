@@ -1,6 +1,6 @@
 """``gather`` against a mocked FHIR server (``responses``): what is fetched, how, and what fails.
 
-The mock answers with ``cds_service.fhir.search`` over a small record, like a real server would,
+The mock answers with ``cds_service.demo.search`` over a small record, like a real server would,
 unless a test registers a specific answer.
 """
 
@@ -20,7 +20,7 @@ import responses
 from cds_service.errors import DataUnavailable, FhirServerRefused, Unprocessable
 from cds_service.fhir import gather as gather_module
 from cds_service.fhir.gather import gather
-from cds_service.fhir.search import build_prefetch, search
+from cds_service.demo.search import build_prefetch, search
 from cds_service.services import LOINC, ServiceDeclaration
 from cds_service.settings import Settings
 from tests.fhir.conftest import declared_service

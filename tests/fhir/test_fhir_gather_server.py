@@ -15,7 +15,7 @@ import pytest
 
 from cds_service.errors import DataUnavailable
 from cds_service.fhir.gather import gather
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.services import LOINC
 from cds_service.settings import Settings
 from tests.fhir.conftest import declared_service, reset_when_idle

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.services import LOINC, services_for_hook
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.services import ServiceDeclaration
 
 

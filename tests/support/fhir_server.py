@@ -1,7 +1,7 @@
 """A small FHIR server on 127.0.0.1 for tests: one patient's record, searchable, with faults.
 
 It answers reads and searches (GET, and POST ``<type>/_search`` with a form body) on
-``{base_url}/...`` with ``cds_service.fhir.search`` over the record it holds, writing absolute
+``{base_url}/...`` with ``cds_service.demo.search`` over the record it holds, writing absolute
 ``fullUrl``s and ``next`` links as a real server does, and takes a transaction Bundle of PUTs
 POSTed to ``{base_url}`` into the record (as a loader sends). Tests can inject:
 
@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from cds_service.fhir.search import UnsupportedSearch, search
+from cds_service.demo.search import UnsupportedSearch, search
 
 FAULT_KINDS = ("status", "malformed", "wrong-type", "trickle", "hang", "large")
 _HANG_LIMIT_SECONDS = 30.0  # a forgotten hung handler still ends

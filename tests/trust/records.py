@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.services import find_service
 
 SCENARIO = Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "statin-ck-over-40x.json"

@@ -27,7 +27,7 @@ from typing import Any
 import jsonschema
 from hypothesis import strategies as st
 
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.protocol.openapi import OPERATION_OUTCOME_SCHEMA
 from cds_service.protocol.schemas import errors as schema_errors
 from cds_service.services import SERVICES

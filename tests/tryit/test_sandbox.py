@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from jwt.algorithms import ECAlgorithm
 
-from cds_service.fhir.search import build_prefetch
+from cds_service.demo.search import build_prefetch
 from cds_service.protocol import auth
 from cds_service.services import find_service
 from cds_service.settings import Settings

@@ -7,13 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cds_service.fhir.search import (
-    PAGE_OFFSET_PARAM,
-    UnsupportedSearch,
-    build_prefetch,
-    render_template,
-    search,
-)
+from cds_service.demo.search import PAGE_OFFSET_PARAM, UnsupportedSearch, build_prefetch, search
+from cds_service.fhir.prefetch import render_template
 from cds_service.services import LOINC, ServiceDeclaration, find_service
 
 CK = "2157-6"
