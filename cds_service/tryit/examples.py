@@ -19,13 +19,14 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cds_service.errors import ConfigurationError, NotFound
 from cds_service.demo.search import build_prefetch
+from cds_service.hooks import HOOKS, HookDeclaration, Hooks
 from cds_service.packaged import data_dir
 from cds_service.services import ServiceDeclaration, services_for_hook
 from cds_service.tryit.drafts import (
@@ -38,8 +39,6 @@ from cds_service.tryit.drafts import (
 
 DEFAULT_EXAMPLES_DIR = data_dir("examples")
 INDEX_FILE = "index.json"
-HOOKS = ("patient-view", "order-select", "order-sign")
-ORDER_HOOKS = ("order-select", "order-sign")
 TRY_USER = "Practitioner/try-it"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -164,8 +163,8 @@ def _example(entry: Any, directory: Path, where: str) -> Example:
     except ValueError:
         raise ValueError(f"{where}: today must be a date (YYYY-MM-DD)") from None
     hook = entry.get("hook")
-    if hook not in HOOKS:
-        raise ValueError(f"{where}: hook must be one of {', '.join(HOOKS)}")
+    if not isinstance(hook, str) or hook not in HOOKS:
+        raise ValueError(f"{where}: hook must be one of {', '.join(HOOKS.names())}")
     draft = spec_from_index(entry.get("draft"), where)
     expect = []
     for item in entry.get("expect") or ():
@@ -240,15 +239,22 @@ def record_on(example: Example, today: date) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class View:
-    """What the page shows: an example on a hook, with a draft on the order hooks."""
+    """What the page shows: an example on a hook, with a draft on the hooks that take drafts
+    (``hooks``: the application's hook declarations)."""
 
     example: Example
     hook: str
     draft: DraftSpec
+    hooks: Hooks = field(default=HOOKS, compare=False)
+
+    @property
+    def declaration(self) -> HookDeclaration | None:
+        return self.hooks.get(self.hook)
 
     @property
     def has_draft(self) -> bool:
-        return self.hook in ORDER_HOOKS
+        declaration = self.declaration
+        return declaration is not None and declaration.takes_drafts
 
     def query(self) -> dict[str, str]:
         params = {"example": self.example.name, "hook": self.hook}
@@ -258,19 +264,21 @@ class View:
 
 
 def context_for(view: View, today: date) -> dict[str, Any]:
-    """The hook context an EHR would send: the patient, the user, and on the order hooks the
-    drafted order (``selections`` naming it on order-select, as the Sandbox's Rx View does)."""
-    context: dict[str, Any] = {"userId": TRY_USER, "patientId": view.example.patient_id}
-    if view.has_draft:
-        draft = draft_resource(view.draft, view.example.patient_id, today)
-        context["draftOrders"] = {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"fullUrl": DRAFT_FULL_URL, "resource": draft}],
-        }
-        if view.hook == "order-select":
-            context["selections"] = [f"MedicationRequest/{DRAFT_ID}"]
-    return context
+    """The hook context an EHR would send (``HookDeclaration.context``): the patient, the user,
+    and on a hook that takes drafts the drafted order (named in the selections where the hook has
+    them, as the Sandbox's Rx View does)."""
+    hook = view.declaration
+    if hook is None:
+        raise NotFound(f"no hook {view.hook!r} is declared")
+    patient_id = view.example.patient_id
+    drafts = [draft_resource(view.draft, patient_id, today)] if hook.takes_drafts else []
+    return hook.context(
+        patient_id,
+        TRY_USER,
+        drafts,
+        full_urls=[DRAFT_FULL_URL],
+        selections=[f"MedicationRequest/{DRAFT_ID}"],
+    )
 
 
 def request_body(
@@ -287,9 +295,13 @@ def request_body(
     }
 
 
-def requests_for(view: View, today: date) -> list[tuple[ServiceDeclaration, dict[str, Any]]]:
-    """One request per service declared for the view's hook, as an EHR calls them all."""
-    return [(s, request_body(view, s, today)) for s in services_for_hook(view.hook)]
+def requests_for(
+    view: View, today: date, services: Iterable[ServiceDeclaration] | None = None
+) -> list[tuple[ServiceDeclaration, dict[str, Any]]]:
+    """One request per service declared for the view's hook (of ``services``, by default the
+    shipped ones), as an EHR calls them all."""
+    chosen = services_for_hook(view.hook) if services is None else services
+    return [(s, request_body(view, s, today)) for s in chosen if s.hook == view.hook]
 
 
 def age_on(birth_date: str | None, today: date) -> int | None:
