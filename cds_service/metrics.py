@@ -1,12 +1,13 @@
 """Prometheus metrics at ``GET /metrics`` (prometheus-client), one registry per app.
 
 What an operator watches, and nothing about a patient: calls and latency per service and hook,
-cards per rule topic and indicator, fallback fetches to the EHR's FHIR server and the calls they
-failed, and 4xx/5xx answers. Everything is read after the response is formed (an ``after_request``
-hook) from ``flask.g.call``, which ``protocol.routes`` and ``pipeline`` fill for the request log;
-label values are checked against what we declare, so a caller's words never become a label (a
-path segment could be anything, a patient's name included, and every new label value is a new
-time series).
+cards per rule topic and indicator, feedback per rule topic and outcome (what a CDS committee
+watches: ``docker/grafana-feedback-dashboard.json``), fallback fetches to the EHR's FHIR server
+and the calls they failed, and 4xx/5xx answers. Everything is read after the response is formed
+(an ``after_request`` hook) from ``flask.g.call``, which ``protocol.routes`` and ``pipeline``
+fill for the request log; label values are checked against what we declare, so a caller's words
+never become a label (a path segment could be anything, a patient's name included, and every new
+label value is a new time series).
 
 Authentication: when ``MYOCDS_AUTH=required``, ``/metrics`` needs the same bearer JWT as every
 other endpoint, unless ``MYOCDS_METRICS_PUBLIC=on`` (a scraper inside the cluster network that
