@@ -75,7 +75,8 @@ _SITES_PAGE = """<!doctype html>
 <p>Each site (an issuer, or a tenant within an issuer, of <code>MYOCDS_ISSUERS_FILE</code>) may set
 its own values for the settings rules.md marks "(setting)" and switch rules off. A call is decided
 with its caller's policy. Deployment defaults are this service's settings. See also the
-<a href="rules">card review gallery</a>.</p>
+<a href="rules">card review gallery</a>{% if report %} and the
+<a href="report">feedback report</a>{% endif %}.</p>
 {% if not sites %}<p id="no-sites">No issuers file: every caller gets the defaults.</p>{% endif %}
 {% for site in sites %}
 <section class="site" data-site="{{ site.label }}">
@@ -168,5 +169,5 @@ def _sites_page() -> Response:
         }
         for label, policy in site_policies()
     ]
-    html = render_template_string(_SITES_PAGE, sites=sites)
+    html = render_template_string(_SITES_PAGE, sites=sites, report=settings.report_page_enabled)
     return _secured(Response(html, mimetype="text/html"))

@@ -177,6 +177,8 @@ def test_the_sites_page_shows_each_sites_values_beside_the_defaults(
 ) -> None:
     client = create_app(policy_settings.with_overrides(try_pages=True)).test_client()
     html = client.get("/try/sites").get_data(as_text=True)
+    assert '<a href="report">feedback report</a>' in html  # on with the try pages by default
+    assert 'href="/try/sites"' in client.get("/try/rules").get_data(as_text=True)  # in the nav
     north = html[html.index('data-site="https://ehr.hospitals.example tenant north"'):]
     north = north[: north.index("</section>")]
     assert re.search(r'data-setting="ivig_dosing_weight".*?class="default">ideal<.*?'
