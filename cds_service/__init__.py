@@ -14,6 +14,7 @@ from flask.json.provider import DefaultJSONProvider
 from cds_service.settings import Settings
 
 if TYPE_CHECKING:
+    from cds_service.cards_render import Templates
     from cds_service.catalogue import Catalogue
 
 log = logging.getLogger("myocds")
@@ -36,15 +37,20 @@ class _JSONProvider(DefaultJSONProvider):
         raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
-def create_app(settings: Settings | None = None, *, catalogue: Catalogue | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    catalogue: Catalogue | None = None,
+    templates: Templates | None = None,
+) -> Flask:
     """The Flask application: settings read once, card templates and the store opened once.
 
     Raises ``ConfigurationError`` (the service must not start) on bad settings (authentication
     required without ``MYOCDS_PUBLIC_BASE_URL``, an unusable database URL) or a broken card
     template, or hooks, rules, services and templates that disagree (``catalogue``: the shipped
-    ``Catalogue`` unless given, as a test adding a hook gives one). A database that is down is
-    not one: the store connects on first use, ``/readyz``
-    says 503 until it answers. The schema is the migrations' (``myocds migrate``).
+    ``Catalogue`` unless given, as a test adding a hook gives one, with its own ``templates``).
+    A database that is down is not one: the store connects on first use, ``/readyz`` says 503
+    until it answers. The schema is the migrations' (``myocds migrate``).
     """
     from cds_service import pipeline
     from cds_service.catalogue import Catalogue
@@ -81,7 +87,10 @@ def create_app(settings: Settings | None = None, *, catalogue: Catalogue | None 
         )
     # Templates first: a broken one stops start-up before anything is opened or created.
     catalogue = catalogue or Catalogue.shipped()
-    templates = pipeline.load_templates(catalogue)
+    if templates is None:
+        templates = pipeline.load_templates(catalogue)
+    else:
+        catalogue.check(templates)
     app.json = _JSONProvider(app)
     # A doubled slash (a discovery URL entered with a trailing slash) would otherwise get
     # werkzeug's HTML redirect, which a CORS preflight cannot follow: answer 404 JSON instead.
