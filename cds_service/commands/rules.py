@@ -82,8 +82,11 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) 
     _arguments,
 )
 def rules(args: argparse.Namespace) -> int:
+    from cds_service.catalogue import Catalogue
+
     try:
         templates = load_templates(args.cards_dir)
+        Catalogue.shipped().check(templates)  # the rules' own declarations, as at start-up
     except ConfigurationError as exc:
         print(f"myocds rules: {exc.message}", file=sys.stderr)
         return 1
