@@ -14,7 +14,7 @@ Adding a hook: one ``HookDeclaration`` in ``HOOKS``, its rules (``@rule(..., hoo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -173,9 +173,6 @@ class Hooks:
     def drafted(self, name: str) -> Drafted:
         hook = self.get(name)
         return hook.drafted if hook is not None else Drafted.NONE
-
-    def fields(self) -> Iterable[str]:
-        return dict.fromkeys(f for h in self.declarations for f in h.fields)
 
 
 HOOKS = Hooks(
