@@ -15,6 +15,20 @@ shipped examples (``examples/``): they take no patient data and call no FHIR ser
 - ``GET /try/rules``: the card review gallery (``tryit.gallery``).
 """
 
+from cds_service.tryit.examples import (
+    View,
+    context_for,
+    load_examples,
+    request_body,
+    requests_for,
+)
 from cds_service.tryit.views import install_tryit
 
-__all__ = ["install_tryit"]
+__all__ = [
+    "View",
+    "context_for",
+    "install_tryit",
+    "load_examples",
+    "request_body",
+    "requests_for",
+]
