@@ -3,6 +3,7 @@ and a test fails when the file is stale).
 
 Every word comes from what the service itself runs on, so the document cannot drift from it:
 - which services evaluate a rule, on which hooks: the service declarations (``services.py``);
+- where its advice is written: its ``@rule`` declaration (``advice.RULES``);
 - the condition in plain words and the short name: the advice CodeSystem
   (``fhir_mappings/CodeSystem-myocds-advice.json``);
 - indicator, card wording, suggestions, override reasons, sources: the card templates (``cards/``);
@@ -106,6 +107,7 @@ def rules_markdown(templates: Templates) -> str:
             f"- Indicator: {template.indicator_text}",
             f"- Hooks: {', '.join(template.hooks)}",
             f"- Services: {', '.join(f'`{s}`' for s in services) or '—'}",
+            f"- Declared: {_declared(rule)}",
             f"- Version: {template.version or '—'}, {template.status}; reviewed: "
             f"{review_text(template)}",
         ]
@@ -132,6 +134,16 @@ def rules_markdown(templates: Templates) -> str:
     out += ["## Sources", ""]
     out += _sources(templates.sources.values())
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _declared(rule: str) -> str:
+    """Where the rule's advice is written: its ``@rule`` declaration's area (module)."""
+    from cds_service.advice import RULES
+
+    found = RULES.get(rule)
+    if found is None:
+        return "—"
+    return f"`@rule` in `cds_service/advice/{found.area}.py` (area {found.area})"
 
 
 def _sources(sources: Iterable[Source]) -> list[str]:

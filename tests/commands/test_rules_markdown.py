@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.advice import RULES
 from cds_service.cards_render import load_templates
 from cds_service.cards_render.templates import DEFAULT_CARDS_DIR
 from cds_service.cli import main
@@ -43,6 +44,11 @@ def test_every_rule_setting_service_and_source_is_documented(
     for rule in templates:
         section = text.split(f"### {rule}: ", 1)[1].split("\n### ", 1)[0]
         assert f"- Indicator: {templates[rule].indicator_text}" in section
+        declared = RULES.get(rule)
+        assert declared is not None, rule
+        module = f"cds_service/advice/{declared.area}.py"
+        assert f"- Declared: `@rule` in `{module}`" in section
+        assert (RULES_DOC.parents[1] / module).is_file()
         for key in templates[rule].sources:
             assert f"[{key}](#source-{key.lower()})" in section
             assert f'<a id="source-{key.lower()}"></a>**{key}**' in text
