@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ def create_app(
     from cds_service import pipeline
     from cds_service.catalogue import Catalogue
     from cds_service.errors import ConfigurationError
+    from cds_service.fhir.client import FhirClient
     from cds_service.logs import install_logging
     from cds_service.metrics import install_metrics
     from cds_service.protocol.auth import PUBLIC_BASE_URL_REQUIRED, Authenticator
@@ -99,6 +101,9 @@ def create_app(
     # Werkzeug enforces this while reading too; protocol.body checks first for a clear message.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     store = Store(settings.database_url)
+    # Connections, pins and fetch threads of the calls' FHIR fetches (made on first use).
+    fhir = FhirClient.from_settings(settings)
+    weakref.finalize(app, fhir.close)
     app.extensions["myocds"] = AppState(
         settings=settings,
         # Seen jtis in Redis when configured, else in the feedback database: every worker's.
@@ -107,6 +112,7 @@ def create_app(
         templates=templates,
         discovery=discovery_document(catalogue),
         catalogue=catalogue,
+        fhir=fhir,
     )
     install_cors(app, settings)
     register_error_handlers(app)

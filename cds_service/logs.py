@@ -153,8 +153,10 @@ def configure_logging(settings: Settings) -> logging.Handler:
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
-    # urllib3 logs every URL it fetches at DEBUG: FHIR searches carry patient ids.
-    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+    # HTTP clients log every URL they fetch (urllib3 and httpcore at DEBUG, httpx at INFO): FHIR
+    # searches carry patient ids.
+    for client in ("urllib3", "httpx", "httpcore"):
+        logging.getLogger(client).setLevel(max(logging.WARNING, root.level))
     return handler
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from cds_service import advice, cards_render
 from cds_service.cards_render import Templates
 from cds_service.catalogue import Catalogue
+from cds_service.fhir.allow import EgressPolicy
+from cds_service.fhir.client import FhirClient
 from cds_service.fhir.gather import gather
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.record.build import build_record
@@ -42,6 +44,7 @@ def run_hook(
     templates: Templates | None = None,
     observe: MutableMapping[str, Any] | None = None,
     drafts: bool = False,
+    fhir: FhirClient | None = None,
     catalogue: Catalogue | None = None,
 ) -> dict[str, Any]:
     """The CDS Hooks response body for one call: ``{"cards": [...]}``.
@@ -53,6 +56,8 @@ def run_hook(
     ``templates`` are the ones ``create_app`` loaded at start-up (loaded here when not given);
     ``observe``, when given, receives what the request log and metrics report about the call:
     card topics and indicators and the fallback-fetch counts (never patient data).
+    ``fhir`` is the application's FHIR client (``create_app``); without one, a call that
+    must fetch opens a client of its own.
     ``catalogue`` (default: the shipped one) holds the hooks and rules the call is decided with.
     """
     catalogue = catalogue or Catalogue.shipped()
@@ -60,7 +65,7 @@ def run_hook(
         templates = load_templates(catalogue)
     started = time.perf_counter()
     settings = caller.policy.apply(settings)
-    data = gather(service, body, settings, caller)
+    data = gather(service, body, settings, client=fhir, egress=egress_policy(settings, caller))
     record = build_record(data, body, settings, today, hooks=catalogue.hooks)
     rules = templates.live_rules(caller.policy.rules(service.rules), drafts=drafts)
     advices = advice.evaluate(
@@ -82,6 +87,12 @@ def run_hook(
         observe["card_indicators"] = [card.get("indicator") for card in cards]
         observe["pipeline_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return response_body(cards)
+
+
+def egress_policy(settings: Settings, caller: Caller) -> EgressPolicy:
+    """Where a call may fetch from: ``MYOCDS_FHIR_ALLOW`` prefixes without the address checks,
+    and, with authentication on, only within the calling issuer's ``fhirServers``."""
+    return EgressPolicy(settings.fhir_allow, caller.fhir_allow if settings.auth_required else None)
 
 
 def response_body(

@@ -1,8 +1,9 @@
 """An in-memory FHIR server: read and search over one patient's record (a collection Bundle).
 
-Not part of the service's production path (``cds_service.fhir`` never imports it). Three users: the tests (a request's ``prefetch`` is built by running each service's own templates
-against a scenario's record, ``build_prefetch``), the local FHIR server the tests start (which
-answers HTTP with ``search``), and the CLI / try-it page. The subset is the one CDS Hooks 2.0
+Not part of the service's production path (``cds_service.fhir`` never imports it). Three users:
+the tests (a request's ``prefetch`` is built by running each service's own templates against a
+scenario's record, ``build_prefetch``), the local FHIR server the tests start (which answers HTTP
+with ``search``), and the CLI / try-it page. The subset is the one CDS Hooks 2.0
 recommends prefetch templates keep to (cds-hooks-2.0.md §3.4): instance reads, type searches by
 patient reference, token parameters with ``system|code`` lists, date parameters with the
 ``eq ne lt gt le ge`` prefixes, ``_id``, ``_sort`` on dates, ``_count`` paging with ``next``

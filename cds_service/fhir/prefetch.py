@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
+from cds_service.errors import Unprocessable
+from cds_service.fhir.client import next_link
 from cds_service.fhir.elements import FHIR_ID
+from cds_service.fhir.parse import InvalidResource, read_resource, unpack_bundle
 
 Resource = dict[str, Any]
 
@@ -86,3 +90,88 @@ def _primitive_text(value: Any) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     return None  # objects, arrays and null are not 2.0 prefetch tokens
+
+
+def is_safe_relative(rendered: str) -> bool:
+    """A rendered template stays a relative request under fhirServer (no scheme, no dot segment)."""
+    parts = urlsplit(rendered)
+    if parts.scheme or parts.netloc or rendered.startswith("/"):
+        return False
+    return all(unquote(seg) not in (".", "..") for seg in parts.path.split("/"))
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    """What a prefetch template asks for: a resource type, and the id when it is a read."""
+
+    resource_type: str
+    read_id: str | None  # the id for a read template ("Patient/{{...}}"), None for a search
+
+    @classmethod
+    def of(cls, rendered_or_template: str) -> KeyPlan:
+        path = urlsplit(rendered_or_template).path.strip("/")
+        segments = path.split("/")
+        query = "?" in rendered_or_template
+        is_read = len(segments) == 2 and segments[1] != "_search" and not query
+        return cls(segments[0], unquote(segments[1]) if is_read else None)
+
+
+def has_outcome(value: Any) -> bool:
+    """An OperationOutcome, or a Bundle carrying one: the client's way of saying it failed."""
+    if not isinstance(value, dict):
+        return False
+    if value.get("resourceType") == "OperationOutcome":
+        return True
+    if value.get("resourceType") != "Bundle" or not isinstance(value.get("entry"), list):
+        return False
+    return any(
+        isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and e["resource"].get("resourceType") == "OperationOutcome"
+        for e in value["entry"]
+    )
+
+
+@dataclass
+class Accepted:
+    """A prefetch value as sent, read: its entries (fullUrl, resource), the entries skipped per
+    type, and the next link of a paged Bundle."""
+
+    entries: list[tuple[str | None, Resource]] = field(default_factory=list)
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    next_url: str | None = None
+
+
+def accept(key: str, template: str, value: Any, context: Mapping[str, Any]) -> Accepted:
+    """Read a prefetch value sent by the client; ``Unprocessable`` when it is not what the
+    template asks for."""
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        raise _unprocessable(key, "the value is not a FHIR resource")
+    rendered = render_template(template, context)
+    plan = KeyPlan.of(rendered if rendered is not None else template)
+    if value["resourceType"] == "Bundle":
+        try:
+            unpacked = unpack_bundle(value)
+        except InvalidResource as exc:
+            raise _unprocessable(key, f"malformed Bundle ({exc})") from None
+        return Accepted(list(unpacked.entries), unpacked.skipped, next_link(value))
+    if value["resourceType"] != plan.resource_type:
+        raise _unprocessable(
+            key, f"expected a {plan.resource_type} or a Bundle, got a {value['resourceType']}"
+        )
+    resource = read_resource(value)  # a dict with its resourceType: readable
+    if (
+        plan.read_id is not None
+        and rendered is not None
+        and resource.get("id")
+        not in (
+            None,
+            plan.read_id,
+        )
+    ):
+        raise _unprocessable(key, "the resource is not the one the template reads")
+    return Accepted([(None, resource)])
+
+
+def _unprocessable(key: str, reason: str) -> Unprocessable:
+    return Unprocessable(f"prefetch key '{key}': {reason}", expression=f"prefetch.{key}")

@@ -110,6 +110,7 @@ def call_service(service_id: str) -> Response:
         templates=app_state.templates,
         observe=g.call,
         catalogue=catalogue,
+        fhir=app_state.fhir,
     )
     _record_cards(service_id, hook, result["cards"], caller)
     return jsonify(result)

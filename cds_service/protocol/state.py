@@ -7,6 +7,7 @@ from typing import Any
 
 from cds_service.cards_render import Templates
 from cds_service.catalogue import Catalogue
+from cds_service.fhir.client import FhirClient
 from cds_service.protocol.auth import Authenticator
 from cds_service.protocol.store import Store
 from cds_service.settings import Settings
@@ -20,3 +21,4 @@ class AppState:
     templates: Templates  # loaded and validated at start-up
     discovery: dict[str, Any]  # the GET /cds-services document, derived from the services once
     catalogue: Catalogue  # the hooks, rules and services, checked against the templates
+    fhir: FhirClient  # what every call's fallback fetches share; closed with the app

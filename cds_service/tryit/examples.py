@@ -24,8 +24,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cds_service.errors import ConfigurationError, NotFound
 from cds_service.demo.search import build_prefetch
+from cds_service.errors import ConfigurationError, NotFound
 from cds_service.hooks import HOOKS, HookDeclaration, Hooks
 from cds_service.packaged import data_dir
 from cds_service.services import ServiceDeclaration, services_for_hook

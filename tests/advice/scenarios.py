@@ -15,8 +15,8 @@ import pytest
 
 from cds_service.advice import Evaluator
 from cds_service.advice.model import Advice
-from cds_service.fhir.gather import gather
 from cds_service.demo.search import build_prefetch
+from cds_service.fhir.gather import gather
 from cds_service.record.build import build_record
 from cds_service.record.model import PatientRecord
 from cds_service.services import ServiceDeclaration, services_for_hook

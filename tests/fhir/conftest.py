@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cds_service.fhir.client import FhirClient
 from cds_service.services import ServiceDeclaration, find_service
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
@@ -45,3 +46,12 @@ def fhir_settings(fhir_server: FhirTestServer) -> Settings:
         fhir_timeout_seconds=10.0,
         hook_deadline_seconds=20.0,
     )
+
+
+@pytest.fixture
+def fhir_client() -> Iterator[FhirClient]:
+    """One FHIR client (connection pool, pins, fetch threads) for the test, as ``create_app``
+    holds one; closed after the test once its fetches have stopped."""
+    client = FhirClient(pool_size=16)
+    yield client
+    client.close(wait_for_fetches=True)

@@ -1,4 +1,5 @@
-"""``gather`` against a mocked FHIR server (``responses``): what is fetched, how, and what fails.
+"""``gather`` against a mocked FHIR server (``respx``, the ``responses`` of httpx, which the FHIR
+client is built on): what is fetched, how, and what fails.
 
 The mock answers with ``cds_service.demo.search`` over a small record, like a real server would,
 unless a test registers a specific answer.
@@ -13,14 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
-import requests
-import responses
+import respx
 
-from cds_service.errors import DataUnavailable, FhirServerRefused, Unprocessable
-from cds_service.fhir import gather as gather_module
-from cds_service.fhir.gather import gather
 from cds_service.demo.search import build_prefetch, search
+from cds_service.errors import DataUnavailable, FhirServerRefused, Unprocessable
+from cds_service.fhir import client as client_module
+from cds_service.fhir.gather import gather
 from cds_service.services import LOINC, ServiceDeclaration
 from cds_service.settings import Settings
 from tests.fhir.conftest import declared_service
@@ -79,22 +80,34 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def server() -> Iterator[responses.RequestsMock]:
+def server() -> Iterator[respx.MockRouter]:
     """A mocked fhirServer answering from RECORD; specific answers registered by a test win."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+    with respx.mock(assert_all_called=False) as mock:
         yield mock
 
 
-def _serve_record(mock: responses.RequestsMock, record: dict[str, Any] = RECORD) -> None:
-    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-        assert request.url is not None
-        relative = request.url[len(BASE) + 1 :]
+def _serve_record(mock: respx.MockRouter, record: dict[str, Any] = RECORD) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        relative = str(request.url)[len(BASE) + 1 :]
         result = search(record, relative, base=BASE)
         if result is None:
-            return 404, {}, json.dumps({"resourceType": "OperationOutcome", "issue": []})
-        return 200, {"Content-Type": "application/fhir+json"}, json.dumps(result)
+            return httpx.Response(404, json={"resourceType": "OperationOutcome", "issue": []})
+        headers = {"Content-Type": "application/fhir+json"}
+        return httpx.Response(200, headers=headers, content=json.dumps(result))
 
-    mock.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/.*"), callback=answer)
+    mock.get(url__startswith=BASE + "/").mock(side_effect=answer)
+
+
+def _answer(route: respx.Route, answer: dict[str, Any]) -> None:
+    """``{"status", "json", "body", "headers"}`` as the response, or ``{"error": exc}`` raised."""
+    if "error" in answer:
+        route.mock(side_effect=answer["error"])
+        return
+    route.respond(
+        status_code=answer.get("status", 200),
+        headers=answer.get("headers"),
+        **({"json": answer["json"]} if "json" in answer else {"text": answer.get("body", "")}),
+    )
 
 
 def _body(prefetch: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -114,7 +127,7 @@ def _full_prefetch(service: ServiceDeclaration = SERVICE) -> dict[str, Any]:
     return build_prefetch(service, CONTEXT, RECORD)
 
 
-def _paths(mock: responses.RequestsMock) -> list[str]:
+def _paths(mock: respx.MockRouter) -> list[str]:
     return [urlsplit(str(c.request.url)).path.removeprefix("/r4/") for c in mock.calls]
 
 
@@ -126,7 +139,7 @@ def _ids(resources: Any, resource_type: str) -> list[str]:
 
 
 def test_complete_prefetch_needs_no_request(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     data = gather(SERVICE, _body(_full_prefetch()), settings)
     assert len(server.calls) == 0
@@ -136,7 +149,7 @@ def test_complete_prefetch_needs_no_request(
 
 
 def test_null_means_no_data_and_is_not_fetched(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     prefetch = _full_prefetch()
     prefetch["observations"] = None
@@ -150,7 +163,7 @@ def test_null_means_no_data_and_is_not_fetched(
 
 
 def test_absent_key_is_fetched_with_the_bearer_token(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     _serve_record(server)
     prefetch = _full_prefetch()
@@ -170,7 +183,7 @@ def test_absent_key_is_fetched_with_the_bearer_token(
 
 
 def test_without_fhir_authorization_no_authorization_header_is_sent(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     _serve_record(server)
     data = gather(SERVICE, _body(), settings)  # no prefetch at all: every key fetched
@@ -205,7 +218,7 @@ def test_without_fhir_authorization_no_authorization_header_is_sent(
     ids=["outcome", "bundle-with-outcome"],
 )
 def test_operation_outcome_value_is_treated_as_absent(
-    server: responses.RequestsMock, settings: Settings, outcome_value: dict
+    server: respx.MockRouter, settings: Settings, outcome_value: dict
 ) -> None:
     _serve_record(server)
     prefetch = _full_prefetch()
@@ -215,8 +228,8 @@ def test_operation_outcome_value_is_treated_as_absent(
     assert len(_ids(data.resources, "Observation")) == 4
 
 
-def test_read_answered_404_is_no_data(server: responses.RequestsMock, settings: Settings) -> None:
-    server.add(responses.GET, f"{BASE}/Patient/{PATIENT_ID}", status=404, json={})
+def test_read_answered_404_is_no_data(server: respx.MockRouter, settings: Settings) -> None:
+    server.get(f"{BASE}/Patient/{PATIENT_ID}").respond(404, json={})
     prefetch = _full_prefetch()
     del prefetch["patient"]
     data = gather(SERVICE, _body(prefetch), settings)
@@ -238,17 +251,17 @@ def _page(ids: list[str], next_url: str | None) -> dict[str, Any]:
     return bundle
 
 
-def _register_pages(mock: responses.RequestsMock, pages: int) -> None:
-    from responses import matchers
-
-    for n in range(pages):
+def _register_pages(mock: respx.MockRouter, pages: int) -> None:
+    for n in range(pages - 1, -1, -1):  # the first page's route, matching any query, comes last
         next_url = f"{BASE}/Observation?page={n + 1}" if n + 1 < pages else None
-        match = [matchers.query_param_matcher({"page": str(n)})] if n else []
-        url = f"{BASE}/Observation" if n else re.compile(re.escape(BASE) + r"/Observation\?.*")
-        mock.add(responses.GET, url, json=_page([f"p{n}a", f"p{n}b"], next_url), match=match)
+        page = _page([f"p{n}a", f"p{n}b"], next_url)
+        if n:
+            mock.get(f"{BASE}/Observation", params__contains={"page": str(n)}).respond(json=page)
+        else:
+            mock.get(f"{BASE}/Observation").respond(json=page)
 
 
-def test_next_links_are_followed(server: responses.RequestsMock, settings: Settings) -> None:
+def test_next_links_are_followed(server: respx.MockRouter, settings: Settings) -> None:
     _register_pages(server, 3)
     prefetch = _full_prefetch()
     del prefetch["observations"]
@@ -259,7 +272,7 @@ def test_next_links_are_followed(server: responses.RequestsMock, settings: Setti
 
 
 def test_paging_stops_at_the_page_cap_and_says_so(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     _register_pages(server, 3)
     prefetch = _full_prefetch()
@@ -271,9 +284,9 @@ def test_paging_stops_at_the_page_cap_and_says_so(
 
 
 def test_a_paged_prefetch_bundle_is_completed_from_the_server(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
-    server.add(responses.GET, f"{BASE}/Observation", json=_page(["p1a"], None))
+    server.get(f"{BASE}/Observation").respond(json=_page(["p1a"], None))
     prefetch = _full_prefetch()
     prefetch["observations"] = _page(["p0a"], f"{BASE}/Observation?page=1")
     data = gather(SERVICE, _body(prefetch), settings)
@@ -294,9 +307,9 @@ def test_a_paged_prefetch_bundle_is_completed_from_the_server(
     ],
 )
 def test_next_link_off_the_fhir_server_is_refused(
-    server: responses.RequestsMock, settings: Settings, elsewhere: str
+    server: respx.MockRouter, settings: Settings, elsewhere: str
 ) -> None:
-    server.add(responses.GET, f"{BASE}/Observation", json=_page(["a"], elsewhere))
+    server.get(f"{BASE}/Observation").respond(json=_page(["a"], elsewhere))
     prefetch = _full_prefetch()
     del prefetch["observations"]
     body = _body(prefetch, fhirAuthorization={"access_token": TOKEN})
@@ -326,14 +339,14 @@ def test_next_link_off_the_fhir_server_is_refused(
             {"status": 200, "json": {"resourceType": "Bundle", "entry": "x"}},
             "malformed Bundle",
         ),
-        ({"body": requests.ConnectionError("refused")}, "could not be reached"),
-        ({"body": requests.ReadTimeout("slow")}, "did not answer in time"),
+        ({"error": httpx.ConnectError("refused")}, "could not be reached"),
+        ({"error": httpx.ReadTimeout("slow")}, "did not answer in time"),
     ],
 )
 def test_search_failures_are_412_naming_the_key_and_the_reason(
-    server: responses.RequestsMock, settings: Settings, answer: dict[str, Any], reason: str
+    server: respx.MockRouter, settings: Settings, answer: dict[str, Any], reason: str
 ) -> None:
-    server.add(responses.GET, f"{BASE}/Observation", **answer)
+    _answer(server.get(f"{BASE}/Observation"), answer)
     prefetch = _full_prefetch()
     del prefetch["observations"]
     body = _body(prefetch, fhirAuthorization={"access_token": TOKEN})
@@ -357,9 +370,9 @@ def test_search_failures_are_412_naming_the_key_and_the_reason(
     ],
 )
 def test_read_failures_are_412_naming_the_key(
-    server: responses.RequestsMock, settings: Settings, answer: dict[str, Any], reason: str
+    server: respx.MockRouter, settings: Settings, answer: dict[str, Any], reason: str
 ) -> None:
-    server.add(responses.GET, f"{BASE}/Patient/{PATIENT_ID}", **answer)
+    _answer(server.get(f"{BASE}/Patient/{PATIENT_ID}"), answer)
     prefetch = _full_prefetch()
     del prefetch["patient"]
     with pytest.raises(DataUnavailable, match="prefetch key 'patient'") as caught:
@@ -377,7 +390,7 @@ def test_no_fhir_server_means_412_naming_the_missing_keys(settings: Settings) ->
 
 
 def test_fhir_server_refused_by_the_allow_list_is_412_before_any_request(
-    server: responses.RequestsMock,
+    server: respx.MockRouter,
 ) -> None:
     settings = Settings().with_overrides(auth="off")  # BASE not allow-listed; plain http refused
     body = _body(fhirServer="http://fhir.test.example/r4")
@@ -396,7 +409,7 @@ def test_template_that_cannot_be_filled_is_412(settings: Settings) -> None:
 
 
 def test_dot_segment_patient_id_is_not_requested(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     body = _body()
     body["context"]["patientId"] = ".."
@@ -406,10 +419,10 @@ def test_dot_segment_patient_id_is_not_requested(
 
 
 def test_response_over_the_size_cap_is_refused(
-    server: responses.RequestsMock, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    server: respx.MockRouter, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gather_module, "MAX_RESPONSE_BYTES", 100)
-    server.add(responses.GET, f"{BASE}/Observation", json=_page(["a", "b", "c"], None))
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 100)
+    server.get(f"{BASE}/Observation").respond(json=_page(["a", "b", "c"], None))
     prefetch = _full_prefetch()
     del prefetch["observations"]
     with pytest.raises(DataUnavailable, match="larger than the limit"):
@@ -420,7 +433,7 @@ def test_response_over_the_size_cap_is_refused(
 
 
 def test_flawed_resources_are_kept_and_counted_from_every_source(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     """rules.md r2: an element no rule reads never hides a resource, whether it came as a single
     prefetch value, in a prefetch Bundle, in a fetched page or from a read."""
@@ -433,8 +446,8 @@ def test_flawed_resources_are_kept_and_counted_from_every_source(
     page = _page(["good"], None)
     page["entry"].append({"resource": {"resourceType": "Observation", "id": "bad",
                                        "note": "haemolysed", "status": "final"}})
-    server.add(responses.GET, f"{BASE}/Condition", json=page)
-    server.add(responses.GET, f"{BASE}/Medication/m1", json={
+    server.get(f"{BASE}/Condition").respond(json=page)
+    server.get(f"{BASE}/Medication/m1").respond(json={
         "resourceType": "Medication", "id": "m1", "code": {"text": "Zocor"}, "fooBar": 1})
     prefetch["medicationRequests"]["entry"] = [
         {"resource": _med_request("mr", medicationReference={"reference": "Medication/m1"})}
@@ -475,11 +488,11 @@ def test_unreadable_entry_in_a_prefetch_bundle_is_skipped_and_counted(settings: 
 
 
 def test_unreadable_entry_in_a_fetched_page_is_skipped_and_counted(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     page = _page(["good"], None)
     page["entry"].append({"resource": {"resourceType": 7, "id": "bad"}})
-    server.add(responses.GET, f"{BASE}/Observation", json=page)
+    server.get(f"{BASE}/Observation").respond(json=page)
     prefetch = _full_prefetch()
     del prefetch["observations"]
     data = gather(SERVICE, _body(prefetch), settings)
@@ -566,7 +579,7 @@ def _referring_draft(reference: str) -> dict[str, Any]:
 
 
 def test_medication_in_draft_orders_resolves_without_a_request(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     body = _order_body(
         _referring_draft("urn:uuid:med-1"),
@@ -580,7 +593,7 @@ def test_medication_in_draft_orders_resolves_without_a_request(
 
 
 def test_medication_in_a_prefetch_bundle_resolves_and_is_not_a_record_resource(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
     prefetch = _full_prefetch(_ORDER_SERVICE)
     prefetch["medicationRequests"]["entry"].append(
@@ -596,15 +609,14 @@ def test_medication_in_a_prefetch_bundle_resolves_and_is_not_a_record_resource(
 
 
 def test_missing_medications_are_read_from_the_server_and_failures_are_not_fatal(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
-    server.add(responses.GET, f"{BASE}/Medication/m2", json=_medication("m2", "Crestor"))
-    server.add(responses.GET, f"{BASE}/Medication/m3", status=404, json={})
-    server.add(responses.GET, f"{BASE}/Medication/m4", status=500, json={})
-    server.add(  # another Medication than the one asked for
-        responses.GET, f"{BASE}/Medication/m5", json=_medication("m9", "Zocor")
-    )
-    server.add(responses.GET, f"{BASE}/Medication/m6", json=_medication("m6", "Gamunex-C"))
+    server.get(f"{BASE}/Medication/m2").respond(json=_medication("m2", "Crestor"))
+    server.get(f"{BASE}/Medication/m3").respond(404, json={})
+    server.get(f"{BASE}/Medication/m4").respond(500, json={})
+    # another Medication than the one asked for
+    server.get(f"{BASE}/Medication/m5").respond(json=_medication("m9", "Zocor"))
+    server.get(f"{BASE}/Medication/m6").respond(json=_medication("m6", "Gamunex-C"))
     prefetch = _full_prefetch(_ORDER_SERVICE)
     references = [
         "Medication/m3",
@@ -643,9 +655,9 @@ def test_medications_without_fhir_server_stay_unresolved(settings: Settings) -> 
 
 
 def test_reference_to_a_medication_already_at_hand_is_not_fetched_twice(
-    server: responses.RequestsMock, settings: Settings
+    server: respx.MockRouter, settings: Settings
 ) -> None:
-    server.add(responses.GET, f"{BASE}/Medication/m2", json=_medication("m2", "Crestor"))
+    server.get(f"{BASE}/Medication/m2").respond(json=_medication("m2", "Crestor"))
     prefetch = _full_prefetch(_ORDER_SERVICE)
     prefetch["medicationRequests"]["entry"] = [
         {"resource": _med_request("a", medicationReference={"reference": "Medication/m2"})},

@@ -8,14 +8,16 @@ alternative would be several times over the bound.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Any
 
 import pytest
 
-from cds_service.errors import DataUnavailable
-from cds_service.fhir.gather import gather
 from cds_service.demo.search import build_prefetch
+from cds_service.errors import DataUnavailable
+from cds_service.fhir.client import FhirClient
+from cds_service.fhir.gather import gather
 from cds_service.services import LOINC
 from cds_service.settings import Settings
 from tests.fhir.conftest import declared_service, reset_when_idle
@@ -67,6 +69,12 @@ CONTEXT = {"patientId": PATIENT_ID, "userId": "Practitioner/u"}
 
 
 @pytest.fixture
+def fetch(fhir_client: FhirClient) -> Any:
+    """``gather`` with one FHIR client for the whole test, as the application holds one."""
+    return functools.partial(gather, client=fhir_client)
+
+
+@pytest.fixture
 def server(fhir_server: FhirTestServer) -> FhirTestServer:
     fhir_server.record = copy.deepcopy(RECORD)
     return fhir_server
@@ -94,15 +102,15 @@ def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
 
 
 def test_four_missing_keys_are_fetched_in_parallel(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
-    gather(STATIN, _body(server), fhir_settings)  # warm the pool, threads and model classes
+    fetch(STATIN, _body(server), fhir_settings)  # warm the pool, threads and model classes
     reset_when_idle(server)
     server.latency = 0.2
     prefetch = build_prefetch(STATIN, CONTEXT, RECORD)
     del prefetch["patient"], prefetch["observations"], prefetch["medicationRequests"]
     del prefetch["conditions"]
-    data, elapsed = _timed(gather, STATIN, _body(server, prefetch), fhir_settings)
+    data, elapsed = _timed(fetch, STATIN, _body(server, prefetch), fhir_settings)
     assert not isinstance(data, Exception), data
     # four queries of 200 ms each; the Medication the MedicationRequest refers to comes with it
     # (_include=MedicationRequest:medication), so it is not read on its own
@@ -117,10 +125,10 @@ def test_four_missing_keys_are_fetched_in_parallel(
 
 
 def test_four_missing_keys_finish_within_two_latencies(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     """The issue's bound: 4 missing keys at 200 ms each complete in under 2 x 200 ms."""
-    gather(STATIN, _body(server), fhir_settings)
+    fetch(STATIN, _body(server), fhir_settings)
     reset_when_idle(server)
     server.latency = 0.2
     prefetch = build_prefetch(STATIN, CONTEXT, RECORD)
@@ -128,7 +136,7 @@ def test_four_missing_keys_finish_within_two_latencies(
     # No medication reference to resolve, so the 4 parallel keys are the whole cost.
     server.record["entry"][7]["resource"]["medicationCodeableConcept"] = {"text": "Zocor"}
     del server.record["entry"][7]["resource"]["medicationReference"]
-    data, elapsed = _timed(gather, STATIN, _body(server, keep), fhir_settings)
+    data, elapsed = _timed(fetch, STATIN, _body(server, keep), fhir_settings)
     assert not isinstance(data, Exception), data
     assert server.request_count == 4 and server.max_in_flight == 4
     assert elapsed < 0.4, f"{elapsed:.3f} s"
@@ -137,11 +145,11 @@ def test_four_missing_keys_finish_within_two_latencies(
 
 
 def test_a_server_that_never_answers_gives_412_within_the_deadline(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     server.add_fault("hang")
     settings = fhir_settings.with_overrides(hook_deadline_seconds=0.8, fhir_timeout_seconds=5.0)
-    error, elapsed = _timed(gather, REVIEW, _body(server), settings)
+    error, elapsed = _timed(fetch, REVIEW, _body(server), settings)
     assert isinstance(error, DataUnavailable)
     assert error.status == 412
     assert "deadline" in error.message or "in time" in error.message
@@ -149,24 +157,24 @@ def test_a_server_that_never_answers_gives_412_within_the_deadline(
 
 
 def test_the_per_request_timeout_applies_before_the_deadline(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     server.add_fault("hang", match="Condition")
     settings = fhir_settings.with_overrides(hook_deadline_seconds=5.0, fhir_timeout_seconds=0.4)
-    error, elapsed = _timed(gather, REVIEW, _body(server), settings)
+    error, elapsed = _timed(fetch, REVIEW, _body(server), settings)
     assert isinstance(error, DataUnavailable)
     assert "prefetch key 'conditions'" in error.message and "in time" in error.message
     assert elapsed < 0.4 + MARGIN, f"{elapsed:.3f} s"
 
 
 def test_a_trickling_body_is_cut_at_the_deadline(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     # 8 bytes every 50 ms: the 4 KB body would take 25 s; each read returns well within the
     # per-request timeout, so only the deadline check while reading can stop it.
     server.add_fault("trickle", match="Observation", trickle_bytes=8, trickle_interval=0.05)
     settings = fhir_settings.with_overrides(hook_deadline_seconds=0.8, fhir_timeout_seconds=2.0)
-    error, elapsed = _timed(gather, REVIEW, _body(server), settings)
+    error, elapsed = _timed(fetch, REVIEW, _body(server), settings)
     assert isinstance(error, DataUnavailable)
     assert "'observations'" in error.message and "deadline" in error.message
     assert elapsed < 0.8 + MARGIN, f"{elapsed:.3f} s"
@@ -175,12 +183,12 @@ def test_a_trickling_body_is_cut_at_the_deadline(
 
 
 def test_paging_across_three_pages_returns_every_resource(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     server.page_size = 2
     prefetch = build_prefetch(REVIEW, CONTEXT, RECORD)
     del prefetch["observations"]
-    data = gather(REVIEW, _body(server, prefetch), fhir_settings)
+    data = fetch(REVIEW, _body(server, prefetch), fhir_settings)
     observation_requests = [p for p in server.paths() if p == "Observation"]
     assert len(observation_requests) == 3
     # newest first across pages (_sort=-date), each once
@@ -193,21 +201,21 @@ def test_paging_across_three_pages_returns_every_resource(
 
 
 def test_bearer_token_is_sent_to_a_server_that_requires_it(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     server.require_token = TOKEN
     body = _body(server, fhirAuthorization={"access_token": TOKEN, "token_type": "Bearer"})
-    data = gather(REVIEW, body, fhir_settings)
+    data = fetch(REVIEW, body, fhir_settings)
     assert {r.authorization for r in server.requests} == {f"Bearer {TOKEN}"}
     assert data.medications["Medication/med-1"]["code"]["text"] == "Zocor"
 
 
 def test_without_the_token_the_server_answers_401_and_we_say_412(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     server.require_token = TOKEN
     with pytest.raises(DataUnavailable, match="refused access \\(HTTP 401\\)"):
-        gather(REVIEW, _body(server), fhir_settings)
+        fetch(REVIEW, _body(server), fhir_settings)
     assert all(r.authorization is None for r in server.requests)
 
 
@@ -223,32 +231,33 @@ def test_without_the_token_the_server_answers_401_and_we_say_412(
 def test_server_faults_are_412_naming_the_key(
     server: FhirTestServer,
     fhir_settings: Settings,
+    fetch: Any,
     kind: str,
     options: dict[str, Any],
     reason: str,
 ) -> None:
     server.add_fault(kind, match="MedicationRequest", **options)
     with pytest.raises(DataUnavailable, match=f"'medicationRequests'.*{reason}"):
-        gather(REVIEW, _body(server), fhir_settings)
+        fetch(REVIEW, _body(server), fhir_settings)
 
 
-def test_connection_refused_is_412(fhir_settings: Settings) -> None:
+def test_connection_refused_is_412(fhir_settings: Settings, fetch: Any) -> None:
     closed = FhirTestServer().start()
     base = closed.base_url
     closed.stop()  # nothing listens on that port any more
     settings = fhir_settings.with_overrides(fhir_allow=(base,))
     body = {"hook": "patient-view", "fhirServer": base, "context": dict(CONTEXT)}
     with pytest.raises(DataUnavailable, match="could not be reached"):
-        gather(REVIEW, body, settings)
+        fetch(REVIEW, body, settings)
 
 
 def test_the_session_reuses_pooled_connections_across_calls(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     prefetch = build_prefetch(REVIEW, CONTEXT, RECORD)
     del prefetch["conditions"]
     for _ in range(3):
-        gather(REVIEW, _body(server, prefetch), fhir_settings)
+        fetch(REVIEW, _body(server, prefetch), fhir_settings)
     ports = [r.client_port for r in server.requests]
     assert server.paths() == ["Condition"] * 3  # the Medication came with medicationRequests
     assert len(set(ports)) == 1  # one kept-alive connection served all three calls
@@ -268,12 +277,12 @@ def test_post_search_is_answered_like_get(server: FhirTestServer) -> None:
 
 
 def test_after_one_key_fails_the_others_stop_paging(
-    server: FhirTestServer, fhir_settings: Settings
+    server: FhirTestServer, fhir_settings: Settings, fetch: Any
 ) -> None:
     server.page_size = 1  # 6 Observation pages, 100 ms each if they were all fetched
     server.latency = 0.1
     server.add_fault("status", match="Condition", status=500)
-    error, elapsed = _timed(gather, REVIEW, _body(server), fhir_settings)
+    error, elapsed = _timed(fetch, REVIEW, _body(server), fhir_settings)
     assert isinstance(error, DataUnavailable) and "'conditions'" in error.message
     assert server.wait_until_idle(timeout=2.0)
     observation_pages = [p for p in server.paths() if p == "Observation"]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from cds_service.demo.search import build_prefetch
 from cds_service.fhir.data import FhirData
 from cds_service.fhir.gather import gather
-from cds_service.demo.search import build_prefetch
 from cds_service.services import LOINC, OBSERVATION_CODES, services_for_hook
 from cds_service.settings import Settings
 from tests.fhir.conftest import reset_when_idle

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import pytest
 
 from cds_service.errors import FhirServerRefused
-from cds_service.fhir.allow import check_fhir_server
+from cds_service.fhir.pinned import Lookup, Pin, Pins, system_lookup
+from cds_service.pipeline import egress_policy
 from cds_service.protocol.auth import ANONYMOUS, Caller
 from cds_service.settings import Settings
 
@@ -17,6 +18,19 @@ EHR = Caller(
     issuer="https://ehr.test.example", tenant=None, fhir_allow=("https://fhir.test.example/r4",)
 )
 PUBLIC = "93.184.215.14"  # a global unicast address
+
+
+def check_fhir_server(
+    url: str, settings: Settings, caller: Caller, *, resolve: Lookup | None = None
+) -> Pin:
+    """The check a hook call makes before it fetches: the egress policy of its settings and
+    caller (``pipeline.egress_policy``), names resolved by ``resolve`` (else the system's)."""
+    pins = Pins(resolve or system_lookup)
+    try:
+        policy = egress_policy(settings, caller)
+        return pins.check(policy, url, timeout=settings.fhir_timeout_seconds, seconds=30.0)
+    finally:
+        pins.close()
 
 
 def resolver(*addresses: str):
