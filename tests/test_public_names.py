@@ -49,6 +49,8 @@ PUBLIC: dict[str, list[str]] = {
     ],
     "cds_service.catalogue": ["Catalogue"],
     "cds_service.codes": ["FHIR_ID", "LOINC", "SNOMED", "UCUM"],
+    "cds_service.demo": ["UnsupportedSearch", "build_prefetch", "search"],
+    "cds_service.fhir": ["EgressPolicy", "FetchStats", "FhirClient", "FhirData", "gather"],
     "cds_service.hooks": [
         "HOOKS",
         "ORDER_HOOKS",
