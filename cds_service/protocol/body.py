@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from itertools import accumulate
 from typing import Any
 
@@ -17,10 +18,13 @@ from cds_service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 _CHUNK = 64 * 1024
 
-# A JSON string literal (RFC 8259 §7), unrolled so the regex engine runs linearly.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# An escape in a JSON string (RFC 8259 §7): a backslash and the byte after it. Removed first,
+# a quote left in the text always opens or closes a string.
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+# Every byte but brackets and quotes (UTF-8: no byte of a multi-byte character is one of them).
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+# Opening brackets +1, closing -1, as signed bytes.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 def is_json_media_type(mimetype: str) -> bool:
@@ -70,9 +74,9 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 encoded JSON") from None
     text = text.removeprefix("\ufeff")  # RFC 8259 §8.1: a parser MAY ignore a byte order mark
-    # The depth is measured on the text before parsing, so a hostile 100,000-level nesting is
+    # The depth is measured on the bytes before parsing, so a hostile 100,000-level nesting is
     # refused in linear time instead of reaching the parser's recursion.
-    if json_depth(text) > max_depth:
+    if json_depth(raw) > max_depth:
         raise BadRequest(f"the JSON body is nested deeper than {max_depth} levels")
     try:
         return json.loads(text, parse_constant=_reject_constant)
@@ -86,12 +90,19 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
 
-def json_depth(text: str) -> int:
-    """Deepest nesting of arrays and objects in a JSON text (brackets inside strings ignored)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+def json_depth(text: str | bytes) -> int:
+    """Deepest nesting of arrays and objects in a JSON text (brackets inside strings ignored).
+
+    Linear, and mostly in C: escapes out, every byte but brackets and quotes out, the strings
+    (every other piece between quotes) out, then the running sum of +1/-1 per bracket. About
+    5x faster than one regex pass over the strings (BENCHMARKS.md, "Profile")."""
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(b"", raw)
+    brackets = b"".join(raw.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
     if not brackets:
         return 0
-    return max(accumulate(_STEP[c] for c in brackets))
+    return max(accumulate(array("b", brackets.translate(_STEPS))))
 
 
 def _reject_constant(name: str) -> Any:

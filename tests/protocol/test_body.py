@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
@@ -22,11 +23,45 @@ from cds_service.protocol.body import is_json_media_type, json_depth, parse_json
         ('{"a": "quote \\" then [[[["}', 1),
         ('{"a": "backslash \\\\", "b": [[]]}', 3),
         ('[{}, {}, [{}]]', 3),
+        ('{"a": "\\\\\\"[[", "b": ["\\\\"]}', 2),
+        ('{"a": "\\u005b\\u007b", "b": "ü€𝄞[", "c": [{"d": "]]]}}}"}]}', 3),
+        ('{"\\"[": {"]\\"": []}}', 3),
     ],
 )
 def test_json_depth(text, depth):
     json.loads(text)  # every case is valid JSON
     assert json_depth(text) == depth
+    assert json_depth(text.encode("utf-8")) == depth
+
+
+def _nesting(value):
+    if isinstance(value, dict):
+        return 1 + max(map(_nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_nesting, value), default=0)
+    return 0
+
+
+def test_json_depth_agrees_with_the_parsed_nesting():
+    # Seeded random documents whose strings hold brackets, quotes, backslashes and non-ASCII.
+    rng = random.Random(14)
+    pieces = ["[", "]", "{", "}", '"', "\\", "\\\\", 'x"', "é", "\n", "\u2028"]
+
+    def text():
+        return "".join(rng.choice(pieces) for _ in range(rng.randrange(6)))
+
+    def document(level):
+        roll = rng.random()
+        if level > 6 or roll < 0.3:
+            return text()
+        if roll < 0.65:
+            return [document(level + 1) for _ in range(rng.randrange(4))]
+        return {f"{text()}{i}": document(level + 1) for i in range(rng.randrange(4))}
+
+    for _ in range(500):
+        value = document(0)
+        encoded = json.dumps(value, ensure_ascii=rng.random() < 0.5)
+        assert json_depth(encoded) == _nesting(value), encoded
 
 
 def test_depth_scan_is_linear_on_large_bodies():
