@@ -65,7 +65,16 @@ def run_hook(
         templates = load_templates(catalogue)
     started = time.perf_counter()
     settings = caller.policy.apply(settings)
-    data = gather(service, body, settings, client=fhir, egress=egress_policy(settings, caller))
+    hook = catalogue.hooks[service.hook]
+    data = gather(
+        service,
+        body,
+        settings,
+        client=fhir,
+        egress=egress_policy(settings, caller),
+        drafts_field=hook.drafts_field,
+        selections_field=hook.selections_field,
+    )
     record = build_record(data, body, settings, today, hooks=catalogue.hooks)
     rules = templates.live_rules(caller.policy.rules(service.rules), drafts=drafts)
     advices = advice.evaluate(

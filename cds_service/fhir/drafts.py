@@ -1,4 +1,5 @@
-"""The orders being written: ``context.draftOrders`` and ``context.selections``.
+"""The orders being written: ``context.draftOrders`` and ``context.selections`` on the order
+hooks, or the fields another hook's declaration names (``hooks.HookDeclaration``).
 
 A draft is unfinished by nature and read as far as it goes (rules.md r2 "Reading a resource"); the
 R4B model only says whether it may be re-emitted (an update suggestion) as it stands. A DSTU2
@@ -32,22 +33,21 @@ class Drafts:
     invalid: set[tuple[str, str | None]] = field(default_factory=set)
 
 
-def read_drafts(context: Mapping[str, Any]) -> Drafts:
-    """The drafted resources of ``context.draftOrders``; ``Unprocessable`` pointing at the entry
-    that is not a FHIR resource at all."""
+def read_drafts(context: Mapping[str, Any], field_name: str | None = "draftOrders") -> Drafts:
+    """The drafted resources of the Bundle in ``context[field_name]`` (none when the hook has no
+    drafts field); ``Unprocessable`` pointing at the entry that is not a FHIR resource at all."""
     drafts = Drafts()
-    draft_orders = context.get("draftOrders")
+    draft_orders = context.get(field_name) if field_name is not None else None
     if draft_orders is None:
         return drafts
+    where = f"context.{field_name}"
     if not isinstance(draft_orders, dict) or draft_orders.get("resourceType") != "Bundle":
-        raise Unprocessable("context.draftOrders is not a Bundle", expression="context.draftOrders")
+        raise Unprocessable(f"{where} is not a Bundle", expression=where)
     entries = draft_orders.get("entry") or []
     if not isinstance(entries, list):
-        raise Unprocessable(
-            "context.draftOrders.entry is not an array", expression="context.draftOrders.entry"
-        )
+        raise Unprocessable(f"{where}.entry is not an array", expression=f"{where}.entry")
     for index, entry in enumerate(entries):
-        where = f"context.draftOrders.entry[{index}]"
+        where = f"context.{field_name}.entry[{index}]"
         resource = entry.get("resource") if isinstance(entry, dict) else None
         try:
             parsed = read_resource(resource, draft=True)
@@ -68,11 +68,14 @@ def read_drafts(context: Mapping[str, Any]) -> Drafts:
     return drafts
 
 
-def read_selections(context: Mapping[str, Any]) -> tuple[str, ...]:
-    """``context.selections`` ("MedicationRequest/id"), a DSTU2 MedicationOrder named as the
+def read_selections(
+    context: Mapping[str, Any], field_name: str | None = "selections"
+) -> tuple[str, ...]:
+    """``context[field_name]`` ("MedicationRequest/id"), a DSTU2 MedicationOrder named as the
     MedicationRequest it became."""
+    selections = context.get(field_name) if field_name is not None else None
     return tuple(
         _DSTU2_SELECTION.sub(r"\1MedicationRequest/", s)
-        for s in context.get("selections") or ()
+        for s in (selections if isinstance(selections, list) else ())
         if isinstance(s, str)
     )

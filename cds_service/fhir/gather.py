@@ -69,6 +69,8 @@ def gather(
     client: FhirClient | None = None,
     egress: EgressPolicy | None = None,
     deadline: float | None = None,
+    drafts_field: str | None = "draftOrders",
+    selections_field: str | None = "selections",
 ) -> FhirData:
     """Everything ``service`` needs for this hook call, or ``DataUnavailable`` / ``Unprocessable``.
 
@@ -77,6 +79,8 @@ def gather(
     from; without one, ``MYOCDS_FHIR_ALLOW`` only, and nowhere else when authentication is on.
     ``deadline`` is a ``time.monotonic()`` value when the caller started the clock itself;
     otherwise the call has ``settings.hook_deadline_seconds`` from its arrival.
+    ``drafts_field`` and ``selections_field`` are the context fields of the call's hook that hold
+    the drafted orders and the selected ones (its declaration's; the order hooks' by default).
     """
     # Served, the clock started when the request arrived: time queued for a thread counts.
     started = call_arrival() or time.monotonic()
@@ -94,7 +98,7 @@ def gather(
         raise BadRequest("prefetch must be an object", expression="prefetch")
 
     collected = _Collected()
-    drafts = read_drafts(context)
+    drafts = read_drafts(context, drafts_field)
     for full_url, medication in drafts.medications:
         add_medication(collected.medications, medication, full_url)
     missing: list[str] = []
@@ -161,7 +165,7 @@ def gather(
     return FhirData(
         resources=resources,
         drafts=tuple(drafts.orders),
-        selections=read_selections(context),
+        selections=read_selections(context, selections_field),
         medications=MappingProxyType(dict(medications)),
         skipped=MappingProxyType(dict(collected.skipped)),
         flawed=MappingProxyType(count_flawed(_distinct((*resources, *medications.values())))),

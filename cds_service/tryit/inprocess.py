@@ -45,7 +45,14 @@ def run_view(
     catalogue = catalogue or Catalogue.shipped()
     runs = []
     for service, body in requests_for(view, today, catalogue.services):
-        data = gather(service, body, settings)
+        hook = catalogue.hooks[service.hook]
+        data = gather(
+            service,
+            body,
+            settings,
+            drafts_field=hook.drafts_field,
+            selections_field=hook.selections_field,
+        )
         record = build_record(data, body, settings, today, hooks=catalogue.hooks)
         # Rules in draft status show here, for review, and on no other card (pipeline.run_hook).
         rules = templates.live_rules(service.rules, drafts=True)

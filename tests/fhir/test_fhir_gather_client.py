@@ -668,3 +668,31 @@ def test_reference_to_a_medication_already_at_hand_is_not_fetched_twice(
     )
     assert _paths(server) == ["Medication/m2"]
     assert data.medications[f"{BASE}/Medication/m2"] is data.medications["Medication/m2"]
+
+
+def test_drafts_and_selections_are_read_from_the_fields_the_hook_declares(
+    server: respx.MockRouter, settings: Settings
+) -> None:
+    """``hooks.HookDeclaration`` names its drafts and selections fields (run_hook passes them):
+    a hook of its own may keep them elsewhere, and a hook without drafts has none read."""
+    draft = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft",
+             "intent": "order", "subject": {"reference": f"Patient/{PATIENT_ID}"},
+             "medicationCodeableConcept": {"text": "atorvastatin 40 mg"}}
+    body = _body(_full_prefetch(_ORDER_SERVICE))
+    body["context"]["medications"] = {"resourceType": "Bundle", "type": "collection",
+                                      "entry": [{"resource": draft}]}
+    body["context"]["chosen"] = ["MedicationOrder/draft-1"]
+    data = gather(
+        _ORDER_SERVICE, body, settings, drafts_field="medications", selections_field="chosen"
+    )
+    assert [d["id"] for d in data.drafts] == ["draft-1"]
+    assert data.selections == ("MedicationRequest/draft-1",)
+    # An unreadable entry in draftOrders is refused where the hook reads drafts from it ...
+    unreadable = _order_body({"resource": {"id": "x"}})
+    with pytest.raises(Unprocessable, match=r"context\.draftOrders\.entry\[0\]"):
+        gather(_ORDER_SERVICE, unreadable, settings)
+    # ... and not read at all on a hook without drafts.
+    unreadable["prefetch"] = _full_prefetch(SERVICE)
+    none = gather(SERVICE, unreadable, settings, drafts_field=None, selections_field=None)
+    assert none.drafts == () and none.selections == ()
+    assert len(server.calls) == 0
