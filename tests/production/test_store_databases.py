@@ -93,6 +93,23 @@ def test_schema_is_created_on_start_and_start_is_repeatable(database_url: str) -
     again.dispose()
 
 
+def test_a_calls_cards_go_in_together_and_a_stored_card_is_left_as_it_is(store: Store) -> None:
+    first, second, third = (str(uuid.uuid4()) for _ in range(3))
+    store.record_cards([
+        IssuedCard(first, SERVICE, "patient-view", "STAT-01", "critical", NOW),
+        IssuedCard(second, SERVICE, "patient-view", "CONT-01", "warning", NOW),
+    ])
+    # The same card again (a retried write) beside a new one: the new one goes in, the stored
+    # one keeps its row.
+    store.record_cards([
+        IssuedCard(second, SERVICE, "patient-view", "DOSE-02", "info", NOW),
+        IssuedCard(third, SERVICE, "order-sign", "DOSE-01", "info", NOW),
+    ])
+    with store.engine.connect() as connection:
+        rows = dict(connection.execute(text("select card_uuid, topic from issued_cards")).all())
+    assert rows == {first: "STAT-01", second: "CONT-01", third: "DOSE-01"}
+
+
 def test_200_concurrent_posts_store_200_rows(store: Store) -> None:
     cards = [str(uuid.uuid4()) for _ in range(CONCURRENT)]
     results: list[FeedbackResult] = all_at_once(
