@@ -48,6 +48,7 @@ from cds_service.record.model import (
 )
 from cds_service.record.units import normalise_unit, quantity_unit
 from cds_service.record.values import (
+    Reading,
     parse_date,
     parse_datetime,
     read_code,
@@ -187,11 +188,12 @@ def _read_labs(
         kind = observation_kind(obs.get("code"))
         if kind is None:
             continue
-        result = read_observation(obs, kind, gender, settings.clinical)
+        reading = read_value(obs)
+        result = read_observation(obs, kind, gender, settings.clinical, reading=reading)
         if isinstance(result, LabValue) and result.day > today:
             result = UnusableResult(kind, result.resource_id, result.time, "dated after today")
         if isinstance(result, LabValue):
-            key, codes = _duplicate_key(obs, result)
+            key, codes = _duplicate_key(result, reading, obs.get("code"))
             kept = seen.setdefault(key, [])
             if any(_same_code(codes, other) for other in kept):
                 continue
@@ -220,18 +222,18 @@ def _duplicate_preference(obs: Mapping[str, Any]) -> tuple[bool, str]:
 
 
 def _duplicate_key(
-    obs: Mapping[str, Any], value: LabValue
+    value: LabValue, reading: Reading | str, code: object
 ) -> tuple[tuple[object, ...], frozenset[str]]:
     """rules.md "Usable observation" (r2): results with the same code, instant, value and unit
     are one. The key holds the kind, the instant (compared with its offset), and the value and
-    unit as the lab wrote them; the codes are compared apart (``_same_code``)."""
-    reading = read_value(obs)
+    unit as the lab wrote them (``reading``: ``read_value`` of the Observation); the codes
+    (of its ``code``) are compared apart (``_same_code``)."""
     if isinstance(reading, str):  # a result kept without a number (anti-HMGCR finding)
         written: tuple[object, ...] = (value.finding, " ".join(value.original.lower().split()))
     else:
         unit = normalise_unit(reading.unit) if reading.unit else None
         written = (reading.number, reading.comparator, unit)
-    return (value.kind, value.time, *written), _codes(obs.get("code"))
+    return (value.kind, value.time, *written), _codes(code)
 
 
 def _codes(code: object) -> frozenset[str]:

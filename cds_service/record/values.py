@@ -265,12 +265,19 @@ def qualitative_finding(obs: Mapping[str, Any], interpretation: tuple[str, ...])
 
 
 def read_observation(
-    obs: Mapping[str, Any], kind: str, gender: str | None, clinical: ClinicalSettings
+    obs: Mapping[str, Any],
+    kind: str,
+    gender: str | None,
+    clinical: ClinicalSettings,
+    *,
+    reading: Reading | str | None = None,
 ) -> LabValue | UnusableResult | None:
     """rules.md Definitions for one Observation of ``kind`` (a key of RULE_UNITS).
 
     None: not a usable status (ignored everywhere). UnusableResult: a usable status whose value,
-    unit or time cannot be used; the card of that area says why.
+    unit or time cannot be used; the card of that area says why. ``reading``: the result of
+    ``read_value(obs)`` when the caller has it already (the record's duplicate check reads it
+    too: read once).
     """
     status = read_code(obs.get("status"))
     if status not in USABLE_STATUSES:
@@ -284,7 +291,8 @@ def read_observation(
         # else the result carries.
         return UnusableResult(kind, resource_id, time, "no value (dataAbsentReason)")
     interpretation = interpretation_codes(obs)
-    reading = read_value(obs)
+    if reading is None:
+        reading = read_value(obs)
     if isinstance(reading, str):
         finding = qualitative_finding(obs, interpretation) if kind == "hmgcr" else None
         if finding is not None:
