@@ -29,7 +29,7 @@ from cds_service.advice.common import (
     ivig_order_hook,
 )
 from cds_service.advice.model import Advice, Fact, Indicator, Suggestion
-from cds_service.advice.registry import rule
+from cds_service.advice.registry import answers, rule
 from cds_service.record.ivig import (
     ONGOING_WINDOW_DAYS,
     IvigStatus,
@@ -64,15 +64,12 @@ RELAPSE_AFTER_DAYS = ONGOING_WINDOW_DAYS
 def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
-    """CONT-01…04 for this record on ``today``; ``clinical`` holds CONT-02's day counts."""
+    """CONT-01…04 for this record on ``today``, each asked only on the hooks its ``@rule``
+    declares; ``clinical`` holds CONT-02's day counts."""
     status = ivig_status(record, today)
     context = _Context(record, today, status, hook, clinical)
-    found = (
-        remission_on_ivig(context),
-        ck_monitoring_overdue(context),
-        possible_relapse(context),
-        no_ck_response(context),
-    )
+    rules = (remission_on_ivig, ck_monitoring_overdue, possible_relapse, no_ck_response)
+    found = (rule(context) for rule in rules if answers(rule, hook))
     return [advice for advice in found if advice is not None]
 
 
@@ -190,7 +187,7 @@ def monitoring_interval_days(days_since_last_ivig: int, clinical: ClinicalSettin
 @rule("CONT-02", hooks=ONLY_PATIENT_VIEW)
 def ck_monitoring_overdue(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook != PATIENT_VIEW or not status.stopped or status.stop_date is None:
+    if not status.stopped or status.stop_date is None:
         return None
     since = context.days_ago(status.stop_date)
     clinical = context.clinical
@@ -247,10 +244,7 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
 @rule("CONT-03", hooks=VIEW_AND_SELECT)
 def possible_relapse(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook == ORDER_SELECT:
-        if not context.ivig_drafts:
-            return None
-    elif context.hook != PATIENT_VIEW:
+    if context.hook == ORDER_SELECT and not context.ivig_drafts:
         return None
     last = status.last_given
     if last is None or status.days_since_last is None:
@@ -285,8 +279,6 @@ def possible_relapse(context: _Context) -> Advice | None:
 @rule("CONT-04", hooks=ONLY_PATIENT_VIEW)
 def no_ck_response(context: _Context) -> Advice | None:
     status = context.status
-    if context.hook != PATIENT_VIEW:
-        return None
     if not (status.ongoing and status.course_six_months):
         return None
     latest = context.latest_ck
