@@ -1,7 +1,8 @@
 """How much FHIR content one call may carry: ``settings.max_resources`` resources in total.
 
 The body size and nesting depth are bounded while reading (``protocol.body``); this bounds the
-work after it: every FHIR resource in ``prefetch`` and ``context.draftOrders`` is read and
+work after it: every FHIR resource in ``prefetch`` and in the context (the drafted orders, in the
+field the hook declares: ``context.draftOrders`` on the order hooks) is read and
 checked for flaws (drafts also against the R4 model), so their number, not their bytes, is what
 costs time. Counted on the raw JSON before
 schema validation, so an oversized call is refused (413) before any per-resource work.
@@ -41,7 +42,8 @@ def resources_in_call(body: Any) -> int:
         total += sum(count_resources(value) for value in prefetch.values())
     context = body.get("context")
     if isinstance(context, dict):
-        total += count_resources(context.get("draftOrders"))
+        # Whichever field a hook keeps its drafts in (cds_service.hooks): every resource counts.
+        total += sum(count_resources(value) for value in context.values())
     return total
 
 
@@ -50,7 +52,7 @@ def check_resource_count(body: Any, max_resources: int) -> None:
     count = resources_in_call(body)
     if count > max_resources:
         raise PayloadTooLarge(
-            f"the call carries {count} FHIR resources in prefetch and draftOrders; the limit is "
+            f"the call carries {count} FHIR resources in prefetch and the context; the limit is "
             f"{max_resources} (MYOCDS_MAX_RESOURCES)",
             expression="prefetch",
         )

@@ -26,6 +26,9 @@ def test_resources_are_counted_in_prefetch_bundles_nested_bundles_and_draft_orde
         "context": {"draftOrders": _bundle({"resourceType": "MedicationRequest"}, OBS)},
     }
     assert resources_in_call(body) == 1 + 4 + 2
+    # A hook keeping its drafts in another context field (cds_service.hooks) is counted the same.
+    body["context"] = {"patientId": "p", "dischargeOrders": body["context"]["draftOrders"]}
+    assert resources_in_call(body) == 1 + 4 + 2
 
 
 @pytest.mark.parametrize(
