@@ -183,7 +183,9 @@ def _read_labs(
     the same code, instant, value and unit count once (two feeds filing one result)."""
     by_kind: dict[str, list[LabValue]] = {}
     unusable: list[UnusableResult] = []
-    seen: dict[tuple[object, ...], list[frozenset[str]]] = {}
+    # Per key, the ``code`` of each result kept; their codings are compared only when another
+    # result has the same key (rare: two feeds filing one result), never for the others.
+    seen: dict[tuple[object, ...], list[object]] = {}
     for obs in sorted(_observations(resources), key=_duplicate_preference):
         kind = observation_kind(obs.get("code"))
         if kind is None:
@@ -193,11 +195,13 @@ def _read_labs(
         if isinstance(result, LabValue) and result.day > today:
             result = UnusableResult(kind, result.resource_id, result.time, "dated after today")
         if isinstance(result, LabValue):
-            key, codes = _duplicate_key(result, reading, obs.get("code"))
-            kept = seen.setdefault(key, [])
-            if any(_same_code(codes, other) for other in kept):
-                continue
-            kept.append(codes)
+            code = obs.get("code")
+            kept = seen.setdefault(_duplicate_key(result, reading), [])
+            if kept:
+                codes = _codes(code)
+                if any(_same_code(codes, _codes(other)) for other in kept):
+                    continue
+            kept.append(code)
             by_kind.setdefault(kind, []).append(result)
         elif isinstance(result, UnusableResult):
             unusable.append(result)
@@ -221,19 +225,17 @@ def _duplicate_preference(obs: Mapping[str, Any]) -> tuple[bool, str]:
     return read_code(obs.get("status")) == "preliminary", as_text(obs.get("id")) or ""
 
 
-def _duplicate_key(
-    value: LabValue, reading: Reading | str, code: object
-) -> tuple[tuple[object, ...], frozenset[str]]:
+def _duplicate_key(value: LabValue, reading: Reading | str) -> tuple[object, ...]:
     """rules.md "Usable observation" (r2): results with the same code, instant, value and unit
     are one. The key holds the kind, the instant (compared with its offset), and the value and
-    unit as the lab wrote them (``reading``: ``read_value`` of the Observation); the codes
-    (of its ``code``) are compared apart (``_same_code``)."""
+    unit as the lab wrote them (``reading``: ``read_value`` of the Observation); the codes are
+    compared apart (``_codes``, ``_same_code``)."""
     if isinstance(reading, str):  # a result kept without a number (anti-HMGCR finding)
         written: tuple[object, ...] = (value.finding, " ".join(value.original.lower().split()))
     else:
         unit = normalise_unit(reading.unit) if reading.unit else None
         written = (reading.number, reading.comparator, unit)
-    return (value.kind, value.time, *written), _codes(code)
+    return (value.kind, value.time, *written)
 
 
 def _codes(code: object) -> frozenset[str]:

@@ -260,6 +260,24 @@ def test_duplicate_sharing_one_coding_is_one_and_the_final_copy_is_kept() -> Non
     assert [(v.resource_id, v.status) for v in record.ck] == [("b", "final")]
 
 
+@pytest.mark.parametrize(
+    ("second_codes", "count"),
+    [
+        (["3141-9"], 2),  # another weight code, none shared: two results
+        (["3141-9", "29463-7"], 1),  # one coding shared: one result
+    ],
+)
+def test_same_instant_value_and_unit_are_one_only_with_a_shared_coding(
+    second_codes: list[str], count: int
+) -> None:
+    def weight(rid: str, codes: list[str]) -> dict[str, Any]:
+        code = {"coding": [{"system": "http://loinc.org", "code": c} for c in codes]}
+        return observation(rid, code=code, value=80, unit="kg", when="2025-06-20T08:00:00Z")
+
+    record = build(weight("a", ["29463-7"]), weight("b", second_codes))
+    assert len(record.weight) == count
+
+
 def test_latest_compares_instants_with_their_offsets() -> None:
     # 09:00-05:00 (14:00 UTC) is later than 12:00Z though its clock reads earlier.
     record = build(observation("utc", value=500, when="2025-06-20T12:00:00Z"),
