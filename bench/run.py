@@ -12,7 +12,8 @@ the same gunicorn options and front end), then in one run:
    order-sign and the patient-view, every body carrying the full prefetch of a realistic record
    (bench/record.py). The bodies are 600 variants of the record under other resource ids (each
    wrk thread cycles its own 300; the patient-view other ids than the order-sign), so no body is
-   answered from anything a previous call left behind;
+   answered from anything a previous call left behind. The pure-parse floor runs first and
+   again last; ratios are to the mean of the two (other sessions' load drifts during a run);
 2. p50/p99 at half of each saturation rate with an open-loop constant-rate client (latency
    counted from the scheduled send time, so queueing is not hidden);
 3. fallback fetch: the patient-view with no prefetch against the local FHIR server that adds
@@ -312,6 +313,7 @@ def load_average() -> str:
 
 
 PARSE_FLOOR = "pure-parse floor (Flask app, json.loads only; order-sign bodies)"
+PARSE_FLOOR_AGAIN = "pure-parse floor again, last (the machine's drift during the run)"
 FLOOR = "service no-op endpoint (request checks only; order-sign bodies)"
 ORDER_SIGN = "IVIG order-sign"
 PATIENT_VIEW = "patient-view"
@@ -425,6 +427,7 @@ def main() -> int:
             FLOOR: (port, "/_bench/noop", order_sign),
             ORDER_SIGN: (port, "/cds-services/ivig-order-check", order_sign),
             PATIENT_VIEW: (port, "/cds-services/myopathy-review", patient_view),
+            PARSE_FLOOR_AGAIN: (floor_port, "/parse", order_sign),
         }
         results = {
             name: measure(name, target_port, path, bodies, tmp / f"target-{index}", args)
@@ -451,7 +454,11 @@ def main() -> int:
 
 def render(args: argparse.Namespace, results: dict, fallback: dict, peaks: list[float],
            started: dict, ended: dict) -> str:
-    parse_floor = results[PARSE_FLOOR]["saturation"]["rps"]
+    # The floor measured first and last: other sessions' load drifts during a run, so the ratio
+    # is to the mean of the two (both shown).
+    parse_floor = statistics.mean(
+        results[name]["saturation"]["rps"] for name in (PARSE_FLOOR, PARSE_FLOOR_AGAIN)
+    )
     floor = results[FLOOR]["saturation"]["rps"]
     lines = [
         f"Checkout {args.checkout.resolve()} · store {args.store} · "
@@ -463,7 +470,8 @@ def render(args: argparse.Namespace, results: dict, fallback: dict, peaks: list[
         f"Load average at start {started['load']} (busiest processes: {started['processes']}); "
         f"at the end {ended['load']} ({ended['processes']}).",
         "",
-        "| target | body | variants | cards | req/s (saturation) | × pure-parse floor "
+        "| target | body | variants | cards | req/s (saturation) | × pure-parse floor (mean "
+        "of first and last) "
         "| × no-op endpoint | p50 ms | p99 ms | half-rate req/s | p50 ms | p99 ms | p99/p50 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -493,9 +501,10 @@ def render(args: argparse.Namespace, results: dict, fallback: dict, peaks: list[
     ]
     for name in HOOKS:
         ratio = results[name]["saturation"]["rps"] / parse_floor
-        lines.append(f"- {name} throughput {ratio:.3f} × the pure-parse floor (target ≥ "
+        lines.append(f"- {name} throughput {ratio:.3f} × the pure-parse floor (mean of its two "
+                     f"runs, {parse_floor:.1f} req/s; target ≥ "
                      f"{THROUGHPUT_TARGET}): {'met' if ratio >= THROUGHPUT_TARGET else 'NOT met'}")
-    for name in (PARSE_FLOOR, FLOOR, *HOOKS):
+    for name in (PARSE_FLOOR, FLOOR, *HOOKS, PARSE_FLOOR_AGAIN):
         h = results[name]["half"]
         ratio = h["p99"] / h["p50"]
         lines.append(f"- {name} p99/p50 at half saturation {ratio:.2f} (target ≤ "
