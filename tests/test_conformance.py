@@ -1,6 +1,6 @@
-"""Every scenario (the own set of tests/scenarios, and ../shared/scenarios when present) through
-the HTTP interface, checked for CDS Hooks 2.0 conformance and for the cards it must and must not
-give.
+"""Every scenario (the own set of tests/scenarios, and the optional reference set beside the
+repository when present) through the HTTP interface, checked for CDS Hooks 2.0 conformance and
+for the cards it must and must not give.
 
 For each scenario, every service declared for its hook is called as an EHR would, in two modes,
 each its own test: ``prefetch``, the prefetch being what the EHR holding the scenario's record

@@ -9,10 +9,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cds_service.advice.model import Advice
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "cards"
+# The team's normative rules.md, an optional cross-check: beside the repository when it is there
+# (a clone alone has docs/rules.md, generated from the templates themselves, and skips it).
 RULES_MD = REPO.parent / "shared" / "knowledge" / "rules.md"
 SUMMARY_MAX = 139  # rules.md "What every card must show"
 
@@ -47,7 +51,10 @@ def check_card(advice: Advice) -> str:
 
 def rules_table() -> dict[str, dict[str, Any]]:
     """rule id -> {hooks text, indicator text, indicators (set), sources (list)} from the rules.md
-    rule table ("info / warning" is one indicator text of two indicators)."""
+    rule table ("info / warning" is one indicator text of two indicators). Skips the calling test
+    when that reference is not beside the repository."""
+    if not RULES_MD.is_file():
+        pytest.skip(f"optional cross-check: the reference {RULES_MD.name} is not there")
     rows: dict[str, dict[str, Any]] = {}
     for line in RULES_MD.read_text(encoding="utf-8").splitlines():
         # "\|" inside a cell (DOSE-02's |grams − k × kg|) is a literal bar, not a column break

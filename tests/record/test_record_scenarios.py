@@ -1,4 +1,5 @@
-"""build_record over every scenario of ../shared/scenarios: the numbers its ``notes`` state.
+"""build_record over the reference scenarios (the optional set beside the repository, when it is
+there): the numbers each one's ``notes`` state.
 
 The record is built straight from the scenario (the whole ``record`` Bundle as the gathered
 resources, ``draftOrders`` as the drafts), so this checks normalization alone; the prefetch and
@@ -366,8 +367,8 @@ EXPECTATIONS: dict[str, Callable[[PatientRecord, date], None]] = {
 }
 
 
-# The reference scenarios of ../shared/scenarios (the project's own set, tests/scenarios, is judged
-# end to end by its expectations; its records' numbers are not restated here).
+# The optional reference scenarios beside the repository (the project's own set, tests/scenarios,
+# is judged end to end by its expectations; its records' numbers are not restated here).
 SHARED = {
     key.split("/")[-1]: scenario
     for key, scenario in load_scenarios().items()

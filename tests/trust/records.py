@@ -1,8 +1,8 @@
 """A scenario record made recognisable: distinctive patient id, name and identifiers.
 
 The PHI and fault tests serve it from the local FHIR server or send it as prefetch, then look
-for these values where they must never be (logs). The scenario is read in place from
-``../shared/scenarios`` (never copied into the repository).
+for these values where they must never be (logs). The scenario is one of the project's own
+(``tests/scenarios``: simvastatin, CK over 40×ULN, creatinine rising).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from cds_service.demo.search import build_prefetch
 from cds_service.services import find_service
 
-SCENARIO = Path(__file__).resolve().parents[3] / "shared" / "scenarios" / "statin-ck-over-40x.json"
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stat02-creatinine-rise.json"
 SERVICE_ID = "myopathy-review"
 
 PATIENT_ID = "phi-Zq7Kx2-pt"

@@ -2,8 +2,9 @@
 
 Shared by the fuzz tests (``test_fuzz.py``) and ``scripts/fuzz.py`` (the 20,000-request run).
 
-Valid-ish calls start from the patient scenarios (``../shared/scenarios``, read in place: the
-request an EHR holding that record would send, prefetch built by the service's own templates)
+Valid-ish calls start from the patient scenarios (the project's own in ``tests/scenarios``, and
+an optional reference set beside the repository when it is there; each gives the request an EHR
+holding that record would send, prefetch built by the service's own templates)
 and mutate them: drop a member, replace a subtree by arbitrary JSON, perturb numbers, dates,
 codes and units, null or mistype prefetch values, repeat entries. Hostile calls are built from
 scratch: random hooks, contexts, prefetch values, fhirServer URLs aimed at our own network.
@@ -33,7 +34,7 @@ from cds_service.protocol.schemas import errors as schema_errors
 from cds_service.services import SERVICES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIO_DIR = REPO_ROOT.parent / "shared" / "scenarios"
+SCENARIO_DIRS = (REPO_ROOT / "tests" / "scenarios", REPO_ROOT.parent / "shared" / "scenarios")
 SERVICE_IDS = sorted({s.id for s in SERVICES})
 HOOKS = sorted({s.hook for s in SERVICES})
 # Dead local port: a fetch allowed by MYOCDS_FHIR_ALLOW fails fast (connection refused).
@@ -107,14 +108,16 @@ def _synthetic_seed() -> tuple[str, dict[str, Any]]:
 def load_seeds() -> list[tuple[str, dict[str, Any]]]:
     """(service id, request body) for every scenario and every service of its hook."""
     seeds: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted(SCENARIO_DIR.glob("*.json")):
+    for path in (p for d in SCENARIO_DIRS for p in sorted(d.glob("*.json"))):
         scenario = json.loads(path.read_text(encoding="utf-8"))
         for service in SERVICES:
             if service.hook != scenario["hook"]:
                 continue
             body = {
                 "hook": scenario["hook"],
-                "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path.stem}/{service.id}")),
+                "hookInstance": str(uuid.uuid5(
+                    uuid.NAMESPACE_URL, f"{path.parent.parent.name}/{path.stem}/{service.id}"
+                )),
                 "context": scenario["context"],
                 "prefetch": build_prefetch(service, scenario["context"], scenario["record"]),
             }
