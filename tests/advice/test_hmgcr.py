@@ -209,7 +209,7 @@ def test_hmg02_card_scenario_numbers() -> None:
     summary = check_card(advice)
     assert summary == (
         "CK 4,000 U/L = 13.0×ULN on 2025-06-29, above 10×ULN; statin stopped 35 days ago: "
-        "consider anti-HMGCR testing"
+        "test anti-HMGCR"
     )
 
 

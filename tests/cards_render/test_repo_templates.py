@@ -58,6 +58,10 @@ needs_knowledge = pytest.mark.skipif(
 SUMMARY_WORST_CASE: dict[str, str] = {
     "ck": ">123,456",
     "ck_x_uln": ">1,302.1",  # 250,000 U/L on a 192 U/L ULN
+    "ck_shown": "≥ 123,456",
+    "ck_x_uln_shown": "at least 1,302.1",
+    "peak_shown": "≥ 123,456",
+    "peak_x_uln_shown": "at least 1,302.1",
     "ck_date": "2025-12-31",
     "ck_preliminary": " (preliminary)",
     "ck_prev": "1,000",
