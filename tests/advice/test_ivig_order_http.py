@@ -359,3 +359,21 @@ def test_a_planned_ivig_request_does_not_keep_the_course_ongoing(make_app, setti
     resources = [patient(), given("a0", 130, 40), given("a1", 100, 40), request]
     cards = call(make_app, settings, resources, [], hook="patient-view")
     assert ("CONT-02" in cards) is stopped
+
+
+@pytest.mark.parametrize(
+    ("selection", "selected"),
+    [
+        ("MedicationRequest/ivig-1/_history/2", True),  # an EHR naming one version of the draft
+        ("MedicationRequest/ivig-1", True),
+        ("MedicationRequest/ivig-2/_history/1", False),  # another order: the IVIG is not selected
+    ],
+)
+def test_a_selection_of_one_version_selects_its_draft(make_app, settings, selection, selected):
+    """rules.md "Drafted": order-select's selections name the draft; a versioned reference
+    (``/_history/N``) is accepted by the request schema and selects the same draft."""
+    draft = ivig_draft()
+    other = {**ivig_draft(rid="ivig-2"), "medicationCodeableConcept": {"text": "paracetamol"}}
+    cards = call(make_app, settings, [patient(), *usual(iga=None)], [draft, other],
+                 hook="order-select", selections=[selection])
+    assert ("IGA-01" in cards) is selected
