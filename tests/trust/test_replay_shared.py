@@ -69,7 +69,9 @@ def test_one_token_sent_to_both_workers_at_once_is_accepted_once(
     # The schema is migrated before workers start, as `myocds serve` does: this test is about
     # the seen-jti insert, not about eight first-use migrations racing on a fresh SQLite file
     # (which, on a loaded machine, could exceed the busy wait and answer 503).
-    Store(store_url).ensure_schema()
+    migrated = Store(store_url)
+    migrated.ensure_schema()
+    migrated.dispose()
     workers = [worker(store_url), worker(store_url)] * 4
     token = _token(es384)
     barrier = threading.Barrier(len(workers))
