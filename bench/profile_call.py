@@ -23,7 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +45,10 @@ def main() -> int:
     parser.add_argument("--hook", choices=sorted(PATHS), default="order-sign")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--stages", action="store_true",
+        help="also time each stage of a call (each wrapped with a timer; medians, no profiler)",
+    )
     args = parser.parse_args()
 
     from cds_service import create_app
@@ -96,6 +102,11 @@ def main() -> int:
             f"(medians)"
         )
 
+        if args.stages:
+            print_stages([
+                (lambda b=body: post(PATHS[args.hook], b)) for body in timed
+            ])
+
         profiler = cProfile.Profile()
         profiler.enable()
         for body in bodies[: args.calls]:  # seen once: the service keeps no cache of them
@@ -109,6 +120,61 @@ def main() -> int:
     finally:
         drop_store()
     return 0
+
+
+# The stages of one call, in order: (module, name) wrapped with a timer where it is looked up at
+# call time (a nested stage is also inside its parent's time).
+STAGES = (
+    ("cds_service.protocol.routes", "read_json_body"),
+    ("cds_service.protocol.routes", "validate"),
+    ("cds_service.protocol.routes", "check_resource_count"),
+    ("cds_service.pipeline", "gather"),
+    ("cds_service.fhir.gather", "count_flawed"),
+    ("cds_service.fhir.gather", "read_drafts"),
+    ("cds_service.pipeline", "build_record"),
+    ("cds_service.record.build", "_read_labs"),
+    ("cds_service.advice", "evaluate"),
+    ("cds_service.cards_render", "render"),
+    ("cds_service.protocol.routes", "_record_cards"),
+)
+
+
+def print_stages(calls: list[Callable[[], object]]) -> None:
+    """Median milliseconds per call of each stage (a stage run twice in a call is summed)."""
+    import importlib
+
+    current: dict[str, float] = {}
+    undo = []
+    for module_name, name in STAGES:
+        owner = importlib.import_module(module_name)
+        original = getattr(owner, name)
+
+        def timed(*a: Any, _f: Any = original, _n: str = name, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                current[_n] = current.get(_n, 0.0) + (time.perf_counter() - t0) * 1000
+
+        setattr(owner, name, timed)
+        undo.append((owner, name, original))
+    per_stage: dict[str, list[float]] = {name: [] for _, name in STAGES}
+    whole: list[float] = []
+    try:
+        for call in calls:
+            current.clear()
+            t0 = time.perf_counter()
+            call()
+            whole.append((time.perf_counter() - t0) * 1000)
+            for name, spent in per_stage.items():
+                spent.append(current.get(name, 0.0))
+    finally:
+        for owner, name, original in undo:
+            setattr(owner, name, original)
+    print(f"--- stages ({len(calls)} calls; median ms per call) ---")
+    for (module_name, name), spent in zip(STAGES, per_stage.values(), strict=True):
+        print(f"{module_name}.{name:<24} {statistics.median(spent):7.2f}")
+    print(f"{'whole request (with the timers)':<52} {statistics.median(whole):7.2f}")
 
 
 if __name__ == "__main__":
