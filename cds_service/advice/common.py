@@ -75,12 +75,6 @@ def count_text(n: int) -> str:
     return format_number(Decimal(n))
 
 
-def shorten(text: str, limit: int) -> str:
-    """Whitespace folded, cut to ``limit`` characters with "…" (summaries stay <= 139)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 # --- values used ----------------------------------------------------------------------------
 
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from cds_service.advice.common import ORDER_HOOKS, card_caveats, count_text, fired, shorten
+from cds_service.advice.common import ORDER_HOOKS, card_caveats, count_text, fired
 from cds_service.advice.model import Advice, Fact
 from cds_service.advice.registry import rule
 from cds_service.record.model import PatientRecord
 from cds_service.settings import ClinicalSettings
-
-# Longest order text in the summary before "and N more" (summary <= 139 characters).
-ORDER_TEXT_MAX = 45
 
 
 def evaluate(
@@ -34,13 +31,15 @@ def unidentified_drafts(
     if not record.unidentified_drafts:
         return None
     orders = record.unidentified_drafts
-    first = shorten(orders[0] or "unnamed order", ORDER_TEXT_MAX)
+    # The first order's text in full: the card's summary shortens it when it must, and "and N
+    # more" is its own value so that shortening never drops it.
     more = f" and {count_text(len(orders) - 1)} more" if len(orders) > 1 else ""
     return Advice(
         rule_id="ORDER-UNIDENTIFIED",
         indicator="info",
         values={
-            "order": first + more,
+            "order": orders[0] or "unnamed order",
+            "more_orders": more,
             "orders": "; ".join(o or "unnamed order" for o in orders),
             "count": count_text(len(orders)),
         },

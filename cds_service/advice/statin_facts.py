@@ -6,16 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cds_service.advice.common import lab_fact, shorten
+from cds_service.advice.common import lab_fact
 from cds_service.advice.model import Fact
 from cds_service.record.model import ConditionFact, LabValue, MedicationUse
-
-# Longest medication or condition text put into a summary, so the summary stays <= 139 characters.
-SUMMARY_TEXT_MAX = 36
-# Longest anti-HMGCR result text (a lab's own wording, "POSITIVE (>200 U)...") in a summary: with
-# "anti-HMGCR " and ", preliminary" it fits STAT-05's and HMG-03's summaries.
-LAB_TEXT_MAX = 26
-
 
 # --- medications ----------------------------------------------------------------------------
 
@@ -47,22 +40,31 @@ def statin_fact(use: MedicationUse) -> Fact:
 
 
 def evidence_text(evidence: LabValue | ConditionFact) -> str:
-    """Short wording for a summary: "anti-HMGCR 85 U, flagged POS" or "diagnosis: ...". A lab's
-    own text (a result without a number, "POSITIVE (>200 U)") is cut to ``LAB_TEXT_MAX`` and its
-    flags are left to the facts, which show both in full."""
+    """The evidence in a few words, in full: "anti-HMGCR 85 U", "anti-HMGCR POSITIVE (>200 U)"
+    (a result without a number: the lab's own text) or "diagnosis: ...". The card's summary
+    shortens it when it must (``cards_render``), never the advice."""
     if isinstance(evidence, LabValue):
-        flagged = evidence.interpretation and not evidence.qualitative
-        flag = f", flagged {'/'.join(evidence.interpretation)}" if flagged else ""
-        preliminary = ", preliminary" if evidence.preliminary else ""
-        shown = shorten(evidence.display(), LAB_TEXT_MAX)
-        return f"anti-HMGCR {shown}{shorten(flag, SUMMARY_TEXT_MAX)}{preliminary}"
-    return "diagnosis: " + shorten(evidence.text, SUMMARY_TEXT_MAX)
+        return f"anti-HMGCR {evidence.display()}"
+    return f"diagnosis: {evidence.text}"
+
+
+def evidence_notes(evidence: LabValue | ConditionFact) -> str:
+    """What qualifies a numeric result, after its text: ", flagged H, preliminary" or "". Apart
+    from ``evidence_text`` so that shortening a long lab text never cuts "preliminary" off the
+    summary. A result without a number leaves its flags to the facts, which show them."""
+    if not isinstance(evidence, LabValue):
+        return ""
+    flagged = evidence.interpretation and not evidence.qualitative
+    flag = f", flagged {'/'.join(evidence.interpretation)}" if flagged else ""
+    return flag + (", preliminary" if evidence.preliminary else "")
 
 
 def evidence_values(evidence: LabValue | ConditionFact) -> dict[str, str]:
+    """{hmgcr} (``evidence_text``), {hmgcr_notes} (``evidence_notes``) and {hmgcr_date}."""
     day = evidence.day
     return {
         "hmgcr": evidence_text(evidence),
+        "hmgcr_notes": evidence_notes(evidence),
         "hmgcr_date": day.isoformat() if day else "undated",
     }
 

@@ -10,8 +10,10 @@ suggestions as FHIR R4 resources.
 
 No card's text can fail a call: a summary that would pass 139 characters is shortened (the
 longest values it quotes first, at a word boundary, with an ellipsis; the full values stay in the
-detail). A suggestion whose resource would not be valid FHIR R4 (an update of an unfinished draft)
-is left out, and the card's detail says so.
+detail). Shortening is done here only: the advice passes free text (a lab's own wording, an
+order's name) in full, and ``fill_summary`` fits it to the summary. A suggestion whose
+resource would not be valid FHIR R4 (an update of an unfinished draft) is left out, and the
+card's detail says so.
 
 A disagreement between an advice and its template (a missing placeholder, a suggestion kind the
 template has no label for, an indicator or hook the template does not declare) is a programming
@@ -24,6 +26,7 @@ info card never takes a critical one down with it.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -60,6 +63,7 @@ LOCAL_PROTOCOL_NOTE = (
     "This rule is a local protocol: not from a published guideline; thresholds are site settings."
 )
 ELLIPSIS = "…"
+_FOLDED_SPACE = re.compile(r"\s+")
 # A value quoted in a summary is not shortened below this (UTF-16 units, the ellipsis included):
 # enough for its key part ("POSITIVE (>200 U)" is 17); the whole summary is cut after that.
 MIN_VALUE_CHARS = 14
@@ -162,25 +166,50 @@ def render_card(
 
 
 def _summary(template: CardTemplate, advice: Advice) -> str:
-    """The filled summary, shortened to ``SUMMARY_MAX`` when it would be longer: the longest value
-    it quotes is shortened first (its start, where the key value is, kept), then the next, down
-    to ``MIN_VALUE_CHARS`` each; only then the summary itself, at a word boundary."""
-    summary = _fill(template, "summary", template.summary, advice.values, is_markdown=False)
+    try:
+        summary, shortened = _fitted_summary(template.summary, advice.values)
+    except markdown.MissingValue as exc:
+        raise CardRenderError(
+            f"{template.rule}: summary uses {{{exc.args[0]}}} but the advice has no such value"
+        ) from None
+    if shortened:
+        log.info("%s: summary shortened to fit %d characters", template.rule, SUMMARY_MAX)
+    return summary
+
+
+def fill_summary(text: str, values: Mapping[str, str]) -> str:
+    """The summary template ``text`` filled with ``values``, shortened to ``SUMMARY_MAX`` when it
+    would be longer.
+
+    Shortening for display is the card's job, not the advice's: an advice passes a lab's or an
+    order's own text in full (the detail shows it whole). Here the longest value the summary
+    quotes is shortened first (its start, where the key value is, kept, cut at a word boundary),
+    then the next, down to ``MIN_VALUE_CHARS`` each; only then the summary itself. A placeholder
+    without a value raises ``markdown.MissingValue``."""
+    return _fitted_summary(text, values)[0]
+
+
+def _fitted_summary(text: str, values: Mapping[str, str]) -> tuple[str, bool]:
+    """``fill_summary`` and whether it had to shorten."""
+    names = placeholder_names(text)
+    missing = next((name for name in names if name not in values), None)
+    if missing is not None:
+        raise markdown.MissingValue(missing)
+    # One line of plain text: a lab's "POSITIVE  (>200 U)\n" shows as "POSITIVE (>200 U) ".
+    shown = {name: _FOLDED_SPACE.sub(" ", str(values[name])) for name in names}
+    summary = markdown.fill(text, shown, markdown=False)
     if utf16_length(summary) <= SUMMARY_MAX:
-        return summary
-    names = placeholder_names(template.summary)
-    values = {name: markdown.one_line(advice.values[name]) for name in names}
+        return summary, False
     while utf16_length(summary) > SUMMARY_MAX:
-        longest = max(values, key=lambda name: utf16_length(values[name]))
-        length = utf16_length(values[longest])
+        longest = max(shown, key=lambda name: utf16_length(shown[name]))
+        length = utf16_length(shown[longest])
         if length <= MIN_VALUE_CHARS:
             break
         excess = utf16_length(summary) - SUMMARY_MAX
         per_use = -(-excess // names.count(longest))  # ceiling: every use of it shrinks
-        values[longest] = shorten(values[longest], max(MIN_VALUE_CHARS, length - per_use))
-        summary = markdown.fill(template.summary, values, markdown=False)
-    log.info("%s: summary shortened to fit %d characters", template.rule, SUMMARY_MAX)
-    return shorten(summary, SUMMARY_MAX)
+        shown[longest] = shorten(shown[longest], max(MIN_VALUE_CHARS, length - per_use))
+        summary = markdown.fill(text, shown, markdown=False)
+    return shorten(summary, SUMMARY_MAX), True
 
 
 def shorten(text: str, limit: int) -> str:

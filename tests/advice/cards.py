@@ -1,6 +1,6 @@
 """The repository's card templates and the rules.md rule table, read once for every test that
-checks a template against its Advice (every placeholder has a value, the filled summary stays
-<= 139 characters) or against rules.md (hooks, indicator, sources)."""
+checks a template against its Advice (every placeholder has a value, the summary as rendered
+stays <= 139 characters) or against rules.md (hooks, indicator, sources)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cds_service.advice.model import Advice
+from cds_service.cards_render.render import fill_summary, utf16_length
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "cards"
@@ -36,11 +37,12 @@ def filled(rule: str, advice: Advice) -> dict[str, str]:
 
 
 def check_card(advice: Advice) -> str:
-    """Assert the advice fills its template; return the filled summary."""
+    """Assert the advice fills its template; return the summary as the card shows it (the
+    renderer shortens a long free text to fit, ``fill_summary``)."""
     data = template(advice.rule_id)
-    texts = filled(advice.rule_id, advice)
-    summary = texts["summary"]
-    assert len(summary) <= SUMMARY_MAX, (len(summary), summary)
+    filled(advice.rule_id, advice)
+    summary = fill_summary(data["summary"], advice.values)
+    assert utf16_length(summary) <= SUMMARY_MAX, (len(summary), summary)
     assert advice.indicator == data["indicator"]
     kinds = {
         s.kind if s.kind != "order-lab" else f"order-lab:{s.loinc}" for s in advice.suggestions

@@ -249,11 +249,28 @@ def test_hmg03_card() -> None:
     advice = fired(record)["HMG-03"]
     assert advice.indicator == "critical" and not advice.ck_trend
     # No nested parentheses in the summary, and a preliminary result says so there too.
-    assert advice.values["hmgcr"] == "anti-HMGCR 85 U, flagged H, preliminary"
+    assert advice.values["hmgcr"] == "anti-HMGCR 85 U"
+    assert advice.values["hmgcr_notes"] == ", flagged H, preliminary"
     assert advice.values["hmgcr_date"] == b.day_of(30).isoformat()
     assert advice.facts[0].note == "flagged H; preliminary"
     assert any("preliminary" in c for c in advice.caveats)
-    check_card(advice)
+    assert check_card(advice) == (
+        f"Anti-HMGCR positive (anti-HMGCR 85 U, flagged H, preliminary, {b.day_of(30)}), "
+        "no IVIG yet: refer for immunotherapy; no statins"
+    )
+
+
+def test_hmg03_long_lab_text_is_shortened_by_the_card_not_the_advice() -> None:
+    text = "POSITIVE (>200 U) confirmed by a second method at the reference laboratory"
+    result = replace(b.hmgcr(0, 30, status="preliminary"), qualitative=True, finding="positive",
+                     original=text)
+    advice = fired(b.record(hmgcr=(result,)))["HMG-03"]
+    assert advice.values["hmgcr"] == f"anti-HMGCR {text}"
+    summary = check_card(advice)
+    assert summary == (
+        "Anti-HMGCR positive (anti-HMGCR POSITIVE (>200 U) confirmed\u2026, "
+        f"preliminary, {b.day_of(30)}), no IVIG yet: refer for immunotherapy; no statins"
+    )
 
 
 # --- templates ------------------------------------------------------------------------------

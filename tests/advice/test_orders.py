@@ -45,10 +45,16 @@ def test_several_orders_long_names_and_skipped_resources() -> None:
     record = b.record(hook="order-sign", unidentified_drafts=names, skipped=(("Medication", 1),))
     (advice,) = orders.evaluate(record, TODAY, CLINICAL, "order-sign")
     assert advice.values["count"] == "3"
-    assert advice.values["order"].endswith("… and 2 more")
+    # The first order's name in full: the card shortens it, never "and 2 more".
+    assert advice.values["order"] == names[0]
+    assert advice.values["more_orders"] == " and 2 more"
     assert advice.values["orders"].endswith("; Medication/xyz; unnamed order")
     assert advice.caveats == ("1 malformed Medication resource skipped",)
-    check_card(advice)
+    # Too long for the summary: cut at a word boundary, "and 2 more" kept.
+    assert check_card(advice) == (
+        "Medication not identified for urn:uuid:9b1f0c4e-5e0b-4f0e-9d6a-2b7f1c3d4e5f (Immune\u2026"
+        " and 2 more: no statin or IVIG check ran on it"
+    )
 
 
 def test_declared_on_the_statin_order_service_only() -> None:

@@ -21,10 +21,12 @@ from cds_service.cards_render import (
     Templates,
     render,
 )
+from cds_service.cards_render.markdown import MissingValue
 from cds_service.cards_render.render import (
     LOCAL_PROTOCOL_NOTE,
     SEED_NOTE,
     SUMMARY_MAX,
+    fill_summary,
     render_card,
     shorten,
     utf16_length,
@@ -519,7 +521,7 @@ def test_no_value_of_any_length_makes_the_summary_fail(
 
 
 def test_a_value_shortened_before_gets_one_ellipsis(small_templates: Templates) -> None:
-    # The advice may have shortened a free text already ("…"); the summary never shows "……".
+    # A lab's own text may end in "…" already; the summary never shows "……".
     value = "2025-06-28 drawn at the outside laboratory and sent by cour…, " + "preliminary " * 9
     summary = one(stat01(values={**VALUES, "ck_date": value}), small_templates)["summary"]
     assert utf16_length(summary) <= SUMMARY_MAX
@@ -527,6 +529,17 @@ def test_a_value_shortened_before_gets_one_ellipsis(small_templates: Templates) 
     assert shorten("aaaaaaaaaaaaaa…, b", 16) == "aaaaaaaaaaaaaa…"
     assert shorten("short", 16) == "short"
     assert shorten("one two three four five six", 16) == "one two three…"
+
+
+def test_fill_summary_folds_spacing_and_names_a_missing_value() -> None:
+    # A lab's text with line breaks and runs of spaces is one line in the summary (the advice
+    # passes it as written); the template's own spacing is kept.
+    text = "CK {ck}  U/L ({ck_date})"
+    assert fill_summary(text, {"ck": "6,950\n  (repeat)", "ck_date": "\t2025-06-28"}) == (
+        "CK 6,950 (repeat)  U/L ( 2025-06-28)"
+    )
+    with pytest.raises(MissingValue, match="ck_date"):
+        fill_summary(text, {"ck": "6,950"})
 
 
 def test_every_summary_value_long_at_once_still_fits(small_templates: Templates) -> None:

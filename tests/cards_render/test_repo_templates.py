@@ -29,8 +29,10 @@ from cds_service.cards_render import (
 from cds_service.cards_render.markdown import escape
 from cds_service.cards_render.render import (
     LOCAL_PROTOCOL_NOTE,
+    MIN_VALUE_CHARS,
     SEED_NOTE,
     SUMMARY_MAX,
+    fill_summary,
     utf16_length,
 )
 from cds_service.cards_render.templates import (
@@ -53,8 +55,8 @@ needs_knowledge = pytest.mark.skipif(
 )
 
 # The longest value each summary placeholder realistically takes (the advice modules' formats:
-# comparators, thousands separators, units; free text already shortened by the advice). A
-# placeholder missing here fails the test: add its worst case.
+# comparators, thousands separators, units). A placeholder missing here, and not free text,
+# fails the test: add its worst case.
 SUMMARY_WORST_CASE: dict[str, str] = {
     "ck": ">123,456",
     "ck_x_uln": ">1,302.1",  # 250,000 U/L on a 192 U/L ULN
@@ -89,13 +91,13 @@ SUMMARY_WORST_CASE: dict[str, str] = {
     "weight_days": "365",
     "days_since_stop": "3,650",
     "trend": "above 10×ULN",
-    "hmgcr": "diagnosis: " + "n" * 35 + "…",  # Condition text shortened to 36 characters
+    "hmgcr_notes": ", flagged POS/H, preliminary",  # a numeric result's flags (labs send 1 or 2)
     "hmgcr_date": "2025-12-31",
     "iga": "<=60.99 mg/dL",
     "iga_date": "2025-12-31",
     "lower_limit": "120.5 mg/dL",
     "bound_note": "; deficiency (< 7 mg/dL) not excluded",
-    "order": "o" * 44 + "… and 12 more",  # first order shortened to 45 characters
+    "more_orders": " and 12 more",
     "days": "365",
     "last_renal": "last eGFR <=15.5 mL/min/1.73m2 on 2025-12-31",
     "risks": "eGFR <=59.9, creatinine >=12.34 mg/dL, age 105, diabetes",
@@ -104,6 +106,13 @@ SUMMARY_WORST_CASE: dict[str, str] = {
     "peak_x_uln": ">1,302.1",
     "why": "CK still >1,302.1×ULN on 2025-12-31",
 }
+
+
+# Summary placeholders whose value is someone's own text, of any length (a lab's wording of an
+# anti-HMGCR result, a diagnosis, an order's name): the advice passes it in full and the renderer
+# shortens it (``fill_summary``), down to MIN_VALUE_CHARS. So a summary must fit with each at
+# that floor and every other value at its worst, and then no other value is ever cut.
+SUMMARY_FREE_TEXT = frozenset({"hmgcr", "order"})
 
 
 def texts_of(data: dict[str, Any]) -> list[str]:
@@ -218,13 +227,38 @@ def test_every_summary_fits_with_worst_case_values(repo_templates: Templates) ->
     missing: dict[str, list[str]] = {}
     for rule, template in repo_templates.cards.items():
         names = placeholder_names(template.summary)
-        unknown = [n for n in names if n not in SUMMARY_WORST_CASE]
+        unknown = [n for n in names if n not in SUMMARY_WORST_CASE.keys() | SUMMARY_FREE_TEXT]
         if unknown:
             missing[rule] = unknown
             continue
-        summary = string.Formatter().vformat(template.summary, (), SUMMARY_WORST_CASE)
+        values = {**SUMMARY_WORST_CASE, **dict.fromkeys(SUMMARY_FREE_TEXT, "f" * MIN_VALUE_CHARS)}
+        summary = string.Formatter().vformat(template.summary, (), values)
         assert utf16_length(summary) <= SUMMARY_MAX, (rule, utf16_length(summary), summary)
     assert missing == {}, "add worst-case values for these summary placeholders"
+
+
+def test_a_long_free_text_is_the_only_value_shortened(repo_templates: Templates) -> None:
+    # The renderer, not the advice, shortens a lab's or an order's own text: at a word boundary,
+    # with every other value (a date, "preliminary", "and 12 more") and the template's words kept.
+    checked = 0
+    for rule, template in repo_templates.cards.items():
+        names = placeholder_names(template.summary)
+        free = SUMMARY_FREE_TEXT.intersection(names)
+        if not free:
+            continue
+        values = {**SUMMARY_WORST_CASE, **dict.fromkeys(free, LONG_WORDS)}
+        summary = fill_summary(template.summary, values)
+        assert utf16_length(summary) <= SUMMARY_MAX, (rule, summary)
+        kept = {**SUMMARY_WORST_CASE, **dict.fromkeys(free, "")}
+        for literal, name, _, _ in string.Formatter().parse(template.summary):
+            assert literal in summary, (rule, literal, summary)
+            if name is not None and name not in free:
+                assert kept[name] in summary, (rule, name, summary)
+        start = summary.index("POSITIVE")
+        shown = summary[start : summary.index("\u2026", start)]
+        assert LONG_WORDS.startswith(shown) and LONG_WORDS[len(shown)] == " ", (rule, summary)
+        checked += 1
+    assert checked == 3  # STAT-05, HMG-03, ORDER-UNIDENTIFIED
 
 
 def sample_advice(rule: str, template: Any, indicator: str, record: Any) -> Advice:
