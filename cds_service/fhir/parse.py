@@ -123,7 +123,17 @@ def _shape(resource_type: str) -> _Shape | None:
     )
 
 
+# The JSON kind of a parsed value, by its exact type (what ``json.loads`` makes).
+_KIND_OF_TYPE: dict[type, str] = {
+    list: "array", dict: "object", str: "string", bool: "boolean", int: "number",
+    float: "number",
+}
+
+
 def _kind(value: Any) -> str:
+    kind = _KIND_OF_TYPE.get(type(value))
+    if kind is not None:
+        return kind
     if isinstance(value, list):
         return "array"
     if isinstance(value, dict):
@@ -161,34 +171,40 @@ _EXTENSIONS = ("extension", "modifierExtension")
 _COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 
 
-def has_flaws(resource: Mapping[str, Any]) -> bool:
+def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> bool:
     """Did reading ``resource`` have to look past anything (see the module docstring)?
 
     Top-level elements and the kind of their array items, the ``url`` of each extension, and
     ``valueQuantity.comparator``; no deeper: a walk of the whole resource would cost what the
-    model validation it replaces cost.
+    model validation it replaces cost. ``resource_type``: its ``type_label`` when known.
     """
-    resource_type = type_label(resource)
-    if resource_type == "unknown":
-        return True  # (and kept out of the shape cache, which holds R4 resource types only)
-    shape = _shape(resource_type)
+    if resource_type is None:
+        resource_type = type_label(resource)
+    shape = _shape(resource_type) if resource_type != "unknown" else None
     if shape is None:
-        return True
+        return True  # (an unknown type is kept out of the shape cache: R4 resource types only)
+    kinds, item_kinds = shape.kinds, shape.item_kinds
     for name, value in resource.items():
-        if name == "resourceType":
-            continue
-        kind = shape.kinds.get(name)
-        if kind is None or (kind != "any" and _kind(value) != kind):
+        kind = kinds.get(name)
+        if kind is None:
+            if name == "resourceType":
+                continue
             return True
-        item_kind = shape.item_kinds.get(name)
-        if item_kind is not None and any(_kind(item) != item_kind for item in value):
+        if kind != "any" and _kind(value) != kind:
             return True
+        item_kind = item_kinds.get(name)
+        if item_kind is not None:
+            for item in value:
+                if _kind(item) != item_kind:
+                    return True
         if name in _EXTENSIONS and not all(isinstance(e.get("url"), str) for e in value):
             return True
-    if any(name not in resource for name in shape.required):
-        return True
-    if any(not any(name in resource for name in group) for group in shape.choices):
-        return True
+    for name in shape.required:
+        if name not in resource:
+            return True
+    for group in shape.choices:
+        if not any(name in resource for name in group):
+            return True
     for name, allowed in _CODES.get(resource_type, {}).items():
         if name in resource and resource[name] not in allowed:
             return True
@@ -202,8 +218,8 @@ def count_flawed(resources: Any) -> dict[str, int]:
     """resourceType label -> number of the resources with flaws."""
     counts: dict[str, int] = {}
     for resource in resources:
-        if has_flaws(resource):
-            label = type_label(resource)
+        label = type_label(resource)
+        if has_flaws(resource, label):
             counts[label] = counts.get(label, 0) + 1
     return counts
 

@@ -13,7 +13,6 @@ Nothing here raises on odd content: a resource that cannot be read is left out (
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -293,11 +292,10 @@ class _MedicationResolver:
     def _classify(
         self, concept: Mapping[str, Any] | None, medication: Mapping[str, Any] | None
     ) -> Medication:
-        # A chart repeats one product on every administration: classify each one once per call.
-        try:
-            key = json.dumps([concept, medication], sort_keys=True)
-        except (TypeError, ValueError):
-            return classify_medication(concept, medication)
+        # A chart repeats one product on every administration: classify each one once per call
+        # (keyed by the JSON as written: repr of parsed JSON is exact and cheap; the same product
+        # with its members in another order is merely classified again).
+        key = repr((concept, medication))
         if key not in self._classified:
             self._classified[key] = classify_medication(concept, medication)
         return self._classified[key]

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from cds_service.fhir.elements import as_dict, as_list, as_text, to_decimal
 from cds_service.record.model import (
@@ -82,9 +81,27 @@ def parse_datetime(value: object) -> datetime | None:
     (month 13, 30 February, an offset of 24 hours) is None."""
     if not isinstance(value, str):
         return None
-    m = _DATETIME.match(value.strip())
+    text = value.strip()
+    # The two forms nearly every value has are read by datetime.fromisoformat, in C, once their
+    # grammar is checked (it reads them as the general path below does: fraction truncated to
+    # microseconds, "Z" as UTC, the offset kept; an impossible date, hour or offset refused).
+    if (
+        len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii()
+        and text[:4].isdigit() and text[5:7].isdigit() and text[8:].isdigit()
+    ):  # a date: midnight UTC
+        try:
+            return datetime.fromisoformat(f"{text}T00:00:00+00:00")
+        except ValueError:
+            return None
+    m = _DATETIME.match(text)
     if m is None:
         return None
+    seconds = m["S"]
+    if seconds is not None and seconds != "60" and m["tz"] is not None:  # a whole dateTime
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return None
     try:
         fraction = m["f"] or ""
         micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
@@ -141,9 +158,8 @@ def observation_time(obs: Mapping[str, Any]) -> datetime | None:
 # --- values ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reading:
-    """A value as the lab wrote it, before conversion."""
+class Reading(NamedTuple):
+    """A value as the lab wrote it, before conversion (a tuple: one is made per result read)."""
 
     number: Decimal
     comparator: str | None
@@ -161,7 +177,7 @@ class Reading:
 def read_value(obs: Mapping[str, Any]) -> Reading | str:
     """The Observation's value, or the reason it has none we can read."""
     quantity = obs.get("valueQuantity")
-    if isinstance(quantity, Mapping):
+    if type(quantity) is dict or isinstance(quantity, Mapping):
         number = to_decimal(quantity.get("value"))
         if number is None:
             return "no numeric value"
@@ -173,13 +189,13 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
                 return f"comparator '{_clip(str(raw_cmp))}' not recognised"
         unit = quantity_unit(quantity)
         unit_text = as_text(quantity.get("unit")) or as_text(quantity.get("code"))
-        original = f"{comparator or ''}{_number_text(quantity.get('value'))}"
+        original = f"{comparator or ''}{number}"
         if unit_text:
             original += f" {unit_text}"
-        return _checked(
-            Reading(number, comparator, unit, unit_text, original,
-                    unreadable=unreadable_unit(quantity))
-        )
+        if number < 0:
+            return f"value '{original}' not recognised"
+        unreadable = unreadable_unit(quantity) if unit is None else None
+        return Reading(number, comparator, unit, unit_text, original, False, unreadable)
     text = obs.get("valueString")
     if isinstance(text, str):
         m = _VALUE_STRING.match(text.strip())
@@ -188,14 +204,9 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
         number = Decimal(m["num"])
         unit = m["unit"]
         comparator = _COMPARATORS[m["cmp"]] if m["cmp"] else None
-        return _checked(Reading(number, comparator, unit, unit, text.strip(), unit_optional=True))
+        # (the pattern has no sign: a valueString number is never negative)
+        return Reading(number, comparator, unit, unit, text.strip(), True)
     return "no numeric value"
-
-
-def _checked(reading: Reading) -> Reading | str:
-    if reading.number < 0:
-        return f"value '{reading.original}' not recognised"
-    return reading
 
 
 # rules.md "Anti-HMGCR positive": these v3 ObservationInterpretation codes count whatever the value.
@@ -216,8 +227,11 @@ def positive_flag(interpretation: tuple[str, ...]) -> bool:
 def interpretation_codes(obs: Mapping[str, Any]) -> tuple[str, ...]:
     """The v3 ObservationInterpretation codes of the result, trimmed and upper case (the code
     system's own case: "pos" is POS); codings of other systems are not read."""
+    interpretation = obs.get("interpretation")
+    if not interpretation:
+        return ()
     codes: list[str] = []
-    for concept in as_list(obs.get("interpretation")):
+    for concept in as_list(interpretation):
         for coding in as_list(as_dict(concept).get("coding")):
             c = as_dict(coding)
             system, code = c.get("system"), as_text(c.get("code"))
@@ -322,29 +336,23 @@ def read_observation(
         return UnusableResult(kind, resource_id, time, reason)
 
     ref_low, ref_high = reference_range(obs, kind, reading.unit)
-    if kind == "hmgcr":
-        unit_label = reading.unit_text or RULE_UNITS["hmgcr"]
-    else:
-        unit_label = RULE_UNITS[kind]
-    common: dict[str, Any] = {
-        "kind": kind,
-        "value": factor.apply(reading.number),
-        "comparator": reading.comparator,
-        "unit": unit_label,
-        "time": time,
-        "status": status,
-        "resource_id": resource_id,
-        "original": reading.original,
-        "converted": not factor.identity,
-        "ref_low": ref_low,
-        "ref_high": ref_high,
-        "interpretation": interpretation,
-    }
-    if kind != "ck":
-        return LabValue(**common)
-    if ref_high is not None and ref_high > 0:
-        return CkValue(**common, uln=ref_high, uln_assumed=False)
-    return CkValue(**common, uln=default_ck_uln(gender, clinical), uln_assumed=True)
+    value = factor.apply(reading.number)
+    converted = not factor.identity
+    if kind == "ck":
+        if ref_high is not None and ref_high > 0:
+            uln, assumed = ref_high, False
+        else:
+            uln, assumed = default_ck_uln(gender, clinical), True
+        return CkValue(
+            kind, value, reading.comparator, RULE_UNITS["ck"], time, status, resource_id,
+            reading.original, converted, ref_low, ref_high, interpretation, uln=uln,
+            uln_assumed=assumed,
+        )
+    unit_label = (reading.unit_text or RULE_UNITS[kind]) if kind == "hmgcr" else RULE_UNITS[kind]
+    return LabValue(
+        kind, value, reading.comparator, unit_label, time, status, resource_id, reading.original,
+        converted, ref_low, ref_high, interpretation,
+    )
 
 
 def default_ck_uln(gender: str | None, clinical: ClinicalSettings) -> Decimal:
@@ -361,7 +369,7 @@ def reference_range(
 ) -> tuple[Decimal | None, Decimal | None]:
     """(low, high) of the normal range in the rule's unit; each bound converts with its own unit,
     else the value's. A bound whose unit is not recognised is dropped, not guessed."""
-    chosen = _normal_range(obs)
+    chosen = _normal_range(obs) if obs.get("referenceRange") else None
     if chosen is None:
         return None, None
     return _bound(chosen.get("low"), kind, value_unit), _bound(chosen.get("high"), kind, value_unit)
@@ -443,6 +451,3 @@ def _clip(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _number_text(value: object) -> str:
-    number = to_decimal(value)
-    return str(number) if number is not None else str(value)
