@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.fhir_server import FhirTestServer  # noqa: E402
-from tests.trust.conftest import SigningKey  # noqa: E402
+from tests.support.signing import SigningKey  # noqa: E402
 
 ISS = "https://attack.test.example"
 SERVICE = "/cds-services/myopathy-review"
@@ -635,7 +635,7 @@ def _one_feedback(at: str) -> dict[str, Any]:
 
 @check("date-sweep")
 def date_sweep(target: Target, args: argparse.Namespace) -> list[Figure]:
-    from tests.trust.test_date_edges import EDGES, NUMERIC_DATES, PLACES
+    from tests.protocol.test_date_edges import EDGES, NUMERIC_DATES, PLACES
 
     statuses: dict[int, int] = {}
     five_hundreds: list[str] = []

@@ -1,6 +1,6 @@
 """Fuzz the service through its HTTP interface: 20,000 generated requests by default.
 
-Same strategies and oracle as the suite's fuzz tests (``tests/trust/strategies.py``): CDS Hooks
+Same strategies and oracle as the suite's fuzz tests (``tests/support/strategies.py``): CDS Hooks
 calls mutated from the patient scenarios, hostile calls, feedback, and raw non-JSON requests,
 sent through the Flask test client to an app with authentication off and a pinned date. Unlike
 the suite it does not stop at the first failure: it runs them all and reports every distinct
@@ -43,7 +43,7 @@ class _ErrorCapture(logging.Handler):
 
 
 def _local_dns_only() -> None:
-    from tests.trust.strategies import local_only_getaddrinfo
+    from tests.support.strategies import local_only_getaddrinfo
 
     socket.getaddrinfo = local_only_getaddrinfo(socket.getaddrinfo, "fuzz")
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from cds_service import create_app
     from cds_service.settings import Settings
-    from tests.trust.strategies import (
+    from tests.support.strategies import (
         DEAD_FHIR,
         Call,
         any_call,

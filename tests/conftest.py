@@ -4,12 +4,18 @@ A test that takes a ``scenario`` argument runs once per scenario file: the proje
 ``tests/scenarios`` always, and the reference set in ``../shared/scenarios`` whenever that folder
 exists (``MYOCDS_SCENARIOS_DIR`` points elsewhere). The test id is the set and the file name,
 ``own/<name>`` or ``shared/<name>``, so each scenario is its own test and ``-k own`` picks a set.
+
+Fixtures more than one folder uses are here too: signing keys and an issuers file for tests that
+turn authentication on, the production JSON log handler on a buffer, and a minimal valid call.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
+from cds_service.logs import JsonFormatter, ScrubFilter
 from cds_service.settings import Settings
+from tests.support.signing import FHIR_SERVER, ISS, JKU, SigningKey
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The project's own scenarios, written here (tests/scenarios/README.md gives the format).
@@ -123,3 +131,62 @@ def make_app() -> Iterator[Callable[[Settings], Flask]]:
     yield make
     for application in made:
         application.extensions["myocds"].store.dispose()
+
+
+# Made once per session: RSA key generation is the slow part of the authentication tests.
+@pytest.fixture(scope="session")
+def rs384() -> SigningKey:
+    return SigningKey.generate("RS384", "rs384-key")
+
+
+@pytest.fixture(scope="session")
+def es384() -> SigningKey:
+    return SigningKey.generate("ES384", "es384-key")
+
+
+@pytest.fixture
+def issuers_file(tmp_path: Path) -> Callable[..., str]:
+    """Writes an issuers file with one entry for ``ISS`` (fields overridable); returns its path."""
+
+    def write(**entry: Any) -> str:
+        document = {"issuers": [{"iss": ISS, "jku": [JKU], "fhirServers": [FHIR_SERVER], **entry}]}
+        path = tmp_path / f"issuers-{uuid.uuid4().hex[:6]}.json"
+        path.write_text(json.dumps(document))
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """A JSON handler like the production one, on the root logger, writing to a buffer."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ScrubFilter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+@pytest.fixture
+def pv_body() -> dict[str, Any]:
+    """A minimal valid patient-view call with a complete (empty) prefetch: no FHIR fetch. Each
+    empty Bundle is its own object, so a test may change one."""
+    searches = ("observations", "medicationRequests", "medicationAdministrations",
+                "medicationStatements", "conditions")
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/example", "patientId": "pat-1"},
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": "pat-1", "gender": "female",
+                        "birthDate": "1960-04-02"},
+            **{name: {"resourceType": "Bundle", "type": "searchset", "total": 0}
+               for name in searches},
+        },
+    }

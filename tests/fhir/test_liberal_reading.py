@@ -29,7 +29,6 @@ from cds_service.demo.search import build_prefetch
 from cds_service.services import LOINC, services_for_hook
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
-from tests.trust.test_logs import json_lines as json_lines  # the production JSON log handler
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 

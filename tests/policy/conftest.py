@@ -21,7 +21,7 @@ from cds_service import create_app
 from cds_service.services import find_service
 from cds_service.settings import Settings
 from cds_service.tryit.examples import View, load_examples, request_body
-from tests.trust.conftest import SigningKey
+from tests.support.signing import SigningKey
 
 BASE_URL = "https://cds.policy.example"
 HOSPITALS = "https://ehr.hospitals.example"  # one issuer, two tenants (two hospitals)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import pytest
-
 
 def patient_view(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
@@ -68,8 +66,3 @@ def ck_observation(obs_id: str, value: float, day: str, patient: str = "pat-1") 
         "valueQuantity": {"value": value, "unit": "U/L", "system": "http://unitsofmeasure.org",
                           "code": "U/L"},
     }
-
-
-@pytest.fixture
-def pv_body() -> dict[str, Any]:
-    return patient_view()

@@ -15,7 +15,7 @@ supply duration), in a ``draftOrders`` Bundle without ``type``; Rx View's ``sele
 The Sandbox's private key is public but is not shipped here: the issuer entry is the shipped
 ``cds_service/data/sandbox-issuer.json`` with its key swapped for one made by the test (same
 ``kid``), and the local FHIR server added to its ``fhirServers``. The shipped key itself is checked
-by the trust tests and against clients.md below.
+by tests/protocol/test_jwt_verification.py and against clients.md below.
 """
 
 from __future__ import annotations

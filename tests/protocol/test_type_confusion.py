@@ -19,8 +19,14 @@ import pytest
 from flask.testing import FlaskClient
 
 from cds_service.settings import Settings
-
-from .strategies import DEAD_FHIR, SEEDS, Call, _service_path, check_response, type_confusion_calls
+from tests.support.strategies import (
+    DEAD_FHIR,
+    SEEDS,
+    Call,
+    check_response,
+    service_path,
+    type_confusion_calls,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +89,7 @@ def _with(seed: tuple[str, dict[str, Any]], change: Any) -> Call:
     service_id, body = seed
     body = copy.deepcopy(body)
     change(body)
-    return Call("POST", _service_path(service_id), json.dumps(body).encode(), "application/json")
+    return Call("POST", service_path(service_id), json.dumps(body).encode(), "application/json")
 
 
 def _bundles(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -21,8 +21,8 @@ from jwt.algorithms import ECAlgorithm
 from cds_service.services import find_service
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
-
-from .conftest import samples, scenario_body, value
+from tests.support.metrics import samples, value
+from tests.support.records import scenario_body
 
 PV = "myopathy-review"
 

@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from tests.support.fhir_server import FhirTestServer
+from tests.support.served import free_port
 
-from .test_serve import START_TIMEOUT, _env, _free_port, _serve
+from .test_serve import START_TIMEOUT, serve_env, start_serve
 
 HEADER_DEADLINE = 1.0
 BODY_DEADLINE = 1.5
@@ -48,10 +49,10 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, hanging_fhir: FhirTestServer
 ) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("front")
-    port = _free_port()
+    port = free_port()
     log_path = tmp / "serve.log"
     log = log_path.open("w")
-    env = _env(
+    env = serve_env(
         tmp,
         MYOCDS_AUTH="off",
         MYOCDS_WORKERS="1",
@@ -62,7 +63,7 @@ def served(
         MYOCDS_FHIR_TIMEOUT_SECONDS="10",
         MYOCDS_FHIR_ALLOW=hanging_fhir.base_url,
     )
-    process = _serve(env, "--port", str(port), stderr=log)
+    process = start_serve(env, "--port", str(port), stderr=log)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:

@@ -19,8 +19,7 @@ from cds_service.protocol.openapi import OPERATION_OUTCOME_SCHEMA
 from cds_service.protocol.schemas import errors as schema_errors
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
-
-from .records import SERVICE_ID, call_body, load_record, topics
+from tests.support.records import SERVICE_ID, call_body, load_record, topics
 
 DEADLINE = 2.0
 # Time the answer may take beyond the deadline: finishing the response, CPU contention.

@@ -26,9 +26,8 @@ from cds_service import create_app
 from cds_service.protocol.openapi import openapi_document
 from cds_service.services import SERVICES
 from cds_service.settings import Settings
-
-from .conftest import BASE_URL, SigningKey
-from .strategies import DEAD_FHIR, local_only_getaddrinfo
+from tests.support.signing import BASE_URL, SigningKey
+from tests.support.strategies import DEAD_FHIR, local_only_getaddrinfo
 
 _DATABASE = Path(tempfile.mkdtemp(prefix="myocds-openapi-")) / "st.sqlite3"
 _SETTINGS = Settings().with_overrides(

@@ -16,8 +16,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 
 from cds_service.settings import Settings
-
-from .strategies import (
+from tests.support.strategies import (
     DEAD_FHIR,
     Call,
     check_response,

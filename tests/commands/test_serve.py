@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,8 @@ import pytest
 
 from cds_service.commands.serve import gunicorn_options, prepare_metrics_directory
 from cds_service.settings import Settings
-
-from .conftest import value
+from tests.support.metrics import value
+from tests.support.served import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0  # seconds; a loaded shared machine can be slow to import and fork
@@ -56,13 +55,9 @@ def test_one_worker_needs_no_metrics_directory() -> None:
     assert environ == {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``myocds serve`` under test: none of this process's settings, a
+    SQLite store in ``tmp_path``, plus ``extra`` (also used by test_front.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYOCDS_", "PROMETHEUS_"))}
     env.update(
         MYOCDS_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.sqlite3'}",
@@ -73,7 +68,10 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _serve(env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE) -> subprocess.Popen:
+def start_serve(
+    env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen:
+    """``myocds serve *args`` started in the repository, not waited for."""
     return subprocess.Popen(
         [sys.executable, "-m", "cds_service.cli", "serve", *args],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
@@ -99,9 +97,9 @@ def _serve(env: dict[str, str], *args: str, stderr: Any = subprocess.PIPE) -> su
 def test_bad_configuration_stops_start_up_with_a_message(
     tmp_path: Path, env: dict[str, str], args: tuple[str, ...], message: str
 ) -> None:
-    merged = _env(tmp_path)
+    merged = serve_env(tmp_path)
     merged.update(env)
-    process = _serve(merged, "--port", str(_free_port()), *args)
+    process = start_serve(merged, "--port", str(free_port()), *args)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
     assert message in stderr
@@ -125,10 +123,10 @@ def _request(port: int, method: str, path: str, body: Any = None) -> tuple[int, 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, subprocess.Popen]]:
     tmp = tmp_path_factory.mktemp("serve")
-    port = _free_port()
+    port = free_port()
     log = (tmp / "serve.log").open("w")
-    process = _serve(
-        _env(tmp, MYOCDS_AUTH="off", MYOCDS_WORKERS="2", MYOCDS_THREADS="2"),
+    process = start_serve(
+        serve_env(tmp, MYOCDS_AUTH="off", MYOCDS_WORKERS="2", MYOCDS_THREADS="2"),
         "--port", str(port), stderr=log,
     )
     deadline = time.monotonic() + START_TIMEOUT
@@ -172,8 +170,8 @@ def test_development_mode_is_said_at_start_up(
     port, _ = served
     assert _request(port, "GET", "/cds-services")[0] == 200  # auth off: no token needed
     # The banner is checked on a second, short-lived server to read its stderr to the end.
-    process = _serve(_env(tmp_path, MYOCDS_AUTH="off", MYOCDS_WORKERS="1"),
-                     "--port", str(_free_port()))
+    process = start_serve(serve_env(tmp_path, MYOCDS_AUTH="off", MYOCDS_WORKERS="1"),
+                          "--port", str(free_port()))
     deadline = time.monotonic() + START_TIMEOUT
     assert process.stderr is not None
     seen = ""

@@ -1,17 +1,16 @@
-"""Shared fixtures of the trust tests: signing keys made here, issuers files, token factories."""
+"""Signing keys for tests of JWT authentication: a client key pair made here that publishes its
+JWK and signs tokens for the test issuer below. The session fixtures ``rs384`` and ``es384`` and
+the ``issuers_file`` writer that use them are in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -74,27 +73,3 @@ class SigningKey:
         headers.update(header or {})
         headers = {k: v for k, v in headers.items() if v is not None}
         return jwt.encode(payload, self.private, algorithm=self.alg, headers=headers)
-
-
-# Made once per session: RSA key generation is the slow part of these tests.
-@pytest.fixture(scope="session")
-def rs384() -> SigningKey:
-    return SigningKey.generate("RS384", "rs384-key")
-
-
-@pytest.fixture(scope="session")
-def es384() -> SigningKey:
-    return SigningKey.generate("ES384", "es384-key")
-
-
-@pytest.fixture
-def issuers_file(tmp_path: Path) -> Callable[..., str]:
-    """Writes an issuers file with one entry for ``ISS`` (fields overridable); returns its path."""
-
-    def write(**entry: Any) -> str:
-        document = {"issuers": [{"iss": ISS, "jku": [JKU], "fhirServers": [FHIR_SERVER], **entry}]}
-        path = tmp_path / f"issuers-{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps(document))
-        return str(path)
-
-    return write

@@ -22,8 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service.settings import Settings
-
-from .conftest import BASE_URL, JKU, SigningKey
+from tests.support.signing import BASE_URL, JKU, SigningKey
 
 SERVICE = "myopathy-review"
 DISCOVERY = "/cds-services"

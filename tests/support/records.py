@@ -1,8 +1,10 @@
-"""A scenario record made recognisable: distinctive patient id, name and identifiers.
+"""Scenario calls as an EHR builds them, and a scenario record made recognisable.
 
-The PHI and fault tests serve it from the local FHIR server or send it as prefetch, then look
-for these values where they must never be (logs). The scenario is one of the project's own
-(``tests/scenarios``: simvastatin, CK over 40×ULN, creatinine rising).
+``scenario_body`` is the call an EHR holding a scenario's record sends to a service. The
+recognisable record has a distinctive patient id, name and identifiers: the PHI and fault tests
+serve it from the local FHIR server or send it as prefetch, then look for these values where they
+must never be (logs). The scenario is one of the project's own (``tests/scenarios``: simvastatin,
+CK over 40×ULN, creatinine rising).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from cds_service.demo.search import build_prefetch
-from cds_service.services import find_service
+from cds_service.services import ServiceDeclaration, find_service
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stat02-creatinine-rise.json"
 SERVICE_ID = "myopathy-review"
@@ -46,17 +48,25 @@ def load_record() -> tuple[dict[str, Any], dict[str, Any]]:
     return scenario, scenario["context"]
 
 
-def call_body(scenario: dict[str, Any], *, prefetch: bool) -> dict[str, Any]:
-    service = find_service(SERVICE_ID, scenario["hook"])
-    assert service is not None
+def scenario_body(
+    service: ServiceDeclaration, scenario: dict[str, Any], *, with_prefetch: bool = True
+) -> dict[str, Any]:
+    """The call an EHR holding the scenario's record sends to ``service``."""
     body: dict[str, Any] = {
         "hook": scenario["hook"],
         "hookInstance": str(uuid.uuid4()),
         "context": scenario["context"],
     }
-    if prefetch:
+    if with_prefetch:
         body["prefetch"] = build_prefetch(service, scenario["context"], scenario["record"])
     return body
+
+
+def call_body(scenario: dict[str, Any], *, prefetch: bool) -> dict[str, Any]:
+    """The scenario's call to ``SERVICE_ID``."""
+    service = find_service(SERVICE_ID, scenario["hook"])
+    assert service is not None
+    return scenario_body(service, scenario, with_prefetch=prefetch)
 
 
 def topics(response_json: dict[str, Any]) -> list[str]:

@@ -185,7 +185,7 @@ NUMERIC_DATES = (float("inf"), float("-inf"), float("nan"), 253402300800, -62135
 def test_jwt_time_claim_at_the_edge_is_refused_or_used_never_a_5xx(
     make_app, settings, issuers_file, es384, claim: str, value: object
 ) -> None:
-    from .conftest import BASE_URL
+    from tests.support.signing import BASE_URL
 
     app = make_app(settings.with_overrides(
         auth="required", issuers_file=issuers_file(jku=[], jwks=es384.jwks()),

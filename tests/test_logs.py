@@ -1,44 +1,23 @@
-"""Structured JSON logs: one line per call, and nothing about the patient or the tokens."""
+"""Structured JSON logs: one line per call, and nothing about the patient or the tokens.
+
+The ``json_lines`` fixture (the production handler on a buffer) is in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask, g, jsonify
 
 from cds_service.errors import MyocdsError
-from cds_service.logs import (
-    REDACTED,
-    JsonFormatter,
-    ScrubFilter,
-    install_call_log,
-    scrub_text,
-)
+from cds_service.logs import REDACTED, install_call_log, scrub_text
 
 JWT = (
     "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2VociJ9.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
 )
 HOOK_INSTANCE = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"
-
-
-@pytest.fixture
-def json_lines() -> Iterator[io.StringIO]:
-    """A JSON handler like the production one, on the root logger, writing to a buffer."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(ScrubFilter())
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(old_level)
 
 
 def _records(stream: io.StringIO) -> list[dict]:

@@ -1,9 +1,9 @@
 """No patient id, name, identifier, access token or JWT in any log line.
 
-Calls carrying a recognisable patient (``records.py``) go through every path that logs: cards
-issued from prefetch, a fallback fetch with an access token, FHIR server failures, schema
-violations quoting the patient, unprocessable prefetch, refused and accepted JWTs, feedback with
-a comment naming the patient, and an unexpected exception. Everything logged is captured twice:
+Calls carrying a recognisable patient (``tests/support/records.py``) go through every path that
+logs: cards issued from prefetch, a fallback fetch with an access token, FHIR server failures,
+schema violations quoting the patient, unprocessable prefetch, refused and accepted JWTs, feedback
+with a comment naming the patient, and an unexpected exception. Everything logged is captured twice:
 the raw records (``caplog``: what the code writes, before any scrubbing) and the JSON lines of
 the production handler; neither may contain any of the values.
 """
@@ -23,9 +23,7 @@ from flask import Flask
 from cds_service.logs import configure_logging
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
-
-from .conftest import BASE_URL, SigningKey
-from .records import (
+from tests.support.records import (
     BIRTH_DATE,
     FAMILY,
     GIVEN,
@@ -37,6 +35,7 @@ from .records import (
     load_record,
     topics,
 )
+from tests.support.signing import BASE_URL, SigningKey
 
 ACCESS_TOKEN = "phi-access-token-Xy81Qw77"
 CALL = f"/cds-services/{SERVICE_ID}"

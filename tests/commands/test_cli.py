@@ -22,8 +22,7 @@ from cds_service.commands.report import NOT_ISSUED, feedback_report
 from cds_service.services import services_for_hook
 from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
-
-from .conftest import scenario_body
+from tests.support.records import scenario_body
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_DIR = Path(

@@ -365,7 +365,7 @@ def hostile_bodies(draw: Callable[..., Any]) -> tuple[str, dict[str, Any]]:
     return draw(st.one_of(st.sampled_from(SERVICE_IDS), hostile_text)), body
 
 
-def _service_path(service_id: str, suffix: str = "") -> str:
+def service_path(service_id: str, suffix: str = "") -> str:
     # Percent-encode whatever a hostile id contains so it stays one path segment.
     from urllib.parse import quote
 
@@ -375,7 +375,7 @@ def _service_path(service_id: str, suffix: str = "") -> str:
 @st.composite
 def service_calls(draw: Callable[..., Any]) -> Call:
     service_id, body = draw(st.one_of(mutated_bodies(), mutated_bodies(), hostile_bodies()))
-    return Call("POST", _service_path(service_id), json.dumps(body).encode(), "application/json")
+    return Call("POST", service_path(service_id), json.dumps(body).encode(), "application/json")
 
 
 @st.composite
@@ -409,7 +409,7 @@ def feedback_calls(draw: Callable[..., Any]) -> Call:
     service_id = draw(st.one_of(st.sampled_from(SERVICE_IDS), hostile_text))
     return Call(
         "POST",
-        _service_path(service_id, "/feedback"),
+        service_path(service_id, "/feedback"),
         json.dumps(body).encode(),
         "application/json",
     )
@@ -514,7 +514,7 @@ def type_confusion_calls(values: tuple[Any, ...] = ODD_VALUES) -> list[Call]:
                 body = copy.deepcopy(seed)
                 _parent(body, path)[path[-1]] = value
                 calls.append(
-                    Call("POST", _service_path(service_id), json.dumps(body).encode(),
+                    Call("POST", service_path(service_id), json.dumps(body).encode(),
                          "application/json")
                 )  # fmt: skip
     return calls

@@ -25,8 +25,7 @@ from cds_service.protocol.auth import Authenticator, Caller, load_trusted_issuer
 from cds_service.protocol.jwks import JwksCache
 from cds_service.protocol.replay import MemoryReplayGuard, RedisReplayGuard
 from cds_service.settings import Settings
-
-from .conftest import BASE_URL, FHIR_SERVER, ISS, JKU, SigningKey
+from tests.support.signing import BASE_URL, FHIR_SERVER, ISS, JKU, SigningKey
 
 AUD = f"{BASE_URL}/cds-services"
 

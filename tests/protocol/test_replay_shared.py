@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 from cds_service.protocol.replay import DatabaseReplayGuard
 from cds_service.protocol.store import Store, seen_tokens
 from cds_service.settings import Settings
-
-from .conftest import BASE_URL, SigningKey
+from tests.support.signing import BASE_URL, SigningKey
 
 DISCOVERY = "/cds-services"
 TOKENS = 20
