@@ -342,15 +342,19 @@ def test_bodies_past_the_worker_buffer_get_503_and_the_buffer_is_given_back() ->
         await first
         receive, send, later = request(b"c" * 6000, b"c" * 3000)  # fits once the first is done
         await front(scope, receive, send)
-        return [refused, slow_sent, later]
+        # Every byte was given back: a body the size of the whole buffer fits (one byte still
+        # held by an earlier request would refuse it).
+        receive, send, whole = request(b"d" * front.buffer_bytes)
+        await front(scope, receive, send)
+        return [refused, slow_sent, later, whole]
 
     try:
-        refused, first, later = asyncio.run(scenario())
+        refused, first, later, whole = asyncio.run(scenario())
     finally:
         front.executor().shutdown()
     assert refused[0]["status"] == 503
     assert (b"retry-after", b"1") in refused[0]["headers"]
     assert json.loads(refused[1]["body"])["resourceType"] == "OperationOutcome"
     assert first[0]["status"] == 200 and later[0]["status"] == 200
-    assert bodies == [b"a" * 9000, b"c" * 9000]
-    assert front._buffered == 0
+    assert whole[0]["status"] == 200
+    assert bodies == [b"a" * 9000, b"c" * 9000, b"d" * 10_000]
