@@ -209,18 +209,16 @@ def test_the_dashboard_queries_name_metrics_that_metrics_exposes(
 def test_migration_0003_keeps_older_rows_and_gives_their_feedback_its_rule(
     store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alembic import command
     from sqlalchemy import text
 
     from cds_service import migrations
     from cds_service.protocol.store import Store
+    from tests.support.databases import upgrade_to
 
     store = Store(store_url)
     try:
         with store.engine.connect() as connection:  # a database left at 0002 by the last version
-            config = migrations._config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0002")
+            upgrade_to(connection, "0002")
             connection.execute(text(
                 "INSERT INTO issued_cards (card_uuid, service_id, hook, topic, indicator, "
                 "issued_at) VALUES ('c-1', 'myopathy-review', 'patient-view', 'STAT-01', "

@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from cds_service import migrations
 from cds_service.errors import ConfigurationError
 from cds_service.protocol.store import IssuedCard, Store, dedup_key, feedback_problems
-from tests.support.databases import postgres_schema_url, postgres_unreachable_reason
+from tests.support.databases import postgres_schema_url, postgres_unreachable_reason, upgrade_to
 
 NOW = datetime(2025, 7, 1, 10, 0, tzinfo=UTC)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -134,11 +134,7 @@ def test_migrations_bring_an_empty_database_to_head_once(store):
 def test_a_database_made_before_migrations_is_adopted_with_its_rows(store):
     # What create_all made: the tables of revision 0001 without alembic_version.
     with store.engine.connect() as connection:
-        config = migrations._config()
-        config.attributes["connection"] = connection
-        from alembic import command
-
-        command.upgrade(config, migrations.BASELINE)
+        upgrade_to(connection, migrations.BASELINE)
         connection.execute(text("DROP TABLE alembic_version"))
         connection.execute(text(
             "INSERT INTO feedback (dedup_key, card_uuid, service_id, outcome, outcome_at, "

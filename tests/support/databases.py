@@ -10,8 +10,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
+from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, text
+
+from cds_service import migrations
 
 POSTGRES_SERVER = "postgresql+psycopg://@127.0.0.1:5432/test"
 # Nothing listens on port 1: "the database is down".
@@ -43,6 +48,16 @@ def postgres_schema_url() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def upgrade_to(connection: Connection, revision: str) -> None:
+    """Bring the database of ``connection`` to ``revision`` of the shipped migrations, as an
+    earlier version of the service left it (``migrations.upgrade`` only goes to head). The
+    Alembic configuration is this test's own, so the service's cached one is never touched."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).resolve().parent))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
 
 
 def free_port() -> int:
