@@ -185,8 +185,16 @@ def _read_labs(
     # Per key, the ``code`` of each result kept; their codings are compared only when another
     # result has the same key (rare: two feeds filing one result), never for the others.
     seen: dict[tuple[object, ...], list[object]] = {}
+    kinds: dict[object, str | None] = {}  # the same code on every result: classified once
     for obs in sorted(_observations(resources), key=_duplicate_preference):
-        kind = observation_kind(obs.get("code"))
+        code = obs.get("code")
+        key = _code_key(code)
+        if key is None:
+            kind = observation_kind(code)
+        elif key in kinds:
+            kind = kinds[key]
+        else:
+            kind = kinds[key] = observation_kind(code)
         if kind is None:
             continue
         reading = read_value(obs)
@@ -194,13 +202,15 @@ def _read_labs(
         if isinstance(result, LabValue) and result.day > today:
             result = UnusableResult(kind, result.resource_id, result.time, "dated after today")
         if isinstance(result, LabValue):
-            code = obs.get("code")
-            kept = seen.setdefault(_duplicate_key(result, reading), [])
-            if kept:
+            duplicate_key = _duplicate_key(result, reading)
+            kept = seen.get(duplicate_key)
+            if kept is None:
+                seen[duplicate_key] = [code]
+            else:
                 codes = _codes(code)
                 if any(_same_code(codes, _codes(other)) for other in kept):
                     continue
-            kept.append(code)
+                kept.append(code)
             by_kind.setdefault(kind, []).append(result)
         elif isinstance(result, UnusableResult):
             unusable.append(result)
@@ -212,6 +222,25 @@ def _read_labs(
     epoch = datetime.min.replace(tzinfo=UTC)
     unusable.sort(key=lambda u: (u.time or epoch, u.kind, u.resource_id or ""))
     return _Labs(values, ck, tuple(unusable))
+
+
+def _code_key(code: object) -> tuple[object, ...] | None:
+    """The codings of an Observation.code as written, hashable, or None (anything but strings,
+    which the classification reads as written anyway)."""
+    if type(code) is not dict:
+        return None
+    codings = code.get("coding")
+    if type(codings) is not list:
+        return None
+    key: list[object] = []
+    for coding in codings:
+        if type(coding) is not dict:
+            return None
+        system, value = coding.get("system"), coding.get("code")
+        if not (type(system) in (str, type(None)) and type(value) in (str, type(None))):
+            return None
+        key.append((system, value))
+    return tuple(key)
 
 
 def _observations(resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

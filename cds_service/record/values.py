@@ -143,16 +143,14 @@ def observation_time(obs: Mapping[str, Any]) -> datetime | None:
 
     ``effectiveInstant`` is the same R4 element (effective[x]) as a precise instant, read with
     effectiveDateTime."""
-    for value in (
-        obs.get("effectiveDateTime"),
-        obs.get("effectiveInstant"),
-        as_dict(obs.get("effectivePeriod")).get("start"),
-        obs.get("issued"),
-    ):
-        moment = parse_datetime(value)
-        if moment is not None:
-            return moment
-    return None
+    moment = parse_datetime(obs.get("effectiveDateTime"))
+    if moment is None:
+        moment = (
+            parse_datetime(obs.get("effectiveInstant"))
+            or parse_datetime(as_dict(obs.get("effectivePeriod")).get("start"))
+            or parse_datetime(obs.get("issued"))
+        )
+    return moment
 
 
 # --- values ----------------------------------------------------------------------------------
