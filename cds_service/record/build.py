@@ -633,6 +633,7 @@ def _refuse_other_patients(resources: Iterable[Mapping[str, Any]], patient_id: s
     id, or a resource whose subject/patient names another Patient): advice built on it would be
     silently wrong. References that do not name a Patient id (urn:uuid, contained) are kept."""
     foreign: dict[str, int] = {}
+    own = f"Patient/{patient_id}"
     for resource in resources:
         rtype = str(resource.get("resourceType"))
         if rtype == "Patient":
@@ -640,6 +641,8 @@ def _refuse_other_patients(resources: Iterable[Mapping[str, Any]], patient_id: s
         else:
             subject = resource.get("subject") or resource.get("patient")
             reference = subject.get("reference") if isinstance(subject, Mapping) else None
+            if reference == own:
+                continue  # the usual case, without the pattern
             match = _PATIENT_REFERENCE.search(reference) if isinstance(reference, str) else None
             other = match is not None and match.group(1) != patient_id
         if other:
