@@ -90,6 +90,9 @@ class _Shape:
     item_kinds: Mapping[str, str]  # array element name -> JSON kind of its items
     required: frozenset[str]  # elements that must be present
     choices: tuple[frozenset[str], ...]  # required choice groups: one of each must be present
+    # element name -> (its JSON kind, the kind of its items when an array): the two above in
+    # one lookup, for ``has_flaws``
+    elements: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
 _SCHEMA_KINDS = {"array": "array", "string": "string", "boolean": "boolean",
@@ -119,7 +122,8 @@ def _shape(resource_type: str) -> _Shape | None:
         if spec.get("one_of_many_required"):
             groups.setdefault(str(spec.get("one_of_many")), set()).add(name)
     return _Shape(
-        kinds, item_kinds, frozenset(required), tuple(frozenset(g) for g in groups.values())
+        kinds, item_kinds, frozenset(required), tuple(frozenset(g) for g in groups.values()),
+        {name: (kind, item_kinds.get(name)) for name, kind in kinds.items()},
     )
 
 
@@ -183,22 +187,22 @@ def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> 
     shape = _shape(resource_type) if resource_type != "unknown" else None
     if shape is None:
         return True  # (an unknown type is kept out of the shape cache: R4 resource types only)
-    kinds, item_kinds = shape.kinds, shape.item_kinds
+    elements, kind_of = shape.elements, _KIND_OF_TYPE
     for name, value in resource.items():
-        kind = kinds.get(name)
-        if kind is None:
+        element = elements.get(name)
+        if element is None:
             if name == "resourceType":
                 continue
             return True
-        if kind != "any" and _kind(value) != kind:
+        kind, item_kind = element
+        if kind != "any" and (kind_of.get(type(value)) or _kind(value)) != kind:
             return True
-        item_kind = item_kinds.get(name)
         if item_kind is not None:
             for item in value:
-                if _kind(item) != item_kind:
+                if (kind_of.get(type(item)) or _kind(item)) != item_kind:
                     return True
-        if name in _EXTENSIONS and not all(isinstance(e.get("url"), str) for e in value):
-            return True
+            if name in _EXTENSIONS and not all(isinstance(e.get("url"), str) for e in value):
+                return True
     for name in shape.required:
         if name not in resource:
             return True
