@@ -64,6 +64,30 @@ def test_json_depth_agrees_with_the_parsed_nesting():
         assert json_depth(encoded) == _nesting(value), encoded
 
 
+def test_json_depth_past_the_pair_deletions():
+    # Deeper than the deletions of innermost pairs go (body._PASSES): the running sum measures.
+    rng = random.Random(32)
+    for depth in (1, 12, 31, 32, 33, 34, 40, 64, 65, 200):
+        value: object = rng.choice([[], {}, "[{", 7])
+        for _ in range(depth - _nesting(value)):
+            value = [value, "]]"] if rng.random() < 0.5 else {"}": value, "x": [1, "{"]}
+        encoded = json.dumps(value)
+        assert json_depth(encoded) == _nesting(value) >= depth, encoded
+        exact: object = "x"
+        for level in range(depth):
+            exact = [exact, "]"] if level % 2 else {"{": exact}
+        assert json_depth(json.dumps(exact)) == depth
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    # Brackets that do not pair up (never valid JSON): the running maximum, as before.
+    [("[[[", 3), ("]", -1), ("[]][[", 1), ("[}", 1), ('["]"', 1), ("[" * 100_000, 100_000)],
+)
+def test_json_depth_of_unpaired_brackets(text, depth):
+    assert json_depth(text) == depth
+
+
 def test_depth_scan_is_linear_on_large_bodies():
     text = json.dumps({"entry": [{"resource": {"id": "x" * 50, "v": [1, 2, 3]}}] * 40_000})
     started = time.perf_counter()
