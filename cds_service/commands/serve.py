@@ -13,7 +13,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import MutableMapping
+import traceback
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,26 @@ def prepare_metrics_directory(
 # glibc's mallopt parameter for the number of malloc arenas (malloc.h M_ARENA_MAX).
 _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
+
+
+def in_child(task: Callable[[str], bool], argument: str) -> bool:
+    """``task(argument)`` in a forked child process: what it imports stays out of this process.
+    False when it returns False or fails (its traceback on stderr)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        code = 1
+        try:
+            code = 0 if task(argument) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def limit_malloc_arenas(environ: MutableMapping[str, str] | None = None) -> bool:
@@ -164,7 +185,9 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"myocds: cannot start: {exc}", file=sys.stderr)
         return 2
-    if not migrate_at_start(settings.database_url):  # once, before any worker exists
+    # Once, before any worker exists, in a child of its own: the master (and so every worker
+    # forked from it) never loads Alembic, ~10 MB of each worker's memory.
+    if not in_child(migrate_at_start, settings.database_url):
         return 2
     # Everything loaded so far (Flask, the fhir.resources models, templates, ValueSets: ~120,000
     # objects) lives as long as the process. Frozen, the cyclic GC never walks it again: a full

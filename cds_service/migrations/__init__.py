@@ -19,24 +19,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # Alembic says "Context impl ..." at INFO each time a process looks at the revision; what was
 # migrated is logged by the caller.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 BASELINE = "0001"  # the schema create_all made before migrations
+# The newest revision in versions/ (tests/commands/test_migrate.py holds it to Alembic's reading
+# of the scripts). A process whose database is already there never loads Alembic: each serving
+# worker checks once, and Alembic with its templates is ~10 MB of every worker's memory.
+HEAD = "0003"
 # Any constant both sides agree on: the key of the PostgreSQL advisory lock ("myocds").
 _PG_LOCK_KEY = 0x6D796F636473
 
 
 @cache
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).resolve().parent))
     return config
@@ -45,14 +51,23 @@ def _config() -> Config:
 @cache
 def head() -> str:
     """The newest revision of the migrations shipped with this version of the service."""
+    from alembic.script import ScriptDirectory
+
     revision = ScriptDirectory.from_config(_config()).get_current_head()
     assert revision is not None
     return revision
 
 
 def current(connection: Connection) -> str | None:
-    """The revision the database is at (``None``: never migrated)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at (``None``: never migrated): Alembic's version table, read
+    as Alembic reads it (one row), without loading Alembic."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    revisions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+    found = list(revisions)
+    if len(found) > 1:
+        raise RuntimeError("the feedback database has more than one Alembic head")
+    return found[0] if found else None
 
 
 def needs_upgrade(engine: Engine) -> bool:
@@ -60,11 +75,15 @@ def needs_upgrade(engine: Engine) -> bool:
     know is a newer deployment's (rolling update): migrations only add, so it is left as is."""
     with engine.connect() as connection:
         revision = current(connection)
+    if revision == HEAD:
+        return False
     return revision is None or (revision != head() and revision in _known_revisions())
 
 
 @cache
 def _known_revisions() -> frozenset[str]:
+    from alembic.script import ScriptDirectory
+
     return frozenset(s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
@@ -74,6 +93,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
         before = current(connection)
         if before == head() or (before is not None and before not in _known_revisions()):
             return before, before  # at head, or a newer deployment's revision: left as is
+        from alembic import command
+
         config = _config()
         config.attributes["connection"] = connection
         if before is None and inspect(connection).has_table("issued_cards"):
