@@ -381,7 +381,7 @@ def _medication_use(
         intent=read_code(resource.get("intent")) if resource_type == "MedicationRequest" else None,
         medication=medication,
         authored_on=_authored_on(resource),
-        end_date=_end_date(resource),
+        end_date=_end_date(resource, dosages),
         drafted=drafted,
         subcutaneous=is_subcutaneous(dosages),
         dose=ordered_dose(dosages[0]) if dosages else None,
@@ -401,16 +401,18 @@ def _authored_on(resource: Mapping[str, Any]) -> date | None:
     return _date(_start(resource, "effective")) or parse_date(resource.get("dateAsserted"))
 
 
-def _end_date(resource: Mapping[str, Any]) -> date | None:
+def _end_date(resource: Mapping[str, Any], dosages: list[Mapping[str, Any]]) -> date | None:
     """rules.md "Statin stop date": the latest of dispenseRequest.validityPeriod.end,
-    dosageInstruction.timing.repeat.boundsPeriod.end and MedicationStatement.effectivePeriod.end."""
+    dosageInstruction.timing.repeat.boundsPeriod.end and MedicationStatement.effectivePeriod.end
+    (``dosages``: the resource's, as ``_dosages`` reads them)."""
     ends = [
         parse_date(as_dict(as_dict(resource.get("dispenseRequest")).get("validityPeriod")).get("end")),
         parse_date(as_dict(resource.get("effectivePeriod")).get("end")),
     ]
     # dosageInstruction is a MedicationRequest's; a MedicationStatement ends with its
     # effectivePeriod (its dosage bounds are not one of the three ends rules.md names).
-    dosages = _dosages(resource) if resource.get("resourceType") == "MedicationRequest" else []
+    if resource.get("resourceType") != "MedicationRequest":
+        dosages = []
     for dosage in dosages:
         repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
         ends.append(parse_date(as_dict(repeat.get("boundsPeriod")).get("end")))
