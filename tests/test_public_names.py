@@ -62,6 +62,7 @@ PUBLIC: dict[str, list[str]] = {
         "HookName",
         "Hooks",
     ],
+    "cds_service.migrations": ["BASELINE", "HEAD", "current", "head", "needs_upgrade", "upgrade"],
     "cds_service.protocol": ["request_schema", "validate"],
     "cds_service.record": ["CkValue", "LabValue", "Medication", "MedicationUse", "PatientRecord"],
     "cds_service.tryit": [

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 # migrated is logged by the caller.
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
+__all__ = ["BASELINE", "HEAD", "current", "head", "needs_upgrade", "upgrade"]
+
 BASELINE = "0001"  # the schema create_all made before migrations
 # The newest revision in versions/ (tests/commands/test_migrate.py holds it to Alembic's reading
 # of the scripts). A process whose database is already there never loads Alembic: each serving
