@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 # Characters with a Markdown meaning inline; a backslash makes each literal (CommonMark allows a
 # backslash escape before any ASCII punctuation).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MARKDOWN_SPECIAL = "\\`*_[]|~"
+# HTML-significant characters become entities, Markdown ones get a backslash: one table, one pass
+# over the text (each character is replaced on its own, so the order of the two never matters).
+_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", **{char: "\\" + char for char in _MARKDOWN_SPECIAL}}
+)
+_NEEDS_ESCAPE = re.compile("[" + re.escape("&<>" + _MARKDOWN_SPECIAL) + "]")
 # Line breaks inside a value would end a table row or a list item: they become spaces. Other
 # spacing is kept (" (preliminary)" relies on its leading space).
 _LINE_BREAKS = re.compile(r"[\r\n\t\f\v\u2028\u2029\x85]+")
@@ -32,15 +38,17 @@ def escape(value: object, *, line_start: bool = False) -> str:
     (so no tag can form), inline Markdown punctuation is backslash-escaped, line breaks become
     spaces; ``line_start``: also a leading list, heading or underline marker."""
     text = one_line(value)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    if _NEEDS_ESCAPE.search(text):  # most values (dates, numbers, units) have nothing to escape
+        text = text.translate(_ESCAPES)
     if line_start:
         text = _LEADING_BLOCK_MARKER.sub(_escape_block_marker, text.lstrip(), count=1)
     return text
 
 
 def one_line(value: object) -> str:
-    return _LINE_BREAKS.sub(" ", str(value))
+    text = value if type(value) is str else str(value)
+    # Every character _LINE_BREAKS matches is unprintable: a printable text has none to replace.
+    return text if text.isprintable() else _LINE_BREAKS.sub(" ", text)
 
 
 def _escape_block_marker(match: re.Match[str]) -> str:
@@ -60,19 +68,29 @@ def fill(template: str, values: Mapping[str, str], *, markdown: bool) -> str:
     advice and its template disagree, and the card must not go out half-filled).
     """
     out = []
+    line = ""  # the text after the last line break written so far (Markdown templates)
     for literal, name, _spec, _conversion in string.Formatter().parse(template):
         out.append(literal)
+        if markdown:
+            line = _last_line(line, literal)
         if name is None:
             continue
         if name not in values:
             raise MissingValue(name)
         value = values[name]
         if markdown:
-            line_so_far = "".join(out).rsplit("\n", 1)[-1]
-            out.append(escape(value, line_start=bool(_BLOCK_PREFIX.match(line_so_far))))
+            text = escape(value, line_start=bool(_BLOCK_PREFIX.match(line)))
+            out.append(text)
+            line = _last_line(line, text)
         else:
             out.append(one_line(value))
     return "".join(out)
+
+
+def _last_line(line: str, written: str) -> str:
+    """The current line once ``written`` follows ``line``."""
+    cut = written.rfind("\n")
+    return line + written if cut < 0 else written[cut + 1 :]
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

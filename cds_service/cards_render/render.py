@@ -50,6 +50,9 @@ from cds_service.cards_render.templates import (
     absolute_https_problem,
     placeholder_names,
 )
+from cds_service.cards_render.templates import (
+    LOCAL_PROTOCOL_NOTE as LOCAL_PROTOCOL_NOTE,  # re-exported: render names what it writes
+)
 from cds_service.record.model import CkValue, PatientRecord, format_number
 
 log = logging.getLogger(__name__)
@@ -58,10 +61,6 @@ SOURCE_LABEL_PREFIX = "myocds — "
 SUMMARY_MAX = 139  # CDS Hooks: "<140-character summary" (cds-hooks-2.0.md 4.4)
 CK_TREND_ROWS = 8  # compact: the recent CK results a clinician scans, newest first
 SEED_NOTE = SEED_CAUTION  # how the detail names a seed source (rules.md r2)
-# rules.md r2: a rule whose only support is a seed says this in its detail.
-LOCAL_PROTOCOL_NOTE = (
-    "This rule is a local protocol: not from a published guideline; thresholds are site settings."
-)
 ELLIPSIS = "…"
 _FOLDED_SPACE = re.compile(r"\s+")
 # A value quoted in a summary is not shortened below this (UTF-16 units, the ellipsis included):
@@ -234,6 +233,8 @@ def shorten(text: str, limit: int) -> str:
 
 def utf16_length(text: str) -> int:
     """Length as a JavaScript client counts it (UTF-16 code units): the 140 limit is theirs."""
+    if text.isascii():  # one unit per character; so is every character below U+10000
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 
@@ -252,15 +253,9 @@ def _source(
 
 def _links(template: CardTemplate, templates: Templates) -> list[dict[str, str]]:
     """Absolute links to the rule's sources, verified first; a seed is never a link (rules.md
-    r2): it is named in the detail only."""
-    links: list[dict[str, str]] = []
-    urls: set[str] = set()
-    for source in templates.sources_of(template):
-        if source.is_seed or source.url in urls:
-            continue  # two keys for one page (the two captures of the AmeriPharma page)
-        urls.add(source.url)
-        links.append({"label": source.title, "url": source.url, "type": "absolute"})
-    return links
+    r2): it is named in the detail only. Worked out when the templates were loaded; each card
+    gets its own copies."""
+    return [dict(link) for link in templates.citations(template).links]
 
 
 # --- detail ----------------------------------------------------------------------------------
@@ -348,22 +343,9 @@ def _left_out_note(label: str) -> str:
 
 def _sources_line(template: CardTemplate, templates: Templates) -> str:
     """The sources by name, verified first; a seed unlinked and named for what it is; a rule
-    with seeds only said to be a local protocol (rules.md r2)."""
-    cited = []
-    for source in templates.sources_of(template):
-        if source.is_seed:
-            cited.append(f"{markdown.escape(source.title)} \u2014 {source.caution or SEED_NOTE}")
-            continue
-        entry = markdown.link(source.title, source.url)
-        if source.kind == "design":
-            entry += " (service design choice, configurable)"
-        elif source.verified == "UNVERIFIED":
-            entry += " (not verified)"
-        cited.append(entry)
-    listed = "**Sources:**\n\n" + "\n".join(f"- {entry}" for entry in cited)
-    if templates.seed_only(template):
-        return LOCAL_PROTOCOL_NOTE + "\n\n" + listed
-    return listed
+    with seeds only said to be a local protocol (rules.md r2). Worked out when the templates
+    were loaded (``Templates.citations``)."""
+    return templates.citations(template).section
 
 
 def _day(day: date | None) -> str:
@@ -435,11 +417,36 @@ def _fill(
 
 def _assert_no_empty(value: Any, rule: str, path: str = "card") -> None:
     """CDS Hooks: no member may be null or empty (cds-hooks-2.0.md 1)."""
+    if _has_empty(value):
+        _raise_at_empty(value, rule, path)
+
+
+def _has_empty(value: Any) -> bool:
+    """Is ``value``, or any member in it, null or empty? (the quick look of every card; the path
+    is found only for a card that fails)"""
+    if isinstance(value, dict):
+        members: Iterable[Any] = value.values()
+    elif isinstance(value, list):
+        members = value
+    else:
+        return value is None or value == "" or value == [] or value == {}
+    if not value:
+        return True
+    for member in members:
+        if type(member) is str:  # most members: a text, empty or not
+            if not member:
+                return True
+        elif _has_empty(member):
+            return True
+    return False
+
+
+def _raise_at_empty(value: Any, rule: str, path: str) -> None:
     if value is None or value == "" or value == [] or value == {}:
         raise CardRenderError(f"{rule}: {path} is empty")
     if isinstance(value, dict):
         for key, item in value.items():
-            _assert_no_empty(item, rule, f"{path}.{key}")
+            _raise_at_empty(item, rule, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _assert_no_empty(item, rule, f"{path}[{index}]")
+            _raise_at_empty(item, rule, f"{path}[{index}]")

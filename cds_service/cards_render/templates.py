@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import jsonschema
 from markdown_it import MarkdownIt
 
+from cds_service.cards_render import markdown
 from cds_service.errors import ConfigurationError
 from cds_service.packaged import data_dir
 
@@ -50,6 +51,10 @@ SEED_KIND = "seed"
 # rules.md "What every card must show" (r2): how a card's detail names a seed source. A seed entry
 # of sources.json may say otherwise in its "caution" (the pharmacy pages are not AI-generated).
 SEED_CAUTION = "expert summary (AI-generated, not peer reviewed)"
+# rules.md r2: a rule whose only support is a seed says this in its detail.
+LOCAL_PROTOCOL_NOTE = (
+    "This rule is a local protocol: not from a published guideline; thresholds are site settings."
+)
 # rules.md (r2) "verified sources first": the order sources appear in on a card (stable within a
 # rank, so the template's own order decides among equals).
 _VERIFICATION_RANK = {"V": 0, "DESIGN": 1, "UNVERIFIED": 2, "S": 3}
@@ -120,6 +125,17 @@ class CardTemplate:
 
 
 @dataclass(frozen=True)
+class Citations:
+    """How a card cites its rule's sources; depends on the template and ``sources.json`` only, so
+    ``Templates`` works it out once per template when loaded, not on every card."""
+
+    sources: tuple[Source, ...]  # verified first, seeds last (rules.md r2)
+    seed_only: bool  # every source a seed: the rule is a local protocol
+    section: str  # the detail's closing "Sources" section (Markdown)
+    links: tuple[Mapping[str, str], ...]  # card.links: absolute links to the non-seed sources
+
+
+@dataclass(frozen=True)
 class Templates:
     """Every card template by rule id, and the sources they cite."""
 
@@ -128,6 +144,13 @@ class Templates:
     directory: Path
     # The advice CodeSystem's version: the catalogue's (source.topic.version, discovery).
     catalogue_version: str | None = None
+    _citations: Mapping[str, Citations] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        citations = {rule: self._cite(template) for rule, template in self.cards.items()}
+        object.__setattr__(self, "_citations", MappingProxyType(citations))
 
     def __getitem__(self, rule: str) -> CardTemplate:
         return self.cards[rule]
@@ -144,12 +167,29 @@ class Templates:
     def sources_of(self, template: CardTemplate) -> tuple[Source, ...]:
         """The template's sources, verified first and seeds last (rules.md r2), otherwise in the
         template's order."""
-        cited = (self.sources[key] for key in template.sources)
-        return tuple(sorted(cited, key=lambda source: source.rank))
+        return self.citations(template).sources
 
     def seed_only(self, template: CardTemplate) -> bool:
         """Is every source of this rule a seed (rules.md r2: then it is a local protocol)?"""
-        return bool(template.sources) and all(s.is_seed for s in self.sources_of(template))
+        return self.citations(template).seed_only
+
+    def citations(self, template: CardTemplate) -> Citations:
+        """How a card of ``template`` cites its sources (worked out at load for every template
+        of this set; on the spot for any other)."""
+        if self.cards.get(template.rule) is template:
+            return self._citations[template.rule]
+        return self._cite(template)
+
+    def _cite(self, template: CardTemplate) -> Citations:
+        cited = (self.sources[key] for key in template.sources)
+        sources = tuple(sorted(cited, key=lambda source: source.rank))
+        seed_only = bool(sources) and all(source.is_seed for source in sources)
+        return Citations(
+            sources=sources,
+            seed_only=seed_only,
+            section=_sources_section(sources, seed_only),
+            links=_source_links(sources),
+        )
 
     def rule_version(self, rule: str | None) -> str | None:
         """The version of a rule's template (None for a rule without one)."""
@@ -173,6 +213,40 @@ class Templates:
                 f"{self.directory.name}/: no card template for rule(s) {', '.join(missing)} "
                 f"(expected {', '.join(f'{rule}.json' for rule in missing)})"
             )
+
+
+def _sources_section(sources: Iterable[Source], seed_only: bool) -> str:
+    """The sources by name, verified first; a seed unlinked and named for what it is; a rule
+    with seeds only said to be a local protocol (rules.md r2)."""
+    cited = []
+    for source in sources:
+        if source.is_seed:
+            cited.append(f"{markdown.escape(source.title)} \u2014 {source.caution or SEED_CAUTION}")
+            continue
+        entry = markdown.link(source.title, source.url)
+        if source.kind == "design":
+            entry += " (service design choice, configurable)"
+        elif source.verified == "UNVERIFIED":
+            entry += " (not verified)"
+        cited.append(entry)
+    listed = "**Sources:**\n\n" + "\n".join(f"- {entry}" for entry in cited)
+    if seed_only:
+        return LOCAL_PROTOCOL_NOTE + "\n\n" + listed
+    return listed
+
+
+def _source_links(sources: Iterable[Source]) -> tuple[Mapping[str, str], ...]:
+    """Absolute links to the sources, verified first; a seed is never a link (rules.md r2): it
+    is named in the detail only."""
+    links: list[Mapping[str, str]] = []
+    urls: set[str] = set()
+    for source in sources:
+        if source.is_seed or source.url in urls:
+            continue  # two keys for one page (the two captures of the AmeriPharma page)
+        urls.add(source.url)
+        link = {"label": source.title, "url": source.url, "type": "absolute"}
+        links.append(MappingProxyType(link))
+    return tuple(links)
 
 
 def cards_directory(cards_dir: str | os.PathLike[str] | None = None) -> Path:
