@@ -118,16 +118,98 @@ def _schemas(hooks: Hooks = HOOKS) -> dict[str, dict[str, Any]]:
 
 
 @cache
+def _registry(hooks: Hooks = HOOKS) -> Registry:
+    return Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in _schemas(hooks).values()
+    )
+
+
+@cache
 def validator(name: str, hooks: Hooks = HOOKS) -> Draft202012Validator:
     """The validator of one schema (``request``, ``response``, ``feedback``, ``discovery``);
     the request's per-hook parts from ``hooks``."""
-    schemas = _schemas(hooks)
-    registry: Registry = Registry().with_resources(
-        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
-    )
-    schema = schemas[name]
+    schema = _schemas(hooks)[name]
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, registry=registry, format_checker=_FORMATS)
+    return Draft202012Validator(schema, registry=_registry(hooks), format_checker=_FORMATS)
+
+
+# The key of ``_checkers`` for a request on no declared hook, and for the other schemas.
+_GENERIC = ""
+# Keywords whose values are data, not schemas: a {"$ref": ...} inside one is not a reference;
+# and the definitions, validated only where a reference names one.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples", "$defs", "definitions"})
+# Members beside a $ref that do not take part in validation.
+_ANNOTATIONS = frozenset({"description", "title", "$comment"})
+
+
+class _CannotResolve(Exception):
+    """A schema whose references this module does not write out (a cycle, an $id inside)."""
+
+
+def _resolved(node: Any, resolver: Any, within: tuple[int, ...] = ()) -> Any:
+    """``node`` with every ``$ref`` replaced by the schema it names, recursively.
+
+    jsonschema looks each reference up on every validation (URL joins, JSON pointers, a new
+    validator per step); written out, the same keywords are checked in the same order and each
+    error is the same (keyword, value, instance path; its ``schema`` has the same ``type``), so
+    ``best_match`` and ``describe`` say the same. A $ref beside other validation keywords
+    becomes an ``allOf`` of its target in its place, whose errors are its target's as they were.
+    """
+    if isinstance(node, list):
+        return [_resolved(item, resolver, within) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$id" in node and within or any(
+        key in node for key in ("$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef")
+    ):
+        raise _CannotResolve(str(sorted(node)))
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            target = resolver.lookup(value)
+            if id(target.contents) in within:
+                raise _CannotResolve(value)  # a recursive schema: left to jsonschema
+            contents = _resolved(target.contents, target.resolver, (*within, id(target.contents)))
+            if set(node) - {"$ref"} <= _ANNOTATIONS:
+                return contents
+            if "allOf" in node:
+                raise _CannotResolve(value)
+            out["allOf"] = [contents]
+        elif key in _DATA_KEYWORDS:
+            out[key] = value
+        else:
+            out[key] = _resolved(value, resolver, within)
+    return out
+
+
+@cache
+def _checkers(name: str, hooks: Hooks = HOOKS) -> dict[str, Draft202012Validator]:
+    """The validators ``validate`` uses for schema ``name``, by hook for ``request`` (the request
+    schema's ``allOf`` holds one if/then per hook: a call on a declared hook is checked against
+    the base schema and that hook's ``then`` alone, a call on no declared hook against the base
+    schema alone, which is what the ifs leave of it), else one for all (key ``_GENERIC``)."""
+    validator(name, hooks)  # checks the schema
+    base = _schemas(hooks)[name]
+    variants: dict[str, dict[str, Any]] = {_GENERIC: base}
+    if name == "request":
+        base = {key: value for key, value in base.items() if key != "allOf"}
+        variants = {_GENERIC: base}
+        for hook in hooks:
+            if hook.context_schema():
+                variants[hook.name] = {
+                    **base, "allOf": [{"properties": {"context": hook.context_schema()}}],
+                }
+    registry = _registry(hooks)
+    checkers: dict[str, Draft202012Validator] = {}
+    for key, variant in variants.items():
+        try:
+            written_out = _resolved(variant, registry.resolver(base_uri=variant["$id"]))
+        except _CannotResolve:
+            written_out = variant  # jsonschema follows its references itself
+        checkers[key] = Draft202012Validator(
+            written_out, registry=registry, format_checker=_FORMATS
+        )
+    return checkers
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -135,8 +217,18 @@ def schema(name: str) -> dict[str, Any]:
 
 
 def validate(name: str, instance: Any, hooks: Hooks = HOOKS) -> None:
-    """Raise ``SchemaViolation`` naming the field when ``instance`` breaks schema ``name``."""
-    error = best_match(validator(name, hooks).iter_errors(instance))
+    """Raise ``SchemaViolation`` naming the field when ``instance`` breaks schema ``name``.
+
+    Checked by ``_checkers``: the same schema with its ``$ref``s written out, and for a request
+    on a declared hook only that hook's part; the same errors, so the same message."""
+    checkers = _checkers(name, hooks)
+    checker = checkers.get(_GENERIC)
+    if name == "request" and isinstance(instance, dict):
+        hook = instance.get("hook")
+        if isinstance(hook, str):
+            checker = checkers.get(hook, checker)
+    assert checker is not None
+    error = best_match(checker.iter_errors(instance))
     if error is not None:
         expression, reason = describe(error)
         where = expression or "the JSON body"
