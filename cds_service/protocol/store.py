@@ -44,12 +44,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -61,6 +63,7 @@ from sqlalchemy.exc import (
     OperationalError,
     SQLAlchemyError,
 )
+from sqlalchemy.sql.elements import TextClause
 
 from cds_service import migrations
 from cds_service.errors import ConfigurationError, ServiceUnavailable
@@ -174,6 +177,7 @@ class Store:
         self.engine = _engine(database_url)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._cards_inserts: dict[int, TextClause] = {}  # card count -> its INSERT (_cards_insert)
 
     def ensure_schema(self) -> None:
         """The schema at head, migrated here if nobody has yet (``StoreUnavailable`` if the
@@ -196,13 +200,20 @@ class Store:
             self._schema_ready = True
 
     @contextmanager
-    def _connection(self, *, transaction: bool) -> Iterator[Connection]:
-        """A connection (in a transaction when asked) to a database with the schema at head;
-        a lost or unreachable database is ``StoreUnavailable``, and the schema is looked at
-        again on the next use (the database that comes back may be a new one)."""
+    def _connection(self, *, transaction: bool, autocommit: bool = False) -> Iterator[Connection]:
+        """A connection (in a transaction when asked; ``autocommit``: each statement its own
+        transaction, committed when it returns) to a database with the schema at head; a lost or
+        unreachable database is ``StoreUnavailable``, and the schema is looked at again on the
+        next use (the database that comes back may be a new one)."""
         self.ensure_schema()
         try:
-            with self.engine.begin() if transaction else self.engine.connect() as connection:
+            if transaction:
+                with self.engine.begin() as connection:
+                    yield connection
+                return
+            with self.engine.connect() as connection:
+                if autocommit:  # reset when the connection goes back to the pool
+                    connection.execution_options(isolation_level="AUTOCOMMIT")
                 yield connection
         except (OperationalError, InterfaceError) as exc:
             self._schema_ready = False
@@ -213,17 +224,49 @@ class Store:
         rows = [vars(card) for card in cards]
         if not rows:
             return
-        with self._connection(transaction=True) as connection:
-            dialect = self.engine.dialect.name
-            if dialect in ("sqlite", "postgresql"):
-                # A call's cards in one statement (one round trip, where the feedback path asks
-                # row by row which went in): a card already stored is left as it is.
-                statement = _DIALECT_INSERT[dialect](issued_cards).on_conflict_do_nothing(
-                    index_elements=["card_uuid"]
-                )
-                connection.execute(statement, rows)
-            else:
+        dialect = self.engine.dialect.name
+        if dialect not in _DIALECT_INSERT:
+            with self._connection(transaction=True) as connection:
                 self._insert_ignoring_duplicates(connection, issued_cards, rows, "card_uuid")
+            return
+        # A call's cards in one statement (one round trip, where the feedback path asks row by
+        # row which went in): a card already stored is left as it is.
+        statement = self._cards_insert(len(rows))
+        values = {f"{name}_{i}": value for i, row in enumerate(rows) for name, value in row.items()}
+        # One statement is atomic on its own: on PostgreSQL it runs in autocommit, committed when
+        # it returns (as durable as in a transaction) without the BEGIN and COMMIT round trips.
+        # SQLite has no round trip to save, and resetting a connection's isolation level costs
+        # it a PRAGMA: a transaction there.
+        autocommit = dialect == "postgresql"
+        with self._connection(transaction=not autocommit, autocommit=autocommit) as connection:
+            connection.execute(statement, values)
+
+    def _cards_insert(self, count: int) -> TextClause:
+        """``INSERT INTO issued_cards ... VALUES (...), (...) ON CONFLICT DO NOTHING`` for
+        ``count`` cards (parameters ``<column>_<index>``, typed as the columns), made once per
+        count. SQLAlchemy compiles a multi-row ``insert().values()`` anew on every execution (it
+        does not cache those); a text statement is compiled once and cached like any other.
+        SQLite and PostgreSQL spell it the same way."""
+        statement = self._cards_inserts.get(count)
+        if statement is None:
+            columns = list(issued_cards.columns)
+            names = ", ".join(column.name for column in columns)
+            rows = ", ".join(
+                "(" + ", ".join(f":{column.name}_{i}" for column in columns) + ")"
+                for i in range(count)
+            )
+            statement = text(
+                f"INSERT INTO {issued_cards.name} ({names}) VALUES {rows} "
+                "ON CONFLICT (card_uuid) DO NOTHING"
+            ).bindparams(
+                *(
+                    bindparam(f"{column.name}_{i}", type_=column.type)
+                    for i in range(count)
+                    for column in columns
+                )
+            )
+            self._cards_inserts[count] = statement
+        return statement
 
     def save_feedback(
         self,
