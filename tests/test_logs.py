@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 
 import pytest
 from flask import Flask, g, jsonify
 
 from cds_service.errors import MyocdsError
-from cds_service.logs import REDACTED, install_call_log, scrub_text
+from cds_service.logs import _SCRUB_PATTERNS, REDACTED, install_call_log, scrub_text
 
 JWT = (
     "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2VociJ9.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
@@ -49,6 +50,35 @@ def test_scrubbing_removes_tokens_and_patient_ids_from_text(text: str, secret: s
     scrubbed = scrub_text(text)
     assert secret not in scrubbed
     assert REDACTED in scrubbed
+
+
+@pytest.mark.parametrize(
+    "text,secret",
+    [
+        ("AUTHORIZATION: BEARER opaque-1", "opaque-1"),
+        ("Refresh_Token=opaque-2", "opaque-2"),
+        ("?PATIENT%3Dpt-3", "pt-3"),
+        # Ignoring case, the patterns also match the long s and the Kelvin sign.
+        ("?\u017fubject=pt-4", "pt-4"),
+        ("\u212aey \u00e9 Patient/pt-5", "pt-5"),
+    ],
+)
+def test_scrubbing_ignores_case_beyond_ascii_too(text: str, secret: str) -> None:
+    assert secret not in scrub_text(text)
+
+
+def test_scrubbing_is_the_patterns_whatever_the_text() -> None:
+    # scrub_text skips the substitutions on ASCII text holding none of their key words.
+    rng = random.Random(15)
+    pieces = ["Bearer ", "BEARER\t", "eyJhbGci.eyJzdWIi.c2ln", "EYJa.bcde.fg", "access_token=",
+              "ID_TOKEN: \"", "patient=", "Patient/", "PATIENT%3D", "subject=", "\u017fubject=",
+              "\u0131", "K", " ", "/", "=", "12345", "x", "&", "\"", "POST", "IVIG-01"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(8)))
+        expected = text
+        for pattern, replacement in _SCRUB_PATTERNS:
+            expected = pattern.sub(replacement, expected)
+        assert scrub_text(text) == expected, text
 
 
 def test_sensitive_extra_fields_are_redacted(json_lines: io.StringIO) -> None:
