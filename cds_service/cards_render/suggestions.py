@@ -48,10 +48,10 @@ LAB_TESTS: Mapping[str, LabTest] = {
     "2160-0": LabTest("Creatinine", "Creatinine [Mass/volume] in Serum or Plasma"),
 }
 
-# SNOMED CT 108252007 "Laboratory procedure": the ServiceRequest category example value set.
-_LAB_CATEGORY = {
-    "coding": [{"system": SNOMED, "code": "108252007", "display": "Laboratory procedure"}]
-}
+def _lab_category() -> dict[str, Any]:
+    """SNOMED CT 108252007 "Laboratory procedure": the ServiceRequest category example value set
+    (a new object for every resource; built, not deep-copied, which costs more)."""
+    return {"coding": [{"system": SNOMED, "code": "108252007", "display": "Laboratory procedure"}]}
 
 
 # FHIR R4 "id" datatype: what may follow "Patient/" or "MedicationRequest/" in a reference.
@@ -117,7 +117,7 @@ def _order_lab(suggestion: Suggestion, patient_id: str, reason: str) -> dict[str
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "order",
-        "category": [copy.deepcopy(_LAB_CATEGORY)],
+        "category": [_lab_category()],
         "code": {"coding": [coding], "text": test.text},
         "subject": {"reference": f"Patient/{patient_id}"},
         "reasonCode": [{"text": reason}],
@@ -243,7 +243,7 @@ def _own_copy(target: MedicationUse) -> dict[str, Any]:
     model = (
         MedicationStatement if target.resource_type == "MedicationStatement" else MedicationRequest
     )
-    validated(model, resource)
+    _checked(model, resource)  # the check only: the resource is serialised once, when changed
     return resource
 
 
@@ -252,6 +252,16 @@ def validated(model: type[Any], resource: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises ``UnbuildableResource`` when the model rejects it.
     """
+    parsed = _checked(model, resource)
+    pruned = prune_empty(json.loads(parsed.json()))
+    if not isinstance(pruned, dict):
+        raise UnbuildableResource(f"{resource.get('resourceType')} serialised to nothing")
+    return pruned
+
+
+def _checked(model: type[Any], resource: Mapping[str, Any]) -> Any:
+    """``resource`` parsed by its R4B model, its extensions checked too (``extension_problem``);
+    ``UnbuildableResource`` when either rejects it."""
     try:
         parsed = model.parse_obj(resource)
     except (ValidationError, ValueError, TypeError) as exc:
@@ -263,10 +273,7 @@ def validated(model: type[Any], resource: Mapping[str, Any]) -> dict[str, Any]:
         raise UnbuildableResource(
             f"{resource.get('resourceType')} does not validate as FHIR R4 ({broken})"
         )
-    pruned = prune_empty(json.loads(parsed.json()))
-    if not isinstance(pruned, dict):
-        raise UnbuildableResource(f"{resource.get('resourceType')} serialised to nothing")
-    return pruned
+    return parsed
 
 
 _EXTENSION_KEYS = ("extension", "modifierExtension")
