@@ -84,7 +84,93 @@ def test_request_refusals_by_hook(body: Any) -> None:
 def test_each_declared_hook_has_its_own_checker_without_references() -> None:
     checkers = _checkers("request")
     assert set(checkers) == {"", *(hook.name for hook in HOOKS if hook.context_schema())}
+    assert all(accepts is not None for _, accepts in checkers.values())
     for name in ("request", "feedback", "response", "discovery"):
-        for checker in _checkers(name).values():
+        for checker, _ in _checkers(name).values():
             text = json.dumps({k: v for k, v in checker.schema.items() if k != "$defs"})
             assert '"$ref"' not in text
+
+
+def _quick(body: Any) -> bool:
+    checkers = _checkers("request")
+    hook = body.get("hook") if isinstance(body, dict) else None
+    _, accepts = checkers.get(hook, checkers[""]) if isinstance(hook, str) else checkers[""]
+    assert accepts is not None
+    return accepts(body)
+
+
+@SAME
+@given(st.one_of(mutated_bodies(), hostile_bodies()))
+def test_the_quick_verdict_accepts_only_what_the_schema_accepts(
+    call: tuple[str, dict[str, Any]],
+) -> None:
+    _, body = call
+    if _quick(body):
+        assert as_written("request", body) is None
+
+
+def test_the_quick_verdict_accepts_the_service_s_own_requests() -> None:
+    # Else every call would pay for jsonschema: the shipped example calls and the benchmark's.
+    from bench.record import hook_body
+
+    for hook in HOOKS:
+        for with_prefetch in (True, False):
+            body = hook_body(hook.name, with_prefetch=with_prefetch)
+            body["fhirServer"] = "https://ehr.example.org/fhir"
+            body["fhirAuthorization"] = {"access_token": "t", "token_type": "Bearer",
+                                         "expires_in": 300, "scope": "s", "subject": "c"}
+            assert _quick(body), hook.name
+
+
+DROP = object()
+
+
+def _request(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "hook": "order-select", "hookInstance": "x",
+        "context": {"patientId": "p", "userId": "Practitioner/1",
+                    "selections": ["MedicationRequest/m/_history/2"],
+                    "draftOrders": {
+                        "resourceType": "Bundle",
+                        "entry": [{"resource": {"resourceType": "MedicationRequest"}}],
+                    }},
+        "fhirServer": "https://ehr.example.org/fhir",
+        "fhirAuthorization": {"access_token": "t", "token_type": "bearer", "expires_in": 0},
+        "prefetch": {"patient": {"resourceType": "Patient"}, "none": None},
+    }
+    body.update(changes)
+    return body
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        # jsonschema takes an integer-valued float as an integer; the quick verdict leaves it
+        # to jsonschema, which accepts it.
+        {"fhirAuthorization": {"access_token": "t", "token_type": "Bearer", "expires_in": 300.0}},
+        {"fhirAuthorization": {"access_token": "t", "token_type": "Bearer", "expires_in": -1}},
+        {"fhirAuthorization": {"access_token": "t", "token_type": "Bearer", "expires_in": True}},
+        {"fhirAuthorization": {"access_token": "", "token_type": "Bearer"}},
+        {"fhirServer": "https://ehr.example.org/fhir\n"},
+        {"fhirServer": "https:///fhir"},
+        {"hookInstance": "x" * 129},
+        {"hookInstance": "x" * 128},
+        {"prefetch": {"p": {"resourceType": "patient"}}},
+        {"prefetch": {"p": {"id": "1"}}},
+        {"prefetch": {"p": []}},
+        {"context": {"patientId": "p", "selections": []}},
+        {"context": {"patientId": "p", "selections": ["MedicationRequest/m/_history/"]}},
+        {"context": {"patientId": "p", "draftOrders": {"resourceType": "Bundle", "entry": [{}]}}},
+        {"context": {"patientId": "p",
+                     "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": {}}]}}},
+        {"context": {"patientId": "p", "draftOrders": {"resourceType": "bundle"}}},
+        {"context": {"patientId": "p\n"}},
+        {"extension": []},
+        {"fhirServer": DROP},  # fhirAuthorization without fhirServer
+        {"fhirServer": DROP, "fhirAuthorization": DROP},
+    ],
+)
+def test_refusals_at_each_keyword(changes: dict[str, Any]) -> None:
+    body = {key: value for key, value in _request(**changes).items() if value is not DROP}
+    assert as_validated("request", body) == as_written("request", body)
