@@ -18,18 +18,25 @@ from cds_service.errors import PayloadTooLarge
 def count_resources(value: Any) -> int:
     """FHIR resources in a prefetch value: the resource, or for a Bundle (a container, not
     counted itself) every entry resource, recursively since a Bundle may hold Bundles."""
+    if not isinstance(value, dict) or "resourceType" not in value:
+        return 0
+    if value["resourceType"] != "Bundle":
+        return 1
     total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, dict) or "resourceType" not in item:
+    bundles = [value]
+    while bundles:
+        entries = bundles.pop().get("entry")
+        if not isinstance(entries, list):
             continue
-        if item.get("resourceType") != "Bundle":
-            total += 1
-            continue
-        entries = item.get("entry")
-        if isinstance(entries, list):
-            stack.extend(e.get("resource") for e in entries if isinstance(e, dict))
+        # Each entry's resource read here, not pushed and popped: a Bundle may hold thousands.
+        for entry in entries:
+            if isinstance(entry, dict):
+                resource = entry.get("resource")
+                if isinstance(resource, dict) and "resourceType" in resource:
+                    if resource["resourceType"] != "Bundle":
+                        total += 1
+                    else:
+                        bundles.append(resource)
     return total
 
 
