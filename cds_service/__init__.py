@@ -66,6 +66,7 @@ def create_app(
     from cds_service.protocol.openapi import install_openapi
     from cds_service.protocol.proxies import TrustedProxies
     from cds_service.protocol.routes import cds, discovery_document, health
+    from cds_service.protocol.schemas import prepare_checkers
     from cds_service.protocol.state import AppState
     from cds_service.protocol.store import Store
 
@@ -93,6 +94,7 @@ def create_app(
         templates = pipeline.load_templates(catalogue)
     else:
         catalogue.check(templates)
+    prepare_checkers(catalogue.hooks)
     app.json = _JSONProvider(app)
     # A doubled slash (a discovery URL entered with a trailing slash) would otherwise get
     # werkzeug's HTML redirect, which a CORS preflight cannot follow: answer 404 JSON instead.

@@ -328,6 +328,14 @@ def _checkers(
     return checkers
 
 
+def prepare_checkers(hooks: Hooks = HOOKS) -> None:
+    """Build what ``validate`` checks request and feedback bodies with, now: at start-up, so the
+    first call does not pay for it and ``myocds serve`` freezes it with the app before forking
+    (objects a worker makes later are scanned by every full garbage collection)."""
+    for name in ("request", "feedback"):
+        _checkers(name, hooks)
+
+
 def schema(name: str) -> dict[str, Any]:
     return _schemas()[name]
 
