@@ -60,6 +60,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.service_ids = frozenset(s.id for s in SERVICES)
         self.hooks = frozenset(s.hook for s in SERVICES) | {"feedback"}
         r = self.registry
@@ -118,6 +119,16 @@ class Metrics:
 
     # -- labels ------------------------------------------------------------------------------
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: prometheus-client checks the values and takes
+        a lock on every ``labels`` call, and a request makes several. As many entries as the
+        metrics have label sets (every value is one we declare or a rule code)."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def _service(self, value: object) -> str:
         return value if isinstance(value, str) and value in self.service_ids else OTHER
 
@@ -136,42 +147,43 @@ class Metrics:
     ) -> None:
         """Count one answered request; ``call`` is ``g.call`` (None when refused before it)."""
         if status >= 400:
-            self.errors.labels("5xx" if status >= 500 else "4xx", str(status)).inc()
+            self._child(self.errors, "5xx" if status >= 500 else "4xx", str(status)).inc()
         if endpoint not in _CALL_ENDPOINTS:
             return
         call = call or {}
         service = self._service(call.get("service") or (view_args or {}).get("service_id"))
         default_hook = "feedback" if endpoint == "cds.feedback" else None
         hook = self._hook(call.get("hook") or default_hook)
-        self.calls.labels(service, hook, str(status)).inc()
-        self.latency.labels(service, hook).observe(seconds)
+        self._child(self.calls, service, hook, str(status)).inc()
+        self._child(self.latency, service, hook).observe(seconds)
         if endpoint == "cds.feedback":
             for topic, outcome in call.get("feedback_outcomes") or ():
-                self.feedback.labels(
+                self._child(
+                    self.feedback,
                     topic if isinstance(topic, str) and _CODE.match(topic) else UNKNOWN_RULE,
                     outcome if outcome in _OUTCOMES else OTHER,
                 ).inc()
         if endpoint != "cds.call_service":
             return
         if status == 412:
-            self.fallback_failures.labels(service, hook).inc()
+            self._child(self.fallback_failures, service, hook).inc()
         fetches = call.get("fallback_fetches")
         if isinstance(fetches, int) and not isinstance(fetches, bool) and fetches > 0:
-            self.fallback_calls.labels(service, hook).inc()
-            self.fallback_requests.labels(service, hook).inc(fetches)
+            self._child(self.fallback_calls, service, hook).inc()
+            self._child(self.fallback_requests, service, hook).inc(fetches)
             fetch_ms = call.get("fallback_ms")
             if isinstance(fetch_ms, int | float) and not isinstance(fetch_ms, bool):
-                self.fallback_seconds.labels(service, hook).observe(fetch_ms / 1000)
+                self._child(self.fallback_seconds, service, hook).observe(fetch_ms / 1000)
         if status == 200:
             for failed in call.get("cards_failed") or ():
                 topic_label = failed if isinstance(failed, str) and _CODE.match(failed) else OTHER
-                self.card_failures.labels(topic_label).inc()
+                self._child(self.card_failures, topic_label).inc()
             topics = call.get("card_topics") or ()
             indicators = call.get("card_indicators") or ()
             for topic, indicator in zip(topics, indicators, strict=False):
                 topic_label = topic if isinstance(topic, str) and _CODE.match(topic) else OTHER
                 indicator_label = indicator if indicator in _INDICATORS else OTHER
-                self.cards.labels(topic_label, indicator_label).inc()
+                self._child(self.cards, topic_label, indicator_label).inc()
 
     # -- exposition --------------------------------------------------------------------------
 
