@@ -210,11 +210,12 @@ def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> 
         if not any(name in resource for name in group):
             return True
     for name, allowed in _CODES.get(resource_type, {}).items():
-        if name in resource and resource[name] not in allowed:
+        if name in resource and (type(code := resource[name]) is not str or code not in allowed):
             return True
     quantity = resource.get("valueQuantity")
     if isinstance(quantity, dict) and "comparator" in quantity:
-        return quantity["comparator"] not in _COMPARATORS
+        comparator = quantity["comparator"]  # any JSON value: an array or object is a flaw too
+        return type(comparator) is not str or comparator not in _COMPARATORS
     return False
 
 

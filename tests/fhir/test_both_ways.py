@@ -72,7 +72,7 @@ def test_a_search_cut_at_the_page_cap_is_said_on_every_card(
     fhir_server: FhirTestServer,
 ) -> None:
     """Partial data must not pass for the whole record: each card names the cut keys."""
-    scenario = scenarios["shared/statin-ck-over-10x-assumed-uln"]
+    scenario = scenarios["own/stat01-ck-over-10x-lab-uln"]  # the project's own (a clone alone)
     fhir_server.record = scenario["record"]
     fhir_server.page_size = 1  # 3 Observations: 3 pages, but only 2 may be read
     app = make_app(

@@ -219,6 +219,14 @@ def test_missing_required_elements_and_codes_outside_r4_are_flaws(resource: dict
     assert read_resource(resource) is resource
 
 
+@pytest.mark.parametrize("comparator", [["<"], {"code": "<"}, None, 5])
+def test_a_comparator_that_is_not_a_string_is_a_flaw_not_a_crash(comparator: object) -> None:
+    """Found by the HTTP fuzzer (a 500): an array is unhashable, so it is never looked up."""
+    flawed = {**CK, "valueQuantity": {**CK["valueQuantity"], "comparator": comparator}}
+    assert has_flaws(flawed)
+    assert count_flawed([flawed]) == {"Observation": 1}
+
+
 def test_flaws_deeper_than_the_top_level_are_not_walked() -> None:
     """Cheap on purpose: the model would reject this, the flaw count does not look so deep."""
     deep = {**CK, "performer": [{"reference": 7}], "code": {"coding": {"code": "2157-6"}}}
