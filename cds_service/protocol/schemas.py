@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -182,123 +182,10 @@ def _resolved(node: Any, resolver: Any, within: tuple[int, ...] = ()) -> Any:
     return out
 
 
-_Accepts = Callable[[Any], bool]
-# Keywords that take no part in validation.
-_NOT_CHECKED = frozenset({
-    "$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "default",
-    "examples", "deprecated", "readOnly", "writeOnly",
-})  # fmt: skip
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    # By exact type, as json.loads makes them: an integer-valued float, which jsonschema takes as
-    # an "integer", and any other type are left to jsonschema.
-    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,),
-    "number": (int, float), "boolean": (bool,), "null": (type(None),),
-}  # fmt: skip
-_PARSED = frozenset({dict, list, str, int, float, bool, type(None)})
-
-
-def _accepts(schema: Any) -> _Accepts | None:
-    """A predicate that is true only of an instance (as ``json.loads`` makes it) that ``schema``
-    accepts, for the keywords our schemas use once their references are written out; None for a
-    schema using any other keyword. It may be false of a valid instance (a float where an integer
-    is wanted, a type it does not know): jsonschema, which runs whenever it is false, then finds
-    no error. Each keyword as jsonschema 2020-12 reads it: a keyword about one JSON type holds
-    for an instance of another."""
-    if schema is True or schema is False:
-        return lambda instance: schema
-    if not isinstance(schema, dict):
-        return None
-    checks: list[_Accepts] = []
-    for keyword, value in schema.items():
-        check = _keyword(keyword, value, schema)
-        if check is None:
-            if keyword in _NOT_CHECKED:
-                continue
-            return None
-        checks.append(check)
-
-    def accepts(instance: Any) -> bool:
-        if type(instance) not in _PARSED:
-            return False
-        return all(check(instance) for check in checks)
-
-    return accepts
-
-
-def _keyword(keyword: str, value: Any, schema: dict[str, Any]) -> _Accepts | None:
-    if keyword == "type":
-        names = [value] if isinstance(value, str) else value
-        if not isinstance(names, list) or not all(name in _JSON_TYPES for name in names):
-            return None
-        kinds = tuple(kind for name in names for kind in _JSON_TYPES[name])
-        return lambda instance: type(instance) in kinds
-    if keyword == "required":
-        required = tuple(value)
-        return lambda instance: type(instance) is not dict or all(
-            name in instance for name in required
-        )
-    if keyword == "dependentRequired":
-        dependent = {name: tuple(needed) for name, needed in value.items()}
-        return lambda instance: type(instance) is not dict or all(
-            name not in instance or all(other in instance for other in needed)
-            for name, needed in dependent.items()
-        )
-    if keyword == "properties":
-        members = {name: _accepts(sub) for name, sub in value.items()}
-        if any(check is None for check in members.values()):
-            return None
-        pairs = tuple(members.items())
-        return lambda instance: type(instance) is not dict or all(
-            name not in instance or check(instance[name])  # type: ignore[misc]
-            for name, check in pairs
-        )
-    if keyword == "additionalProperties":
-        if "patternProperties" in schema:
-            return None
-        known = frozenset(schema.get("properties", {}))
-        other = _accepts(value)
-        if other is None:
-            return None
-        return lambda instance: type(instance) is not dict or all(
-            other(member) for name, member in instance.items() if name not in known
-        )
-    if keyword == "items":
-        if "prefixItems" in schema:
-            return None
-        item = _accepts(value)
-        if item is None:
-            return None
-        return lambda instance: type(instance) is not list or all(map(item, instance))
-    if keyword in ("minItems", "maxItems", "minLength", "maxLength"):
-        kind = list if keyword.endswith("Items") else str
-        bound = value
-        if keyword.startswith("min"):
-            return lambda instance: type(instance) is not kind or len(instance) >= bound
-        return lambda instance: type(instance) is not kind or len(instance) <= bound
-    if keyword == "minimum":
-        return lambda instance: type(instance) not in (int, float) or instance >= value
-    if keyword == "pattern":
-        search = re.compile(value).search
-        return lambda instance: type(instance) is not str or search(instance) is not None
-    if keyword == "format":
-        return lambda instance: _FORMATS.conforms(instance, value)
-    if keyword == "const" and isinstance(value, str):
-        return lambda instance: type(instance) is str and instance == value
-    if keyword == "enum" and all(isinstance(option, str) for option in value):
-        options = frozenset(value)
-        return lambda instance: type(instance) is str and instance in options
-    if keyword == "allOf":
-        parts = [_accepts(sub) for sub in value]
-        if any(part is None for part in parts):
-            return None
-        return lambda instance: all(part(instance) for part in parts)  # type: ignore[misc]
-    return None
-
-
 @cache
 def _checkers(
     name: str, hooks: Hooks = HOOKS
-) -> dict[str, tuple[Draft202012Validator, _Accepts | None]]:
+) -> dict[str, Draft202012Validator]:
     """The validators ``validate`` uses for schema ``name``, by hook for ``request`` (the request
     schema's ``allOf`` holds one if/then per hook: a call on a declared hook is checked against
     the base schema and that hook's ``then`` alone, a call on no declared hook against the base
@@ -315,15 +202,14 @@ def _checkers(
                     **base, "allOf": [{"properties": {"context": hook.context_schema()}}],
                 }
     registry = _registry(hooks)
-    checkers: dict[str, tuple[Draft202012Validator, _Accepts | None]] = {}
+    checkers: dict[str, Draft202012Validator] = {}
     for key, variant in variants.items():
         try:
             written_out = _resolved(variant, registry.resolver(base_uri=variant["$id"]))
         except _CannotResolve:
             written_out = variant  # jsonschema follows its references itself
-        checkers[key] = (
-            Draft202012Validator(written_out, registry=registry, format_checker=_FORMATS),
-            _accepts(written_out),
+        checkers[key] = Draft202012Validator(
+            written_out, registry=registry, format_checker=_FORMATS
         )
     return checkers
 
@@ -344,18 +230,14 @@ def validate(name: str, instance: Any, hooks: Hooks = HOOKS) -> None:
     """Raise ``SchemaViolation`` naming the field when ``instance`` breaks schema ``name``.
 
     Checked by ``_checkers``: the same schema with its ``$ref``s written out, and for a request
-    on a declared hook only that hook's part; the same errors, so the same message. Most bodies
-    are valid: ``_accepts`` says so first, and jsonschema runs only on the others."""
+    on a declared hook only that hook's part; the same errors, so the same message."""
     checkers = _checkers(name, hooks)
     checker = checkers[_GENERIC]
     if name == "request" and isinstance(instance, dict):
         hook = instance.get("hook")
         if isinstance(hook, str):
             checker = checkers.get(hook, checker)
-    validator_, accepts = checker
-    if accepts is not None and accepts(instance):
-        return
-    error = best_match(validator_.iter_errors(instance))
+    error = best_match(checker.iter_errors(instance))
     if error is not None:
         expression, reason = describe(error)
         where = expression or "the JSON body"
