@@ -10,8 +10,9 @@ not in a table is not recognised: the caller marks the result unusable and the c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal
+from functools import lru_cache
 from typing import Any
 
 UCUM = "http://unitsofmeasure.org"
@@ -27,10 +28,11 @@ class Factor:
 
     multiply: Decimal = Decimal(1)
     divide: Decimal = Decimal(1)
+    # Worked out once (a factor is a constant of the tables below; one is applied per result).
+    identity: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def identity(self) -> bool:
-        return self.multiply == 1 and self.divide == 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identity", self.multiply == 1 and self.divide == 1)
 
     def apply(self, value: Decimal) -> Decimal:
         product = value * self.multiply
@@ -88,6 +90,7 @@ HMGCR_UNITS = frozenset(
 )
 
 
+@lru_cache(maxsize=1024)  # units repeat on every result; bounded, since a unit is the lab's word
 def normalise_unit(unit: str) -> str:
     """rules.md "Units": all whitespace removed (r2), superscript two read as 2 (r2), micro sign
     and Greek mu read as u, lower case: "mL/min/1.73 m²" is ``ml/min/1.73m2``, "µmol/L" is
@@ -125,6 +128,7 @@ def is_ucum(quantity: Mapping[str, Any]) -> bool:
     return isinstance(system, str) and system.strip().rstrip("/").lower() == UCUM
 
 
+@lru_cache(maxsize=1024)  # pure, and asked once per result; bounded (the unit is the lab's word)
 def factor_for(kind: str, unit: str | None) -> Factor | None:
     """The factor from ``unit`` to the rule's unit for ``kind``, or None if not recognised."""
     if unit is None:
