@@ -45,7 +45,7 @@ SENSITIVE_KEYS = frozenset(
     )
 )  # fmt: skip
 
-_SCRUB_PATTERNS = (
+SCRUB_PATTERNS = (
     # A JWS compact serialization: base64url header starting '{"' = 'eyJ'.
     (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(?i)\b(bearer)\s+[^\s,;\"']+"), r"\1 " + REDACTED),
@@ -76,7 +76,7 @@ def scrub_text(text: str) -> str:
             or "subject" in lower
         ):
             return text
-    for pattern, replacement in _SCRUB_PATTERNS:
+    for pattern, replacement in SCRUB_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
 

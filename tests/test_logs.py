@@ -13,7 +13,7 @@ import pytest
 from flask import Flask, g, jsonify
 
 from cds_service.errors import MyocdsError
-from cds_service.logs import _SCRUB_PATTERNS, REDACTED, install_call_log, scrub_text
+from cds_service.logs import REDACTED, SCRUB_PATTERNS, install_call_log, scrub_text
 
 JWT = (
     "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2VociJ9.c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
@@ -76,7 +76,7 @@ def test_scrubbing_is_the_patterns_whatever_the_text() -> None:
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randrange(8)))
         expected = text
-        for pattern, replacement in _SCRUB_PATTERNS:
+        for pattern, replacement in SCRUB_PATTERNS:
             expected = pattern.sub(replacement, expected)
         assert scrub_text(text) == expected, text
 

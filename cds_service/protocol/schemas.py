@@ -133,7 +133,7 @@ def validator(name: str, hooks: Hooks = HOOKS) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry(hooks), format_checker=_FORMATS)
 
 
-# The key of ``_checkers`` for a request on no declared hook, and for the other schemas.
+# The key of ``checkers_for`` for a request on no declared hook, and for the other schemas.
 _GENERIC = ""
 # Keywords whose values are data, not schemas: a {"$ref": ...} inside one is not a reference;
 # and the definitions, validated only where a reference names one.
@@ -183,7 +183,7 @@ def _resolved(node: Any, resolver: Any, within: tuple[int, ...] = ()) -> Any:
 
 
 @cache
-def _checkers(
+def checkers_for(
     name: str, hooks: Hooks = HOOKS
 ) -> dict[str, Draft202012Validator]:
     """The validators ``validate`` uses for schema ``name``, by hook for ``request`` (the request
@@ -219,7 +219,7 @@ def prepare_checkers(hooks: Hooks = HOOKS) -> None:
     first call does not pay for it and ``myocds serve`` freezes it with the app before forking
     (objects a worker makes later are scanned by every full garbage collection)."""
     for name in ("request", "feedback"):
-        _checkers(name, hooks)
+        checkers_for(name, hooks)
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -229,9 +229,9 @@ def schema(name: str) -> dict[str, Any]:
 def validate(name: str, instance: Any, hooks: Hooks = HOOKS) -> None:
     """Raise ``SchemaViolation`` naming the field when ``instance`` breaks schema ``name``.
 
-    Checked by ``_checkers``: the same schema with its ``$ref``s written out, and for a request
+    Checked by ``checkers_for``: the same schema with its ``$ref``s written out, and for a request
     on a declared hook only that hook's part; the same errors, so the same message."""
-    checkers = _checkers(name, hooks)
+    checkers = checkers_for(name, hooks)
     checker = checkers[_GENERIC]
     if name == "request" and isinstance(instance, dict):
         hook = instance.get("hook")

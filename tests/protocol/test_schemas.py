@@ -14,7 +14,7 @@ from jsonschema.exceptions import best_match
 
 from cds_service.errors import SchemaViolation
 from cds_service.hooks import HOOKS
-from cds_service.protocol.schemas import _checkers, describe, validate, validator
+from cds_service.protocol.schemas import checkers_for, describe, validate, validator
 from tests.support.strategies import feedback_calls, hostile_bodies, mutated_bodies
 
 SAME = settings(
@@ -82,10 +82,10 @@ def test_request_refusals_by_hook(body: Any) -> None:
 
 
 def test_each_declared_hook_has_its_own_checker_without_references() -> None:
-    checkers = _checkers("request")
+    checkers = checkers_for("request")
     assert set(checkers) == {"", *(hook.name for hook in HOOKS if hook.context_schema())}
     for name in ("request", "feedback", "response", "discovery"):
-        for checker in _checkers(name).values():
+        for checker in checkers_for(name).values():
             text = json.dumps({k: v for k, v in checker.schema.items() if k != "$defs"})
             assert '"$ref"' not in text
 
