@@ -8,6 +8,7 @@ then serialised back to plain JSON with no empty members.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import re
@@ -50,7 +51,7 @@ LAB_TESTS: Mapping[str, LabTest] = {
 
 def _lab_category() -> dict[str, Any]:
     """SNOMED CT 108252007 "Laboratory procedure": the ServiceRequest category example value set
-    (a new object for every resource; built, not deep-copied, which costs more)."""
+    (built once per lab test, in ``lab_request``)."""
     return {"coding": [{"system": SNOMED, "code": "108252007", "display": "Laboratory procedure"}]}
 
 
@@ -110,7 +111,29 @@ def _order_lab(suggestion: Suggestion, patient_id: str, reason: str) -> dict[str
         raise SuggestionError("order-lab needs the patient id for ServiceRequest.subject")
     if not _FHIR_ID.match(patient_id):
         raise UnbuildableResource("the patient id is not a FHIR id: no valid subject reference")
-    coding: dict[str, Any] = {"system": LOINC, "code": suggestion.loinc}
+    # The request is the same for every patient but its subject: built and validated once per
+    # lab test and reason (``lab_request``), each card getting its own copy with the subject set.
+    resource = dict(copy.deepcopy(lab_request(test, suggestion.loinc, reason)))
+    resource["subject"] = {"reference": f"Patient/{patient_id}"}
+    return {
+        "type": "create",
+        "description": f"Order {test.text} (LOINC {suggestion.loinc}) as a draft lab request",
+        "resource": resource,
+    }
+
+
+# Stands for the patient while the request is validated once: a FHIR id like any real one, which
+# ``_order_lab`` then replaces (an id that passes ``_FHIR_ID`` validates the same way).
+_ANY_PATIENT_ID = "any-patient"
+
+
+@functools.lru_cache(maxsize=64)  # a few lab tests × the rules that order them
+def lab_request(test: LabTest, loinc: str, reason: str) -> Mapping[str, Any]:
+    """The draft ServiceRequest ordering ``test`` (LOINC ``loinc``) because of ``reason`` (the
+    rule's display), validated and serialised as ``validated`` does, for a stand-in patient.
+
+    Shared between calls: callers copy it before setting the subject."""
+    coding: dict[str, Any] = {"system": LOINC, "code": loinc}
     if test.display:
         coding["display"] = test.display
     resource = {
@@ -119,14 +142,10 @@ def _order_lab(suggestion: Suggestion, patient_id: str, reason: str) -> dict[str
         "intent": "order",
         "category": [_lab_category()],
         "code": {"coding": [coding], "text": test.text},
-        "subject": {"reference": f"Patient/{patient_id}"},
+        "subject": {"reference": f"Patient/{_ANY_PATIENT_ID}"},
         "reasonCode": [{"text": reason}],
     }
-    return {
-        "type": "create",
-        "description": f"Order {test.text} (LOINC {suggestion.loinc}) as a draft lab request",
-        "resource": validated(ServiceRequest, resource),
-    }
+    return validated(ServiceRequest, resource)
 
 
 def _draft_target(suggestion: Suggestion) -> MedicationUse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import replace
@@ -31,6 +32,7 @@ from cds_service.cards_render.render import (
     shorten,
     utf16_length,
 )
+from cds_service.cards_render.suggestions import LAB_TESTS, build_actions, validated
 from cds_service.protocol.schemas import errors as schema_errors
 from tests.advice import builders as b
 
@@ -286,6 +288,23 @@ def test_order_lab_is_a_valid_draft_service_request(small_templates: Templates) 
     ]
     assert "authoredOn" not in resource
     assert schema_errors("response", {"cards": [card]}) == []
+
+
+@pytest.mark.parametrize("patient_id", ["pat-42", "A.b-9", "x" * 64, "7\n"])
+@pytest.mark.parametrize("loinc", sorted(LAB_TESTS))
+def test_lab_order_built_once_is_the_one_validated_for_each_patient(
+    loinc: str, patient_id: str
+) -> None:
+    # The request is validated once per lab test and reason, with a stand-in subject; for every
+    # patient id _order_lab accepts, validating the card's resource as it is must change nothing.
+    (action,) = build_actions(Suggestion("order-lab", loinc=loinc), patient_id, "Statin myopathy")
+    resource = action["resource"]
+    assert resource["subject"] == {"reference": f"Patient/{patient_id}"}
+    assert json.dumps(validated(ServiceRequest, resource)) == json.dumps(resource)
+    # each card its own copy: changing one never changes the next
+    action["resource"]["code"]["coding"][0]["code"] = "changed"
+    (again,) = build_actions(Suggestion("order-lab", loinc=loinc), patient_id, "Statin myopathy")
+    assert again["resource"]["code"]["coding"][0]["code"] == loinc
 
 
 @pytest.mark.parametrize(
