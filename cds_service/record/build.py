@@ -94,30 +94,26 @@ def build_record(
     hook = as_text(body.get("hook")) or ""
 
     drafts = tuple(r for r in data.drafts if isinstance(r, Mapping))
-    draft_keys = {_key(r) for r in drafts if _key(r) is not None}
+    draft_keys = {key for key in map(_key, drafts) if key is not None}
     # A draft that also came back from a search is read once, as the draft.
-    resources = [r for r in _unique(data.resources) if _key(r) not in draft_keys]
-    _refuse_other_patients([*resources, *drafts], patient_id)
+    resources = _Resources(data.resources, draft_keys)
+    _refuse_other_patients([*resources.all, *drafts], patient_id)
 
-    patient = next(
-        (r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id),
-        None,
-    )
+    patient = next((r for r in resources.of("Patient") if r.get("id") == patient_id), None)
     # rules.md "Reading a resource" (r2): codes the rules compare are read trimmed, any case.
     gender = read_code(as_dict(patient).get("gender"))
     birth_date = parse_date(as_dict(patient).get("birthDate"))
 
-    labs = _read_labs(resources, gender, settings, today)
-    resolver = _MedicationResolver(data, resources)
+    labs = _read_labs(resources.of("Observation"), gender, settings, today)
+    resolver = _MedicationResolver(data, resources.of("Medication"))
     drafted = _drafted_keys(hooks.drafted(hook), drafts, data.selections)
 
     uses: list[MedicationUse] = []
     unidentified: list[str] = []
-    for resource in resources:
-        if resource.get("resourceType") in ("MedicationRequest", "MedicationStatement"):
-            use = _medication_use(resource, resolver, drafted=False)
-            if use is not None:
-                uses.append(use)
+    for resource in resources.orders:
+        use = _medication_use(resource, resolver, drafted=False)
+        if use is not None:
+            uses.append(use)
     for draft in drafts:
         if draft.get("resourceType") != "MedicationRequest":
             continue
@@ -153,9 +149,9 @@ def build_record(
         statin_uses=statin_uses,
         ivig_uses=ivig_uses,
         estrogen_uses=estrogen_uses,
-        ivig_given=_ivig_given(resources, ivig_uses, resolver),
+        ivig_given=_ivig_given(resources.of("MedicationAdministration"), ivig_uses, resolver),
         unidentified_drafts=tuple(unidentified),
-        conditions=_conditions(resources),
+        conditions=_conditions(resources.of("Condition")),
         skipped=tuple(sorted((str(k), int(v)) for k, v in data.skipped.items())),
         truncated=tuple(data.stats.truncated),
     )
@@ -175,7 +171,7 @@ class _Labs:
 
 
 def _read_labs(
-    resources: Iterable[Mapping[str, Any]], gender: str | None, settings: Settings, today: date
+    observations: Iterable[Mapping[str, Any]], gender: str | None, settings: Settings, today: date
 ) -> _Labs:
     """Every Observation of a kind the rules read, as rules.md "Usable observation" says (r2):
     a result dated after today is not usable (a data error, said on the card), and results with
@@ -186,7 +182,7 @@ def _read_labs(
     # result has the same key (rare: two feeds filing one result), never for the others.
     seen: dict[tuple[object, ...], list[object]] = {}
     kinds: dict[object, str | None] = {}  # the same code on every result: classified once
-    for obs in sorted(_observations(resources), key=_duplicate_preference):
+    for obs in sorted(observations, key=_duplicate_preference):
         code = obs.get("code")
         key = _code_key(code)
         if key is None:
@@ -199,21 +195,26 @@ def _read_labs(
             continue
         reading = read_value(obs)
         result = read_observation(obs, kind, gender, settings.clinical, reading=reading)
-        if isinstance(result, LabValue) and result.day > today:
-            result = UnusableResult(kind, result.resource_id, result.time, "dated after today")
-        if isinstance(result, LabValue):
-            duplicate_key = _duplicate_key(result, reading)
-            kept = seen.get(duplicate_key)
-            if kept is None:
-                seen[duplicate_key] = [code]
-            else:
-                codes = _codes(code)
-                if any(_same_code(codes, _codes(other)) for other in kept):
-                    continue
-                kept.append(code)
-            by_kind.setdefault(kind, []).append(result)
-        elif isinstance(result, UnusableResult):
+        if result is None:
+            continue  # not a usable status: ignored everywhere
+        if isinstance(result, UnusableResult):
             unusable.append(result)
+            continue
+        if result.day > today:
+            unusable.append(
+                UnusableResult(kind, result.resource_id, result.time, "dated after today")
+            )
+            continue
+        duplicate_key = _duplicate_key(result, reading)
+        kept = seen.get(duplicate_key)
+        if kept is None:
+            seen[duplicate_key] = [code]
+        else:
+            codes = _codes(code)
+            if any(_same_code(codes, _codes(other)) for other in kept):
+                continue
+            kept.append(code)
+        by_kind.setdefault(kind, []).append(result)
     values = {
         kind: tuple(sorted(items, key=lambda v: (v.time, v.resource_id or "")))
         for kind, items in by_kind.items()
@@ -241,10 +242,6 @@ def _code_key(code: object) -> tuple[object, ...] | None:
             return None
         key.append((system, value))
     return tuple(key)
-
-
-def _observations(resources: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in resources if r.get("resourceType") == "Observation"]
 
 
 def _duplicate_preference(obs: Mapping[str, Any]) -> tuple[bool, str]:
@@ -300,14 +297,13 @@ class _MedicationResolver:
     (``FhirData.medications`` keys). Anything else is unidentified.
     """
 
-    def __init__(self, data: FhirData, resources: Iterable[Mapping[str, Any]]) -> None:
+    def __init__(self, data: FhirData, medications: Iterable[Mapping[str, Any]]) -> None:
         self._medications = data.medications
         self._by_id = {
-            f"Medication/{r['id']}": r
-            for r in resources
-            if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+            f"Medication/{r['id']}": r for r in medications if isinstance(r.get("id"), str)
         }
         self._classified: dict[str, Medication] = {}
+        self._subcutaneous: dict[str, bool] = {}
 
     def medication(self, resource: Mapping[str, Any]) -> Medication:
         concept = resource.get("medicationCodeableConcept")
@@ -333,6 +329,21 @@ class _MedicationResolver:
         if key not in self._classified:
             self._classified[key] = classify_medication(concept, medication)
         return self._classified[key]
+
+    def subcutaneous(self, dosages: Iterable[Mapping[str, Any]]) -> bool:
+        """rules.md "IVIG": is any of ``dosages`` for subcutaneous use (``is_subcutaneous``)?
+
+        A chart gives one product by one route on every administration and order: each
+        dosage's verdict is worked out once per call, keyed by the only two elements it reads
+        (``route`` and ``text``, as written)."""
+        for dosage in dosages:
+            key = repr((dosage.get("route"), dosage.get("text")))
+            verdict = self._subcutaneous.get(key)
+            if verdict is None:
+                verdict = self._subcutaneous[key] = is_subcutaneous([dosage])
+            if verdict:
+                return True
+        return False
 
     def _resolve(
         self, resource: Mapping[str, Any], reference: Mapping[str, Any]
@@ -383,7 +394,7 @@ def _medication_use(
         authored_on=_authored_on(resource),
         end_date=_end_date(resource, dosages),
         drafted=drafted,
-        subcutaneous=is_subcutaneous(dosages),
+        subcutaneous=resolver.subcutaneous(dosages),
         dose=ordered_dose(dosages[0]) if dosages else None,
         raw=resource,
     )
@@ -473,7 +484,7 @@ def _days(repeat: Mapping[str, Any]) -> int:
 
 
 def _ivig_given(
-    resources: Iterable[Mapping[str, Any]],
+    administrations: Iterable[Mapping[str, Any]],
     ivig_uses: tuple[MedicationUse, ...],
     resolver: _MedicationResolver,
 ) -> tuple[IvigGiven, ...]:
@@ -481,15 +492,13 @@ def _ivig_given(
     completed/active IVIG order counts (dose × days, dated authoredOn) only when no
     administration is dated on or after its authoredOn; a draft is never given."""
     given: list[IvigGiven] = []
-    for resource in resources:
-        if resource.get("resourceType") != "MedicationAdministration":
-            continue
+    for resource in administrations:
         status = read_code(resource.get("status"))
         if status not in GIVEN_ADMINISTRATION_STATUSES:
             continue
         medication = resolver.medication(resource)
         dosage = as_dict(resource.get("dosage"))
-        if not (medication.identified and medication.is_ivig) or is_subcutaneous([dosage]):
+        if not (medication.identified and medication.is_ivig) or resolver.subcutaneous([dosage]):
             continue
         time = _start(resource, "effective")
         if time is None:
@@ -575,11 +584,9 @@ def _selection_key(selection: object) -> tuple[str, str] | None:
 # --- conditions ------------------------------------------------------------------------------
 
 
-def _conditions(resources: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, ...]:
+def _conditions(conditions: Iterable[Mapping[str, Any]]) -> tuple[ConditionFact, ...]:
     facts: list[ConditionFact] = []
-    for resource in resources:
-        if resource.get("resourceType") != "Condition":
-            continue
+    for resource in conditions:
         verification = _status_code(resource.get("verificationStatus"))
         if verification in VOID_VERIFICATION:
             continue
@@ -642,18 +649,21 @@ def _refuse_other_patients(resources: Iterable[Mapping[str, Any]], patient_id: s
     foreign: dict[str, int] = {}
     own = f"Patient/{patient_id}"
     for resource in resources:
-        rtype = str(resource.get("resourceType"))
+        rtype = resource.get("resourceType")
         if rtype == "Patient":
             other = resource.get("id") not in (None, patient_id)
         else:
             subject = resource.get("subject") or resource.get("patient")
-            reference = subject.get("reference") if isinstance(subject, Mapping) else None
-            if reference == own:
-                continue  # the usual case, without the pattern
+            if type(subject) is dict or isinstance(subject, Mapping):
+                reference = subject.get("reference")
+                if reference == own:
+                    continue  # the usual case, without the pattern
+            else:
+                reference = None
             match = _PATIENT_REFERENCE.search(reference) if isinstance(reference, str) else None
             other = match is not None and match.group(1) != patient_id
         if other:
-            foreign[rtype] = foreign.get(rtype, 0) + 1
+            foreign[str(rtype)] = foreign.get(str(rtype), 0) + 1
     if foreign:
         # Counts and types only: no identifier of either patient goes into the message or logs.
         found = ", ".join(f"{count} {rtype}" for rtype, count in sorted(foreign.items()))
@@ -664,20 +674,38 @@ def _refuse_other_patients(resources: Iterable[Mapping[str, Any]], patient_id: s
         )
 
 
-def _unique(resources: Iterable[object]) -> list[Mapping[str, Any]]:
-    """Each resource once (by type and id; resources without id are all kept)."""
-    seen: set[tuple[str, str]] = set()
-    out: list[Mapping[str, Any]] = []
-    for resource in resources:
-        if not isinstance(resource, Mapping):
-            continue
-        key = _key(resource)
-        if key is not None:
-            if key in seen:
+class _Resources:
+    """The gathered resources, each once, sorted by ``resourceType`` in one pass (every reader
+    then walks only its own type, in the order the resources came).
+
+    Each resource is kept once by type and id (the first one; resources without id are all
+    kept), and none whose key is in ``exclude`` (a draft that also came back from a search is
+    read as the draft)."""
+
+    def __init__(self, resources: Iterable[object], exclude: set[tuple[str, str]]) -> None:
+        seen = set(exclude)
+        self.all: list[Mapping[str, Any]] = []
+        self._by_type: dict[str, list[Mapping[str, Any]]] = {}
+        # MedicationRequests and MedicationStatements together, in their order: the record's
+        # medication uses keep it.
+        self.orders: list[Mapping[str, Any]] = []
+        for resource in resources:
+            if not (type(resource) is dict or isinstance(resource, Mapping)):
                 continue
-            seen.add(key)
-        out.append(resource)
-    return out
+            rtype, rid = resource.get("resourceType"), resource.get("id")
+            if isinstance(rtype, str) and isinstance(rid, str) and rid:
+                key = (rtype, rid)
+                if key in seen:
+                    continue
+                seen.add(key)
+            self.all.append(resource)
+            if isinstance(rtype, str):
+                self._by_type.setdefault(rtype, []).append(resource)
+                if rtype in ("MedicationRequest", "MedicationStatement"):
+                    self.orders.append(resource)
+
+    def of(self, resource_type: str) -> list[Mapping[str, Any]]:
+        return self._by_type.get(resource_type, [])
 
 
 def _key(resource: Mapping[str, Any]) -> tuple[str, str] | None:
