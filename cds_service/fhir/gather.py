@@ -30,7 +30,6 @@ from cds_service.fhir.parse import count_flawed
 from cds_service.fhir.prefetch import (
     KeyPlan,
     accept,
-    has_outcome,
     is_safe_relative,
     render_template,
 )
@@ -104,12 +103,15 @@ def gather(
     missing: list[str] = []
     continuations: dict[str, str] = {}  # key -> next link of a paged prefetch Bundle
     for key, template in service.prefetch.items():
-        if key not in prefetch or has_outcome(prefetch[key]):
+        if key not in prefetch:
             missing.append(key)
             continue
         if prefetch[key] is None:
             continue  # "no data": not fetched (CDS Hooks 2.0 §Prefetch)
         accepted = accept(key, template, prefetch[key], context)
+        if accepted.failed:
+            missing.append(key)
+            continue
         collected.add(key, accepted.entries, accepted.skipped)
         if accepted.next_url is not None:
             continuations[key] = accepted.next_url

@@ -82,17 +82,27 @@ def type_label(resource: Mapping[str, Any]) -> str:
 # Flaws
 
 
+# The Python type ``json.loads`` makes for a JSON kind; "number" has two (int, float) and "any"
+# none, so their values always take the full check (``_element_flawed``).
+_PARSED_TYPE: dict[str, type] = {"array": list, "object": dict, "string": str, "boolean": bool}
+
+
 @dataclass(frozen=True)
 class _Shape:
-    """The top-level elements of one R4 resource type, from its fhir.resources model."""
+    """The top-level elements of one R4 resource type, from its fhir.resources model, in the
+    forms ``has_flaws`` reads them (it runs once per resource of every call)."""
 
-    kinds: Mapping[str, str]  # element name (and "_name") -> JSON kind
-    item_kinds: Mapping[str, str]  # array element name -> JSON kind of its items
+    # element name (and "_name") -> (its JSON kind, the kind of its items when an array)
+    elements: Mapping[str, tuple[str, str | None]]
+    # element name -> the exact type of a parsed value of its kind: ``type(value) is`` this
+    # answers "of the right kind" in one step for nearly every value ("resourceType" included)
+    parsed_types: Mapping[str, type]
+    # array element name -> (the exact type of its parsed items or None, their kind, whether
+    # each item is an extension and so needs a ``url``)
+    items: Mapping[str, tuple[type | None, str, bool]]
     required: frozenset[str]  # elements that must be present
     choices: tuple[frozenset[str], ...]  # required choice groups: one of each must be present
-    # element name -> (its JSON kind, the kind of its items when an array): the two above in
-    # one lookup, for ``has_flaws``
-    elements: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
+    codes: tuple[tuple[str, frozenset[str]], ...]  # compared codes and their R4 value sets
 
 
 _SCHEMA_KINDS = {"array": "array", "string": "string", "boolean": "boolean",
@@ -105,25 +115,34 @@ def _shape(resource_type: str) -> _Shape | None:
     if model is None:
         return None
     schema = model.schema()  # pydantic v1 public API; fhir.resources keeps its types by name
-    kinds: dict[str, str] = {}
-    item_kinds: dict[str, str] = {}
+    elements: dict[str, tuple[str, str | None]] = {}
     required = set(schema.get("required") or ())
     groups: dict[str, set[str]] = {}
     for name, spec in schema.get("properties", {}).items():
         if not (spec.get("element_property") or name.startswith("_")):
             continue  # fhir.resources' own fields (fhir_comments) are not R4 elements
         kind = spec.get("type")
-        kinds[name] = _SCHEMA_KINDS.get(kind, "object") if isinstance(kind, str) else "any"
         item_kind = (spec.get("items") or {}).get("type") if kind == "array" else None
-        if isinstance(item_kind, str):
-            item_kinds[name] = _SCHEMA_KINDS.get(item_kind, "object")
+        elements[name] = (
+            _SCHEMA_KINDS.get(kind, "object") if isinstance(kind, str) else "any",
+            _SCHEMA_KINDS.get(item_kind, "object") if isinstance(item_kind, str) else None,
+        )
         if spec.get("element_required"):
             required.add(name)
         if spec.get("one_of_many_required"):
             groups.setdefault(str(spec.get("one_of_many")), set()).add(name)
+    parsed_types = {n: _PARSED_TYPE[k] for n, (k, _) in elements.items() if k in _PARSED_TYPE}
     return _Shape(
-        kinds, item_kinds, frozenset(required), tuple(frozenset(g) for g in groups.values()),
-        {name: (kind, item_kinds.get(name)) for name, kind in kinds.items()},
+        elements,
+        {**parsed_types, "resourceType": str},
+        {
+            name: (_PARSED_TYPE.get(item_kind), item_kind, name in _EXTENSIONS)
+            for name, (_, item_kind) in elements.items()
+            if item_kind is not None
+        },
+        frozenset(required),
+        tuple(frozenset(g) for g in groups.values()),
+        tuple(_CODES.get(resource_type, {}).items()),
     )
 
 
@@ -185,31 +204,24 @@ def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> 
     if resource_type is None:
         resource_type = type_label(resource)
     shape = _shape(resource_type) if resource_type != "unknown" else None
-    if shape is None:
-        return True  # (an unknown type is kept out of the shape cache: R4 resource types only)
-    elements, kind_of = shape.elements, _KIND_OF_TYPE
+    # (an unknown type is kept out of the shape cache: R4 resource types only)
+    return shape is None or _flawed(resource, shape)
+
+
+def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
+    parsed_types, items = shape.parsed_types, shape.items
     for name, value in resource.items():
-        element = elements.get(name)
-        if element is None:
-            if name == "resourceType":
-                continue
-            return True
-        kind, item_kind = element
-        if kind != "any" and (kind_of.get(type(value)) or _kind(value)) != kind:
-            return True
-        if item_kind is not None:
-            for item in value:
-                if (kind_of.get(type(item)) or _kind(item)) != item_kind:
-                    return True
-            if name in _EXTENSIONS and not all(isinstance(e.get("url"), str) for e in value):
+        if type(value) is not parsed_types.get(name):
+            if _element_flawed(shape, name, value):
                 return True
-    for name in shape.required:
-        if name not in resource:
+        elif type(value) is list and name in items and _items_flawed(value, *items[name]):
             return True
+    if not resource.keys() >= shape.required:
+        return True
     for group in shape.choices:
-        if not any(name in resource for name in group):
+        if group.isdisjoint(resource):
             return True
-    for name, allowed in _CODES.get(resource_type, {}).items():
+    for name, allowed in shape.codes:
         if name in resource and (type(code := resource[name]) is not str or code not in allowed):
             return True
     quantity = resource.get("valueQuantity")
@@ -219,12 +231,35 @@ def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> 
     return False
 
 
+def _element_flawed(shape: _Shape, name: str, value: Any) -> bool:
+    """The full check of one element whose value is not the exact type its kind parses to: an
+    unknown element, a number, an "any", a value of the wrong kind or of a subclass."""
+    element = shape.elements.get(name)
+    if element is None:
+        return name != "resourceType"
+    kind, item_kind = element
+    if kind != "any" and _kind(value) != kind:
+        return True
+    return item_kind is not None and _items_flawed(value, *shape.items[name])
+
+
+def _items_flawed(
+    value: Any, item_type: type | None, item_kind: str, extension: bool
+) -> bool:
+    for item in value:
+        if type(item) is not item_type and _kind(item) != item_kind:
+            return True
+    return extension and not all(isinstance(e.get("url"), str) for e in value)
+
+
 def count_flawed(resources: Any) -> dict[str, int]:
     """resourceType label -> number of the resources with flaws."""
     counts: dict[str, int] = {}
     for resource in resources:
-        label = type_label(resource)
-        if has_flaws(resource, label):
+        resource_type = resource.get("resourceType")
+        shape = _shape(resource_type) if isinstance(resource_type, str) else None
+        if shape is None or _flawed(resource, shape):
+            label = resource_type if shape is not None else "unknown"
             counts[label] = counts.get(label, 0) + 1
     return counts
 
@@ -255,21 +290,22 @@ def unpack_bundle(bundle: Resource) -> Unpacked:
     if not isinstance(raw_entries, list):
         raise InvalidResource("Bundle.entry is not an array")
     unpacked = Unpacked()
+    entries, skipped = unpacked.entries, unpacked.skipped
     for entry in raw_entries:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if resource is None:
             continue  # an entry without a resource (e.g. a deleted one) carries no data
-        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
+        # ``read_resource`` inline (it runs for every entry of every Bundle of a call)
+        resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
+        if not isinstance(resource_type, str):
+            # unreadable: not a JSON object, or no resourceType string; its label is "unknown"
+            skipped["unknown"] = skipped.get("unknown", 0) + 1
+            continue
+        if resource_type == "OperationOutcome":
             unpacked.outcomes += 1
             continue
-        try:
-            parsed = read_resource(resource)
-        except InvalidResource:
-            label = type_label(resource) if isinstance(resource, dict) else "unknown"
-            unpacked.skipped[label] = unpacked.skipped.get(label, 0) + 1
-            continue
         full_url = entry.get("fullUrl")
-        unpacked.entries.append((full_url if isinstance(full_url, str) else None, parsed))
+        entries.append((full_url if isinstance(full_url, str) else None, tolerate(resource)))
     return unpacked
 
 
@@ -284,6 +320,9 @@ _CATEGORY_ARRAY_TYPES = frozenset(
 _INTENT_TYPES = frozenset({"MedicationRequest", "ServiceRequest"})
 # DSTU2 Timing.repeat names -> R4 names.
 _TIMING_RENAMES = {"periodUnits": "periodUnit", "durationUnits": "durationUnit"}
+# Every type a deviation above can concern: any other resource is R4-shaped as it is.
+_TOLERATED_TYPES = _CATEGORY_ARRAY_TYPES | _INTENT_TYPES | {
+    "MedicationOrder", "MedicationRequest", "MedicationStatement"}
 _DOSE_KEYS = ("doseQuantity", "doseRange")
 _RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
 
@@ -291,9 +330,12 @@ _RATE_KEYS = ("rateQuantity", "rateRatio", "rateRange")
 def tolerate(resource: Resource, *, draft: bool = False) -> Resource:
     """Convert the known client deviations to R4; returns ``resource`` itself when none apply."""
     out = resource
-    if out.get("resourceType") == "MedicationOrder":
-        out = _medication_order_to_request(out)
     resource_type = out.get("resourceType")
+    if resource_type not in _TOLERATED_TYPES:
+        return out
+    if resource_type == "MedicationOrder":
+        out = _medication_order_to_request(out)
+        resource_type = out.get("resourceType")
     if resource_type in _CATEGORY_ARRAY_TYPES and isinstance(out.get("category"), dict):
         out = {**out, "category": [out["category"]]}
     if resource_type in ("MedicationRequest", "MedicationStatement"):

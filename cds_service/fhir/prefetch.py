@@ -4,7 +4,7 @@ CDS Hooks 2.0 §Prefetch (cds-hooks-2.0.md §3.3-3.5), per prefetch key of the s
 
 - present, a resource or Bundle: used as sent (a Bundle's ``next`` link is followed by ``gather``);
 - present, an OperationOutcome (or a Bundle carrying one): the client could not get it, so it is
-  treated as absent (``has_outcome``);
+  treated as absent (``Accepted.failed``);
 - ``null``: "no data", not fetched;
 - absent: the template is filled (``render_template``) and fetched from ``fhirServer``.
 """
@@ -116,30 +116,16 @@ class KeyPlan:
         return cls(segments[0], unquote(segments[1]) if is_read else None)
 
 
-def has_outcome(value: Any) -> bool:
-    """An OperationOutcome, or a Bundle carrying one: the client's way of saying it failed."""
-    if not isinstance(value, dict):
-        return False
-    if value.get("resourceType") == "OperationOutcome":
-        return True
-    if value.get("resourceType") != "Bundle" or not isinstance(value.get("entry"), list):
-        return False
-    return any(
-        isinstance(e, dict)
-        and isinstance(e.get("resource"), dict)
-        and e["resource"].get("resourceType") == "OperationOutcome"
-        for e in value["entry"]
-    )
-
-
 @dataclass
 class Accepted:
     """A prefetch value as sent, read: its entries (fullUrl, resource), the entries skipped per
-    type, and the next link of a paged Bundle."""
+    type, and the next link of a paged Bundle; or ``failed``: an OperationOutcome, or a Bundle
+    carrying one, the client's way of saying it could not get the data (then nothing else)."""
 
     entries: list[tuple[str | None, Resource]] = field(default_factory=list)
     skipped: Mapping[str, int] = field(default_factory=dict)
     next_url: str | None = None
+    failed: bool = False
 
 
 def accept(key: str, template: str, value: Any, context: Mapping[str, Any]) -> Accepted:
@@ -147,14 +133,18 @@ def accept(key: str, template: str, value: Any, context: Mapping[str, Any]) -> A
     template asks for."""
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         raise _unprocessable(key, "the value is not a FHIR resource")
-    rendered = render_template(template, context)
-    plan = KeyPlan.of(rendered if rendered is not None else template)
+    if value["resourceType"] == "OperationOutcome":
+        return Accepted(failed=True)
     if value["resourceType"] == "Bundle":
         try:
             unpacked = unpack_bundle(value)
         except InvalidResource as exc:
             raise _unprocessable(key, f"malformed Bundle ({exc})") from None
-        return Accepted(list(unpacked.entries), unpacked.skipped, next_link(value))
+        if unpacked.outcomes:
+            return Accepted(failed=True)
+        return Accepted(unpacked.entries, unpacked.skipped, next_link(value))
+    rendered = render_template(template, context)
+    plan = KeyPlan.of(rendered if rendered is not None else template)
     if value["resourceType"] != plan.resource_type:
         raise _unprocessable(
             key, f"expected a {plan.resource_type} or a Bundle, got a {value['resourceType']}"
