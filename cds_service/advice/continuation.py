@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
+from itertools import islice
 
 from cds_service.advice.common import (
     ALL_HOOKS,
@@ -42,7 +43,7 @@ from cds_service.record.model import (
     PatientRecord,
     format_number,
 )
-from cds_service.record.series import days_between, usable, within_last
+from cds_service.record.series import days_between, usable
 from cds_service.settings import ClinicalSettings
 
 # CONT-01 remission: the last two non-preliminary CKs ≤ ULN at least 28 days apart (SEED1 "CK every
@@ -99,8 +100,11 @@ class _Context:
     def days_ago(self, day: date) -> int:
         return days_between(day, self.today)
 
-    def within(self, day: date, days: int) -> bool:
-        return within_last(day, self.today, days)
+    def window_start(self, days: int) -> date:
+        """The first day "in the last ``days`` days" (day ``days`` included, a day after today
+        too: ``record.series.within_last`` is ``day >=`` it), worked out once for a scan of the
+        whole CK series."""
+        return self.today - timedelta(days=days)
 
 
 # --- CONT-01 ---------------------------------------------------------------------------------
@@ -110,18 +114,17 @@ def remission_pair(context: _Context) -> tuple[CkValue, CkValue] | None:
     """rules.md CONT-01 "remission": the last two usable non-preliminary CKs (older, newer) when
     both are ≤ ULN, at least 28 days apart, and no usable CK (preliminary included) is > ULN in
     the last 182 days; else None."""
-    final = [c for c in context.cks if not c.preliminary]
-    if len(final) < 2:
+    # The last two: read from the newest back, the older results are not needed.
+    last_two = tuple(islice((c for c in reversed(context.cks) if not c.preliminary), 2))
+    if len(last_two) < 2:
         return None
-    older, newer = final[-2], final[-1]
+    newer, older = last_two
     if not (older.at_most_uln_multiple(1) and newer.at_most_uln_multiple(1)):
         return None
     if days_between(older.day, newer.day) < REMISSION_GAP_DAYS:
         return None
-    if any(
-        c.above_uln_multiple(1) and context.within(c.day, REMISSION_WINDOW_DAYS)
-        for c in context.cks
-    ):
+    window_start = context.window_start(REMISSION_WINDOW_DAYS)
+    if any(c.day >= window_start and c.above_uln_multiple(1) for c in context.cks):
         return None
     return older, newer
 
@@ -194,7 +197,8 @@ def ck_monitoring_overdue(context: _Context) -> Advice | None:
     if since > clinical.ck_monitor_horizon_days:
         return None
     interval = monitoring_interval_days(since, clinical)
-    if any(context.within(c.day, interval) for c in context.cks):
+    window_start = context.window_start(interval)
+    if any(c.day >= window_start for c in context.cks):
         return None
 
     latest = context.latest_ck
