@@ -21,7 +21,7 @@ from cds_service.advice.common import (
     fired,
 )
 from cds_service.advice.model import Advice, Suggestion
-from cds_service.advice.registry import rule
+from cds_service.advice.registry import answers, rule
 from cds_service.advice.statin_facts import (
     evidence_fact,
     evidence_values,
@@ -55,8 +55,16 @@ def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
     """HMG-01…03 for this record on ``today`` in ``hook``."""
-    rules = (test_after_withdrawal, early_flag_after_withdrawal, untreated_hmgcr_myopathy)
-    return fired(rules, record, today, clinical, hook)
+    # HMG-01 and HMG-02 read the same withdrawal (statin stopped, CK still raised after it): it
+    # is worked out once and handed to both.
+    withdrawal = raised_ck_after_withdrawal(record, today)
+    after_withdrawal = (test_after_withdrawal, early_flag_after_withdrawal)
+    found = [
+        rule(record, clinical, withdrawal) for rule in after_withdrawal if answers(rule, hook)
+    ]
+    return [a for a in found if a is not None] + fired(
+        (untreated_hmgcr_myopathy,), record, today, clinical, hook
+    )
 
 
 @dataclass(frozen=True)
@@ -124,11 +132,10 @@ def _withdrawal_advice(
 
 @rule("HMG-01", hooks=VIEW_AND_SELECT)
 def test_after_withdrawal(
-    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+    record: PatientRecord, clinical: ClinicalSettings, found: Withdrawal | None
 ) -> Advice | None:
     """HMG-01 (patient-view, order-select): stopped >= 56 days ago (setting) and the latest CK
     after the stop still > ULN, no anti-HMGCR result → test anti-HMGCR."""
-    found = raised_ck_after_withdrawal(record, today)
     if found is None or found.days_since_stop < clinical.hmg_withdrawal_days:
         return None
     return _withdrawal_advice("HMG-01", record, clinical, found)
@@ -139,11 +146,10 @@ def test_after_withdrawal(
 
 @rule("HMG-02", hooks=VIEW_AND_SELECT)
 def early_flag_after_withdrawal(
-    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+    record: PatientRecord, clinical: ClinicalSettings, found: Withdrawal | None
 ) -> Advice | None:
     """HMG-02 (patient-view, order-select): as HMG-01 but stopped 28–55 days ago (settings), and
     the latest CK after the stop > 10×ULN or not lower than the usable CK just before it."""
-    found = raised_ck_after_withdrawal(record, today)
     if found is None:
         return None
     if not clinical.hmg_early_days <= found.days_since_stop < clinical.hmg_withdrawal_days:

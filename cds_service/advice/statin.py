@@ -3,7 +3,8 @@
 
 Each rule is one function ``(record, today, clinical, hook) -> Advice | None`` that reads like its
 row in rules.md. "Recent CK" is the latest usable CK when it is within ``recent_days`` of today
-(rules.md Definitions); STAT-01…04 judge that single value, placing a CK reported as a lower
+(rules.md Definitions); STAT-01…04 judge that single value (read once per call and handed to
+them: ``(record, ck, today, clinical)``), placing a CK reported as a lower
 bound (">=3080") in its band as rules.md "CK as a lower bound" says (``in_band_above`` /
 ``in_band_up_to``). Every CK comparison is bound-aware and exact; only the card rounds.
 """
@@ -26,7 +27,7 @@ from cds_service.advice.common import (
     lab_fact,
 )
 from cds_service.advice.model import Advice, Fact, Indicator, Suggestion
-from cds_service.advice.registry import rule
+from cds_service.advice.registry import answers, rule
 from cds_service.advice.statin_facts import (
     evidence_fact,
     evidence_values,
@@ -98,15 +99,12 @@ def evaluate(
     record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
 ) -> list[Advice]:
     """STAT-01…06 for this record on ``today`` in ``hook``."""
-    rules = (
-        stop_statin,
-        possible_rhabdomyolysis,
-        repeat_ck,
-        minor_ck_rise,
-        hmgcr_positive_on_statin,
-        rechallenge_too_soon,
-    )
-    return fired(rules, record, today, clinical, hook)
+    # STAT-01…04 judge one value, the recent CK: it is read once and handed to each of them.
+    ck = recent_ck(record, today, clinical)
+    ck_rules = (stop_statin, possible_rhabdomyolysis, repeat_ck, minor_ck_rise)
+    found = [rule(record, ck, today, clinical) for rule in ck_rules if answers(rule, hook)]
+    other_rules = (hmgcr_positive_on_statin, rechallenge_too_soon)
+    return [a for a in found if a is not None] + fired(other_rules, record, today, clinical, hook)
 
 
 def _statins_on(record: PatientRecord) -> tuple[MedicationUse, ...]:
@@ -152,10 +150,9 @@ def _ck_advice(
 
 @rule("STAT-01", hooks=ALL_HOOKS)
 def stop_statin(
-    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+    record: PatientRecord, ck: CkValue | None, today: date, clinical: ClinicalSettings
 ) -> Advice | None:
     """STAT-01 (all hooks): recent CK > 10×ULN and a statin active or drafted → stop it."""
-    ck = recent_ck(record, today, clinical)
     if ck is None or not in_band_above(ck, STOP_MULTIPLE):
         return None
     statins = _statins_on(record)
@@ -169,11 +166,10 @@ def stop_statin(
 
 @rule("STAT-02", hooks=ALL_HOOKS)
 def possible_rhabdomyolysis(
-    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+    record: PatientRecord, ck: CkValue | None, today: date, clinical: ClinicalSettings
 ) -> Advice | None:
     """STAT-02 (all hooks, statin or not): recent CK > 40×ULN, or recent CK > 10×ULN with the
     latest creatinine recent and >= 0.5 mg/dL above the one just before it."""
-    ck = recent_ck(record, today, clinical)
     if ck is None or not in_band_above(ck, STOP_MULTIPLE):
         return None
     # 40×ULN is no band edge: a bound meets it as rules.md "Value" says (">=V" when V > 40×ULN,
@@ -216,10 +212,9 @@ def possible_rhabdomyolysis(
 
 @rule("STAT-03", hooks=ALL_HOOKS)
 def repeat_ck(
-    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+    record: PatientRecord, ck: CkValue | None, today: date, clinical: ClinicalSettings
 ) -> Advice | None:
     """STAT-03 (all hooks): 4×ULN < recent CK <= 10×ULN and a statin active or drafted."""
-    ck = recent_ck(record, today, clinical)
     if ck is None:
         return None
     if not (in_band_above(ck, REPEAT_MULTIPLE) and in_band_up_to(ck, STOP_MULTIPLE)):
@@ -239,10 +234,9 @@ def repeat_ck(
 
 @rule("STAT-04", hooks=ONLY_PATIENT_VIEW)
 def minor_ck_rise(
-    record: PatientRecord, today: date, clinical: ClinicalSettings, hook: str
+    record: PatientRecord, ck: CkValue | None, today: date, clinical: ClinicalSettings
 ) -> Advice | None:
     """STAT-04 (patient-view): ULN < recent CK <= 4×ULN and a statin active."""
-    ck = recent_ck(record, today, clinical)
     if ck is None:
         return None
     if not (in_band_above(ck, ULN_MULTIPLE) and in_band_up_to(ck, REPEAT_MULTIPLE)):
