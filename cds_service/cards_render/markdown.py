@@ -9,6 +9,7 @@ Template text itself is trusted Markdown, checked for raw HTML when it is loaded
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,7 +70,7 @@ def fill(template: str, values: Mapping[str, str], *, markdown: bool) -> str:
     """
     out = []
     line = ""  # the text after the last line break written so far (Markdown templates)
-    for literal, name, _spec, _conversion in string.Formatter().parse(template):
+    for literal, name in template_pieces(template):
         out.append(literal)
         if markdown:
             line = _last_line(line, literal)
@@ -85,6 +86,14 @@ def fill(template: str, values: Mapping[str, str], *, markdown: bool) -> str:
         else:
             out.append(one_line(value))
     return "".join(out)
+
+
+@functools.lru_cache(maxsize=512)  # the card templates' texts: each parsed once, not per card
+def template_pieces(template: str) -> tuple[tuple[str, str | None], ...]:
+    """``template`` as (literal text, placeholder name or None) pairs, in order. The templates
+    were checked when loaded (``templates.placeholder_problems``): a plain name per placeholder,
+    no conversion or format spec."""
+    return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(template))
 
 
 def _last_line(line: str, written: str) -> str:

@@ -441,7 +441,7 @@ def _texts(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def placeholder_names(text: str) -> tuple[str, ...]:
     """The placeholder names in a (well-formed) template text, in order of appearance."""
-    return tuple(name for _, name, _, _ in string.Formatter().parse(text) if name is not None)
+    return tuple(name for _, name in markdown.template_pieces(text) if name is not None)
 
 
 def placeholder_problems(text: str) -> list[str]:
