@@ -238,7 +238,9 @@ def _code_key(code: object) -> tuple[object, ...] | None:
         if type(coding) is not dict:
             return None
         system, value = coding.get("system"), coding.get("code")
-        if not (type(system) in (str, type(None)) and type(value) in (str, type(None))):
+        if not (
+            (system is None or type(system) is str) and (value is None or type(value) is str)
+        ):
             return None
         key.append((system, value))
     return tuple(key)
@@ -247,7 +249,12 @@ def _code_key(code: object) -> tuple[object, ...] | None:
 def _duplicate_preference(obs: Mapping[str, Any]) -> tuple[bool, str]:
     """Of duplicates the first read is kept: a final result before a preliminary copy (a card
     that says "preliminary" when a final copy exists would understate it), then by id."""
-    return read_code(obs.get("status")) == "preliminary", as_text(obs.get("id")) or ""
+    status, rid = obs.get("status"), obs.get("id")
+    # read_code and as_text, spelled out for the plain strings nearly every result has (this
+    # runs once per Observation)
+    if type(status) is str and type(rid) is str:
+        return status.strip().lower() == "preliminary", rid.strip()
+    return read_code(status) == "preliminary", as_text(rid) or ""
 
 
 def _duplicate_key(value: LabValue, reading: Reading | str) -> tuple[object, ...]:

@@ -30,13 +30,15 @@ class Factor:
     divide: Decimal = Decimal(1)
     # Worked out once (a factor is a constant of the tables below; one is applied per result).
     identity: bool = field(init=False, compare=False, repr=False)
+    exact: bool = field(init=False, compare=False, repr=False)  # nothing to divide by
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "identity", self.multiply == 1 and self.divide == 1)
+        object.__setattr__(self, "exact", self.divide == 1)
 
     def apply(self, value: Decimal) -> Decimal:
         product = value * self.multiply
-        if self.divide == 1:
+        if self.exact:
             return product
         return _DIVISION.divide(product, self.divide)
 
@@ -107,7 +109,9 @@ def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
     without unit text, has no unit, so its result is not usable (``unreadable_unit`` says why).
     """
     chosen = quantity.get("code") if is_ucum(quantity) else quantity.get("unit")
-    return chosen.strip() if isinstance(chosen, str) and chosen.strip() else None
+    if isinstance(chosen, str):
+        return chosen.strip() or None
+    return None
 
 
 def unreadable_unit(quantity: Mapping[str, Any]) -> str | None:
@@ -125,6 +129,8 @@ def unreadable_unit(quantity: Mapping[str, Any]) -> str | None:
 
 def is_ucum(quantity: Mapping[str, Any]) -> bool:
     system = quantity.get("system")
+    if system == UCUM:  # as nearly every lab writes it: no need to trim and fold it
+        return True
     return isinstance(system, str) and system.strip().rstrip("/").lower() == UCUM
 
 

@@ -291,7 +291,12 @@ def read_observation(
     ``read_value(obs)`` when the caller has it already (the record's duplicate check reads it
     too: read once).
     """
-    status = read_code(obs.get("status"))
+    written_status = obs.get("status")
+    # read_code, spelled out for the plain string nearly every result has (it runs per result)
+    status = (
+        written_status.strip().lower() if type(written_status) is str
+        else read_code(written_status)
+    )
     if status not in USABLE_STATUSES:
         return None
     resource_id = as_text(obs.get("id"))
