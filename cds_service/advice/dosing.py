@@ -173,38 +173,44 @@ def dose_01_calculation(
     initial_ml_h = infusion_rate_ml_h(dosing.actual_kg, RATE_INITIAL_ML_KG_MIN)
     max_ml_h = infusion_rate_ml_h(dosing.actual_kg, max_rate)
 
+    # Each figure is written once and shown both in the summary values and in the calculation.
+    dosing_kg, basis = kg(used), basis_text(dosing)
+    induction_g, maintenance_g = grams(induction), grams(maintenance)
+    initial_text, max_text = format_number(initial_ml_h, 0), format_number(max_ml_h, 0)
+    per_day_g = {days: grams(induction / days) for days in INDUCTION_DAYS}
+
     rows: list[tuple[str, str]] = [("Actual weight", kg(dosing.actual_kg))]
     if dosing.height_cm is not None:
         rows.append(("Height", f"{format_number(dosing.height_cm, 1)} cm"))
     if dosing.ideal_kg is not None and dosing.adjusted_kg is not None:
         rows.append(("Ideal body weight (Devine)", kg(dosing.ideal_kg)))
         rows.append(("Adjusted weight (IBW + 0.4 × (actual − IBW))", kg(dosing.adjusted_kg)))
-    rows.append(("Dosing weight used", f"{kg(used)}: {basis_text(dosing)}"))
+    rows.append(("Dosing weight used", f"{dosing_kg}: {basis}"))
     rows.append(
         (
             "Induction 2 g/kg",
-            f"{grams(induction)} = {_ml_at_10_percent(induction)} mL at 10 %",
+            f"{induction_g} = {_ml_at_10_percent(induction)} mL at 10 %",
         )
     )
     for days in INDUCTION_DAYS:
-        rows.append((f"Induction over {days} days", f"{grams(induction / days)}/day"))
+        rows.append((f"Induction over {days} days", f"{per_day_g[days]}/day"))
     rows.append(
         (
             "Maintenance 1 g/kg every 4 weeks",
-            f"{grams(maintenance)} = {_ml_at_10_percent(maintenance)} mL at 10 %",
+            f"{maintenance_g} = {_ml_at_10_percent(maintenance)} mL at 10 %",
         )
     )
     rows.append(
         (
             f"Initial rate {RATE_INITIAL_ML_KG_MIN} mL/kg/min × actual weight",
-            f"{format_number(initial_ml_h, 0)} mL/h",
+            f"{initial_text} mL/h",
         )
     )
     rate_label = f"Maximum rate {max_rate} mL/kg/min × actual weight"
     if risk:
         # Age ≥ 65 is both a renal and a thrombosis risk: name it once.
         rate_label += " (capped: " + ", ".join(dict.fromkeys(f.reason for f in risk)) + ")"
-    rows.append((rate_label, f"{format_number(max_ml_h, 0)} mL/h"))
+    rows.append((rate_label, f"{max_text} mL/h"))
 
     drafts = drafted_ivig(record)
     caveats = _dosing_caveats(record, dosing)
@@ -235,15 +241,15 @@ def dose_01_calculation(
         rule_id="DOSE-01",
         indicator="info",
         values={
-            "dosing_kg": kg(used),
-            "basis": basis_text(dosing),
+            "dosing_kg": dosing_kg,
+            "basis": basis,
             "policy": dosing.policy,
-            "induction_g": grams(induction),
-            "induction_2d_g": grams(induction / 2),
-            "induction_5d_g": grams(induction / 5),
-            "maintenance_g": grams(maintenance),
-            "initial_ml_h": format_number(initial_ml_h, 0),
-            "max_ml_h": format_number(max_ml_h, 0),
+            "induction_g": induction_g,
+            "induction_2d_g": per_day_g[2],
+            "induction_5d_g": per_day_g[5],
+            "maintenance_g": maintenance_g,
+            "initial_ml_h": initial_text,
+            "max_ml_h": max_text,
         },
         facts=(*_weight_facts(dosing), *(_order_fact(u, dosing) for u in drafts)),
         caveats=tuple(dict.fromkeys(caveats)),
