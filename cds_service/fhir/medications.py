@@ -56,9 +56,10 @@ def resolve_medications(
     wanted: dict[str, list[str]] = {}  # "Medication/<id>" to read -> literal references to it
     unresolved = 0
     for resource in orders:
-        if resource.get("resourceType") not in _MEDICATION_USERS:
-            continue
-        reference = as_dict(resource.get("medicationReference")).get("reference")
+        medication = resource.get("medicationReference")
+        if medication is None or resource.get("resourceType") not in _MEDICATION_USERS:
+            continue  # (most orders name their medication by code: no reference to look at)
+        reference = as_dict(medication).get("reference")
         if not isinstance(reference, str) or reference.startswith("#"):
             continue  # contained: resolved by the record builder against the resource
         if reference in medications:

@@ -209,6 +209,7 @@ def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> 
 
 
 def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
+    """``has_flaws`` of a resource of a known type, ``shape`` its."""
     parsed_types, items = shape.parsed_types, shape.items
     for name, value in resource.items():
         if type(value) is not parsed_types.get(name):
@@ -243,9 +244,7 @@ def _element_flawed(shape: _Shape, name: str, value: Any) -> bool:
     return item_kind is not None and _items_flawed(value, *shape.items[name])
 
 
-def _items_flawed(
-    value: Any, item_type: type | None, item_kind: str, extension: bool
-) -> bool:
+def _items_flawed(value: Any, item_type: type | None, item_kind: str, extension: bool) -> bool:
     for item in value:
         if type(item) is not item_type and _kind(item) != item_kind:
             return True
