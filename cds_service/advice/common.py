@@ -90,10 +90,11 @@ def ck_values(ck: CkValue, prefix: str = "ck") -> dict[str, str]:
     "22.6")."""
     sign = _COMPARATOR_SIGNS.get(ck.comparator or "", "")
     words = _COMPARATOR_WORDS.get(ck.comparator or "", "")
-    unsigned = ck.times_uln_text()[len(ck.comparator or "") :]
+    times_uln = ck.times_uln_text()  # worked out once: shown with and without its comparator
+    unsigned = times_uln[len(ck.comparator or "") :]
     return {
         prefix: ck.number_text(),
-        f"{prefix}_x_uln": ck.times_uln_text(),
+        f"{prefix}_x_uln": times_uln,
         f"{prefix}_date": ck.day.isoformat(),
         f"{prefix}_uln": format_number(ck.uln),
         f"{prefix}_preliminary": " (preliminary)" if ck.preliminary else "",
