@@ -329,3 +329,29 @@ def test_the_flaw_count_agrees_with_the_model_on_every_scenario_and_the_bench_re
                 }
                 assert not has_flaws(normalized), resource.get("id")
     assert checked > 100
+
+
+class _Codes(dict):  # a JSON object that is not exactly a ``dict`` (an app's own mapping)
+    pass
+
+
+@pytest.mark.parametrize(
+    ("change", "flawed"),
+    [
+        ({"valueInteger": 5}, False),  # a number: int and float both, checked the long way
+        ({"valueInteger": 5.5}, False),
+        ({"valueInteger": True}, True),  # a boolean is not a JSON number
+        ({"code": _Codes(text="CK")}, False),  # a dict subclass is still an object
+        ({"category": [_Codes(text="lab")]}, False),
+        ({"category": [[]]}, True),  # an array item of the wrong kind
+        ({"status": ["final"]}, True),
+        ({"_status": {"extension": []}}, False),  # a primitive's extension element
+        ({"extension": [{"url": "http://x", "valueString": "y"}]}, False),
+        ({"extension": [{"valueString": "y"}]}, True),  # an extension without url
+    ],
+)
+def test_each_element_is_judged_by_its_json_kind(change: dict[str, Any], flawed: bool) -> None:
+    """The quick exact-type check and the full kind check give one verdict."""
+    resource = {**CK, **change}
+    assert has_flaws(resource) is flawed
+    assert count_flawed([resource]) == ({"Observation": 1} if flawed else {})
