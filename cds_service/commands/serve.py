@@ -198,13 +198,14 @@ def serve(args: argparse.Namespace) -> int:
     # p99 latency near the p50 (BENCHMARKS.md), and forked workers share those pages unwritten.
     gc.collect()
     gc.freeze()
-    # A call parses a ~100 KiB body into ~10,000 containers that live until it answers, and
-    # several calls are in flight per worker: at the default threshold (700) the young
-    # generation is collected every few hundred of them, re-walking the trees of every call in
-    # flight and promoting them to be walked again by the older generations (measured ~1.5 ms
-    # of GC per order-sign call under load). The request data is acyclic and freed by reference
-    # counting; the collector is only for the rare cycle, so it runs every 50,000 net
-    # allocations: 0.4-0.5 ms less CPU per call under load, peak RSS unchanged (BENCHMARKS.md).
+    # A call parses a ~125 KiB body into ~2,300 containers and builds its record from them,
+    # all living until it answers, with several calls in flight per worker: at the default
+    # threshold (700) the young generation is collected every few hundred allocations,
+    # re-walking the trees of every call in flight and promoting them to be walked again by the
+    # older generations (measured ~1.5 ms of GC per order-sign call under load). The request
+    # data is acyclic and freed by reference counting; the collector is only for the rare
+    # cycle, so it runs every 50,000 net allocations: 0.4-0.5 ms less CPU per call under load;
+    # peak RSS per worker stays within its 120 MB budget (114-115 MB in BENCHMARKS.md's run).
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     limit_malloc_arenas()  # before the fork: every worker inherits it
 

@@ -194,18 +194,23 @@ _EXTENSIONS = ("extension", "modifierExtension")
 _COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 
 
-def has_flaws(resource: Mapping[str, Any], resource_type: str | None = None) -> bool:
+def has_flaws(resource: Mapping[str, Any]) -> bool:
     """Did reading ``resource`` have to look past anything (see the module docstring)?
 
     Top-level elements and the kind of their array items, the ``url`` of each extension, and
     ``valueQuantity.comparator``; no deeper: a walk of the whole resource would cost what the
-    model validation it replaces cost. ``resource_type``: its ``type_label`` when known.
+    model validation it replaces cost.
     """
-    if resource_type is None:
-        resource_type = type_label(resource)
-    shape = _shape(resource_type) if resource_type != "unknown" else None
-    # (an unknown type is kept out of the shape cache: R4 resource types only)
+    shape = _label_and_shape(resource)[1]
     return shape is None or _flawed(resource, shape)
+
+
+def _label_and_shape(resource: Mapping[str, Any]) -> tuple[str, _Shape | None]:
+    """The resource's ``type_label`` and the shape of its type (None: not an R4 resource type;
+    a client's other words are kept out of the shape cache, where they would push out the R4
+    types' shapes)."""
+    label = type_label(resource)
+    return label, (_shape(label) if label != "unknown" else None)
 
 
 def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
@@ -255,10 +260,8 @@ def count_flawed(resources: Any) -> dict[str, int]:
     """resourceType label -> number of the resources with flaws."""
     counts: dict[str, int] = {}
     for resource in resources:
-        resource_type = resource.get("resourceType")
-        shape = _shape(resource_type) if isinstance(resource_type, str) else None
+        label, shape = _label_and_shape(resource)
         if shape is None or _flawed(resource, shape):
-            label = resource_type if shape is not None else "unknown"
             counts[label] = counts.get(label, 0) + 1
     return counts
 
@@ -294,17 +297,16 @@ def unpack_bundle(bundle: Resource) -> Unpacked:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if resource is None:
             continue  # an entry without a resource (e.g. a deleted one) carries no data
-        # ``read_resource`` inline (it runs for every entry of every Bundle of a call)
-        resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
-        if not isinstance(resource_type, str):
-            # unreadable: not a JSON object, or no resourceType string; its label is "unknown"
-            skipped["unknown"] = skipped.get("unknown", 0) + 1
-            continue
-        if resource_type == "OperationOutcome":
+        if isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome":
             unpacked.outcomes += 1
             continue
+        try:
+            parsed = read_resource(resource)
+        except InvalidResource:  # not a JSON object, or no resourceType string
+            skipped["unknown"] = skipped.get("unknown", 0) + 1
+            continue
         full_url = entry.get("fullUrl")
-        entries.append((full_url if isinstance(full_url, str) else None, tolerate(resource)))
+        entries.append((full_url if isinstance(full_url, str) else None, parsed))
     return unpacked
 
 

@@ -249,12 +249,7 @@ def _code_key(code: object) -> tuple[object, ...] | None:
 def _duplicate_preference(obs: Mapping[str, Any]) -> tuple[bool, str]:
     """Of duplicates the first read is kept: a final result before a preliminary copy (a card
     that says "preliminary" when a final copy exists would understate it), then by id."""
-    status, rid = obs.get("status"), obs.get("id")
-    # read_code and as_text, spelled out for the plain strings nearly every result has (this
-    # runs once per Observation)
-    if type(status) is str and type(rid) is str:
-        return status.strip().lower() == "preliminary", rid.strip()
-    return read_code(status) == "preliminary", as_text(rid) or ""
+    return read_code(obs.get("status")) == "preliminary", as_text(obs.get("id")) or ""
 
 
 def _duplicate_key(value: LabValue, reading: Reading | str) -> tuple[object, ...]:
@@ -699,13 +694,13 @@ class _Resources:
         for resource in resources:
             if not (type(resource) is dict or isinstance(resource, Mapping)):
                 continue
-            rtype, rid = resource.get("resourceType"), resource.get("id")
-            if isinstance(rtype, str) and isinstance(rid, str) and rid:
-                key = (rtype, rid)
+            key = _key(resource)
+            if key is not None:
                 if key in seen:
                     continue
                 seen.add(key)
             self.all.append(resource)
+            rtype = resource.get("resourceType")
             if isinstance(rtype, str):
                 self._by_type.setdefault(rtype, []).append(resource)
                 if rtype in ("MedicationRequest", "MedicationStatement"):

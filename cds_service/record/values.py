@@ -134,7 +134,10 @@ def read_code(value: object) -> str | None:
     """A code the rules compare (``status``, ``intent``, comparators, unit codes): trimmed and
     lower case (rules.md "Reading a resource", r2: "FINAL" is final); None when absent or not a
     string."""
-    text = as_text(value)
+    if type(value) is str:  # nearly every code: as_text's answer without the call
+        text: str | None = value.strip() or None
+    else:
+        text = as_text(value)
     return text.lower() if text is not None else None
 
 
@@ -291,12 +294,7 @@ def read_observation(
     ``read_value(obs)`` when the caller has it already (the record's duplicate check reads it
     too: read once).
     """
-    written_status = obs.get("status")
-    # read_code, spelled out for the plain string nearly every result has (it runs per result)
-    status = (
-        written_status.strip().lower() if type(written_status) is str
-        else read_code(written_status)
-    )
+    status = read_code(obs.get("status"))
     if status not in USABLE_STATUSES:
         return None
     resource_id = as_text(obs.get("id"))
