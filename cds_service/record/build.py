@@ -200,7 +200,7 @@ def _read_labs(
         if isinstance(result, UnusableResult):
             unusable.append(result)
             continue
-        if result.day > today:
+        if result.time.date() > today:  # its day (LabValue.day)
             unusable.append(
                 UnusableResult(kind, result.resource_id, result.time, "dated after today")
             )
@@ -214,7 +214,11 @@ def _read_labs(
             if any(_same_code(codes, _codes(other)) for other in kept):
                 continue
             kept.append(code)
-        by_kind.setdefault(kind, []).append(result)
+        bucket = by_kind.get(kind)
+        if bucket is None:
+            by_kind[kind] = [result]
+        else:
+            bucket.append(result)
     values = {
         kind: tuple(sorted(items, key=lambda v: (v.time, v.resource_id or "")))
         for kind, items in by_kind.items()
@@ -691,6 +695,7 @@ class _Resources:
         # MedicationRequests and MedicationStatements together, in their order: the record's
         # medication uses keep it.
         self.orders: list[Mapping[str, Any]] = []
+        by_type = self._by_type
         for resource in resources:
             if not (type(resource) is dict or isinstance(resource, Mapping)):
                 continue
@@ -702,7 +707,11 @@ class _Resources:
             self.all.append(resource)
             rtype = resource.get("resourceType")
             if isinstance(rtype, str):
-                self._by_type.setdefault(rtype, []).append(resource)
+                bucket = by_type.get(rtype)
+                if bucket is None:
+                    by_type[rtype] = [resource]
+                else:
+                    bucket.append(resource)
                 if rtype in ("MedicationRequest", "MedicationStatement"):
                     self.orders.append(resource)
 

@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any, NamedTuple
 
 from cds_service.fhir.elements import as_dict, as_list, as_text, to_decimal
@@ -175,6 +176,11 @@ class Reading(NamedTuple):
     unreadable: str | None = None
 
 
+# A Reading made from a tuple of all its fields, without NamedTuple's keyword-reading ``__new__``
+# (a third of the cost; one is made per result read).
+_reading = partial(tuple.__new__, Reading)
+
+
 def read_value(obs: Mapping[str, Any]) -> Reading | str:
     """The Observation's value, or the reason it has none we can read."""
     quantity = obs.get("valueQuantity")
@@ -190,13 +196,13 @@ def read_value(obs: Mapping[str, Any]) -> Reading | str:
                 return f"comparator '{_clip(str(raw_cmp))}' not recognised"
         unit = quantity_unit(quantity)
         unit_text = as_text(quantity.get("unit")) or as_text(quantity.get("code"))
-        original = f"{comparator or ''}{number}"
+        original = str(number) if comparator is None else comparator + str(number)
         if unit_text:
-            original += f" {unit_text}"
+            original += " " + unit_text
         if number < 0:
             return f"value '{original}' not recognised"
         unreadable = unreadable_unit(quantity) if unit is None else None
-        return Reading(number, comparator, unit, unit_text, original, False, unreadable)
+        return _reading((number, comparator, unit, unit_text, original, False, unreadable))
     text = obs.get("valueString")
     if isinstance(text, str):
         m = _VALUE_STRING.match(text.strip())
@@ -298,14 +304,15 @@ def read_observation(
     if status not in USABLE_STATUSES:
         return None
     resource_id = as_text(obs.get("id"))
-    time = observation_time(obs)
+    # observation_time's first choice read here (nearly every result has one): one call less.
+    time = parse_datetime(obs.get("effectiveDateTime")) or observation_time(obs)
     if time is None:
         return UnusableResult(kind, resource_id, None, "no effective time")
     if _present(obs.get("dataAbsentReason")):
         # rules.md "Usable observation" (r2): a dataAbsentReason says there is no value, whatever
         # else the result carries.
         return UnusableResult(kind, resource_id, time, "no value (dataAbsentReason)")
-    interpretation = interpretation_codes(obs)
+    interpretation = interpretation_codes(obs) if obs.get("interpretation") else ()
     if reading is None:
         reading = read_value(obs)
     if isinstance(reading, str):
@@ -336,8 +343,11 @@ def read_observation(
             reason = "unit (none) not recognised"
         return UnusableResult(kind, resource_id, time, reason)
 
-    ref_low, ref_high = reference_range(obs, kind, reading.unit)
-    value = factor.apply(reading.number)
+    if obs.get("referenceRange"):
+        ref_low, ref_high = reference_range(obs, kind, reading.unit)
+    else:
+        ref_low = ref_high = None
+    value = reading.number * factor.multiply if factor.exact else factor.apply(reading.number)
     converted = not factor.identity
     if kind == "ck":
         if ref_high is not None and ref_high > 0:
@@ -346,8 +356,8 @@ def read_observation(
             uln, assumed = default_ck_uln(gender, clinical), True
         return CkValue(
             kind, value, reading.comparator, RULE_UNITS["ck"], time, status, resource_id,
-            reading.original, converted, ref_low, ref_high, interpretation, uln=uln,
-            uln_assumed=assumed,
+            reading.original, converted, ref_low, ref_high, interpretation, False, None, uln,
+            assumed,
         )
     unit_label = (reading.unit_text or RULE_UNITS[kind]) if kind == "hmgcr" else RULE_UNITS[kind]
     return LabValue(
