@@ -58,6 +58,9 @@ _DATETIME = re.compile(
     r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
 )
 
+# A whole date, YYYY-MM-DD, ASCII digits only: the form most FHIR dates take.
+_DATE_ONLY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
 _INTERPRETATION_SYSTEMS = frozenset(
     {
         "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
@@ -86,10 +89,7 @@ def parse_datetime(value: object) -> datetime | None:
     # The two forms nearly every value has are read by datetime.fromisoformat, in C, once their
     # grammar is checked (it reads them as the general path below does: fraction truncated to
     # microseconds, "Z" as UTC, the offset kept; an impossible date, hour or offset refused).
-    if (
-        len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii()
-        and text[:4].isdigit() and text[5:7].isdigit() and text[8:].isdigit()
-    ):  # a date: midnight UTC
+    if _DATE_ONLY.match(text):  # a date: midnight UTC
         try:
             return datetime.fromisoformat(f"{text}T00:00:00+00:00")
         except ValueError:
