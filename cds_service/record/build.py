@@ -518,7 +518,9 @@ def _ivig_given(
                 status=status,
             )
         )
-    administered_days = [g.day for g in given]
+    # An order counts only when no administration is dated on or after its authoredOn: when the
+    # latest one is before it.
+    last_administered = max((g.day for g in given), default=None)
     for use in ivig_uses:
         if (
             use.drafted
@@ -529,7 +531,7 @@ def _ivig_given(
         ):
             continue
         authored = use.authored_on
-        if any(day >= authored for day in administered_days):
+        if last_administered is not None and last_administered >= authored:
             continue
         grams = dose_grams(use.dose, use.medication)
         given.append(
