@@ -86,6 +86,14 @@ class TextRule:
     label: str  # the name or pattern as written in the ValueSet
     pattern: re.Pattern[str]
     concentration: Decimal | None = None  # g/mL, IVIG brands sold in one strength
+    # A whole-word rule (match "word"): its name as a regular expression (``pattern`` is this
+    # between the word boundaries); None for a "regex" rule.
+    word: str | None = None
+
+
+# A whole word: no letter or digit just before it, none just after it.
+_WORD_BEFORE = r"(?<![^\W_])"
+_WORD_AFTER = r"(?![^\W_])"
 
 
 @dataclass(frozen=True)
@@ -95,11 +103,17 @@ class CompiledValueSet:
     prefixes: tuple[tuple[str, str], ...]  # (system, normalised code prefix): is-a filters
     texts: tuple[TextRule, ...]
     concentrations: Mapping[tuple[str, str], Decimal]  # (system, normalised code) -> g/mL
-    # One alternation of every text rule: most texts match none, and one search says so.
+    # One alternation of every text rule: most texts match none, and one search says so. The
+    # whole-word names share one pair of word boundaries, ``_WORD_BEFORE(?:a|b|...)_WORD_AFTER``,
+    # which finds a text matching any of them exactly when one of their patterns does (the
+    # engine backtracks into the alternation), in a quarter of the time of one pair per name.
     any_text: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        combined = "|".join(f"(?:{rule.pattern.pattern})" for rule in self.texts) or r"(?!)"
+        words = [rule.word for rule in self.texts if rule.word is not None]
+        parts = [f"{_WORD_BEFORE}(?:{'|'.join(words)}){_WORD_AFTER}"] if words else []
+        parts += [f"(?:{rule.pattern.pattern})" for rule in self.texts if rule.word is None]
+        combined = "|".join(parts) or r"(?!)"
         object.__setattr__(self, "any_text", re.compile(combined, re.IGNORECASE))
 
     def has_code(self, system: str, code: str) -> bool:
@@ -274,9 +288,11 @@ def _text_rule(ext: Mapping[str, Any]) -> TextRule:
     match = parts.get("match", {}).get("valueCode", "word")
     if not isinstance(text, str) or not text.strip():
         raise ConfigurationError("text-match without text")
+    word = None
     if match == "word":
         # Whole word: no letter or digit either side ("Lipitorx" is not Lipitor).
-        pattern = re.compile(rf"(?<![^\W_]){re.escape(text.strip())}(?![^\W_])", re.IGNORECASE)
+        word = re.escape(text.strip())
+        pattern = re.compile(f"{_WORD_BEFORE}{word}{_WORD_AFTER}", re.IGNORECASE)
     elif match == "regex":
         try:
             pattern = re.compile(text, re.IGNORECASE)
@@ -285,7 +301,7 @@ def _text_rule(ext: Mapping[str, Any]) -> TextRule:
     else:
         raise ConfigurationError(f"text-match match={match!r} (word or regex)")
     conc = _concentration(parts["concentration"]) if "concentration" in parts else None
-    return TextRule(text.strip(), pattern, conc)
+    return TextRule(text.strip(), pattern, conc, word)
 
 
 def _concentration(ext: Mapping[str, Any]) -> Decimal:

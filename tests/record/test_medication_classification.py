@@ -604,3 +604,50 @@ def test_loader_refuses_a_bad_concentration(mappings: Path) -> None:
 def test_loader_refuses_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not found"):
         load_valuesets(tmp_path / "nowhere")
+
+
+def test_text_prefilter_finds_exactly_the_texts_some_rule_matches() -> None:
+    # CompiledValueSet.any_text shares one pair of word boundaries among the whole-word names:
+    # on any text it must say "some rule matches" exactly when one rule's own pattern does
+    # (text_rule skips the rules when it says no). Seeded random texts built from every shipped
+    # name, cut, glued to letters, digits, underscores, hyphens, case-changed, plus the regex
+    # rules of a ValueSet that has both kinds.
+    import random
+    import re
+
+    rng = random.Random(1414)
+    valuesets = dict(terminology.VALUESETS)
+    mixed = terminology._compile(
+        {
+            "url": terminology.VALUESET_BASE + "mixed",
+            "extension": [
+                {"url": terminology.TEXT_MATCH_URL, "extension": [
+                    {"url": "text", "valueString": name}, {"url": "match", "valueCode": match}]}
+                for name, match in (("Gamunex-C", "word"), (r"IG\s?IV", "regex"),
+                                    ("Privigen", "word"), (r"^immune", "regex"))
+            ],
+        }
+    )
+    valuesets["mixed"] = mixed
+    names = [rule.label for vs in valuesets.values() for rule in vs.texts]
+    glue = ["", " ", "-", "_", "x", "7", "é", "(", ")", "/", "  ", ".", "ß", "İ"]
+
+    def text() -> str:
+        pieces = []
+        for _ in range(rng.randrange(1, 4)):
+            name = rng.choice(names)
+            if rng.random() < 0.3:
+                cut = rng.randrange(len(name) + 1)
+                name = name[:cut] if rng.random() < 0.5 else name[cut:]
+            if rng.random() < 0.3:
+                name = name.upper() if rng.random() < 0.5 else name.swapcase()
+            pieces.append(rng.choice(glue) + name + rng.choice(glue))
+        return "".join(pieces)
+
+    for vs in valuesets.values():
+        for _ in range(400):
+            sample = text()
+            some_rule = any(rule.pattern.search(sample) for rule in vs.texts)
+            assert bool(vs.any_text.search(sample)) is some_rule, (vs.url, sample)
+    assert mixed.any_text.search("IGIV 10%") and mixed.text_rule(["Immune globulin"]) is not None
+    assert re.search(r"\(\?<!", mixed.any_text.pattern)  # the shared word boundary is in use
