@@ -172,6 +172,26 @@ def test_statin_ivig_estrogen_uses_and_others_dropped() -> None:
     assert record.statin_uses[0].raw["id"] == "s1"
 
 
+def test_products_differing_in_any_element_classification_reads_are_classified_apart() -> None:
+    # One call classifies each product once (_MedicationResolver keys by what classification
+    # reads: text, and each coding's system, code and display): orders that differ in only one
+    # of those must not share a verdict.
+    unknown = {"system": RX, "code": "999999"}
+    vitamin = "vitamin D 1000 IU"
+    record = build([
+        request("a", {"coding": [unknown], "text": "atorvastatin 10 mg"}),
+        request("b", {"coding": [unknown], "text": vitamin}),
+        request("c", {"coding": [{**unknown, "display": "Gamunex-C 10%"}], "text": vitamin}),
+        request("d", {"coding": [unknown, {"system": ATC, "code": "G03CA03"}], "text": vitamin}),
+        request("e", {"coding": [{"system": NDC, "code": "13533-800"}], "text": vitamin}),
+        request("f", {"coding": [unknown], "text": "atorvastatin 10 mg", "id": "x"}),
+    ])
+    assert [u.resource_id for u in record.statin_uses] == ["a", "f"]
+    assert [(u.resource_id, u.medication.matched_by_name) for u in record.ivig_uses] == [
+        ("c", True), ("e", False)]
+    assert [u.resource_id for u in record.estrogen_uses] == ["d"]
+
+
 def test_end_date_is_the_latest_of_the_three_ends() -> None:
     record = build([
         request("s1", ATORVASTATIN, status="stopped",
