@@ -102,7 +102,7 @@ def create_app(
     app.config["MYOCDS_SETTINGS"] = settings
     # Werkzeug enforces this while reading too; protocol.body checks first for a clear message.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, pool_size=settings.threads)  # a connection per thread
     # Connections, pins and fetch threads of the calls' FHIR fetches (made on first use).
     fhir = FhirClient.from_settings(settings)
     weakref.finalize(app, fhir.close)

@@ -171,10 +171,15 @@ class RuleCounts:
 
 
 class Store:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, pool_size: int | None = None) -> None:
+        """``pool_size``: connections the pool keeps; the service passes its call threads per
+        worker (``MYOCDS_THREADS``: each call stores its cards, so that many may be checked out at
+        once). Beyond it the pool lends overflow connections, closed when returned: a pool
+        smaller than the threads opened and closed a database connection every few calls under
+        load. None: SQLAlchemy's default (5), for the CLI's one-thread uses."""
         # No connection yet: gunicorn forks workers from the master after this, and a database
         # that is down now must not stop start-up.
-        self.engine = _engine(database_url)
+        self.engine = _engine(database_url, pool_size)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._cards_inserts: dict[int, TextClause] = {}  # card count -> its INSERT (_cards_insert)
@@ -494,24 +499,25 @@ def _feedback_row(service_id: str, item: Mapping[str, Any], received_at: datetim
     }
 
 
-def _engine(database_url: str) -> Engine:
+def _engine(database_url: str, pool_size: int | None = None) -> Engine:
     try:
         url = make_url(database_url)
     except Exception:  # any parse failure is a configuration error
         raise ConfigurationError("MYOCDS_DATABASE_URL is not a valid SQLAlchemy URL") from None
+    pool: dict[str, Any] = {"pool_size": pool_size} if pool_size is not None else {}
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             try:
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             except OSError:
                 pass  # not usable now: the calls that need it say 503 until it is
-        engine = create_engine(url, connect_args={"timeout": 15})
+        engine = create_engine(url, connect_args={"timeout": 15}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
         # A database that does not answer must not hold a worker thread for minutes.
         connect_args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     except Exception as exc:  # e.g. the driver is not installed
         raise ConfigurationError(
             f"cannot use MYOCDS_DATABASE_URL ({type(exc).__name__}: {exc})"
