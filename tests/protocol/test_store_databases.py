@@ -12,9 +12,8 @@ store exactly 200 rows; 200 posts of one feedback must store exactly one.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from sqlalchemy import inspect, text
 
 from cds_service.protocol.store import FeedbackResult, IssuedCard, Store
 from cds_service.settings import Settings
+from tests.support.concurrency import all_at_once
 
 CONCURRENT = 200
 NOW = datetime(2025, 7, 1, 10, 0, tzinfo=UTC)
@@ -54,29 +54,6 @@ def feedback_item(card: str, outcome: str = "overridden") -> dict[str, Any]:
     else:
         item["acceptedSuggestions"] = [{"id": str(uuid.uuid4())}]
     return item
-
-
-def all_at_once(jobs: Sequence[Callable[[], T]]) -> list[T]:
-    """Run every job on its own thread, all released together by a barrier, so they race."""
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-    failures: list[BaseException] = []
-
-    def run(index: int, job: Callable[[], T]) -> None:
-        try:
-            barrier.wait(timeout=60)
-            results[index] = job()
-        except BaseException as exc:  # reported below, in the test's thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    if failures:
-        raise failures[0]
-    return results
 
 
 def test_schema_is_created_on_start_and_start_is_repeatable(database_url: str) -> None:

@@ -10,18 +10,16 @@ connection every few calls (132 sessions in 8 s of the benchmark's patient-view 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import event
 
 from cds_service import create_app
 from cds_service.protocol.store import IssuedCard, Store
 from cds_service.settings import Settings
+from tests.support.concurrency import all_at_once
 from tests.support.records import call_body
 
 # A patient-view that gives a card (CK monitoring overdue), so every call stores one.
@@ -29,28 +27,6 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "cont02-ck-overdu
 
 THREADS = 8
 ROUNDS = 6
-
-
-def _together(jobs: list[Callable[[], Any]]) -> list[Any]:
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-    failures: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=60)
-            results[index] = jobs[index]()
-        except BaseException as exc:  # reported in the test's thread
-            failures.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    if failures:
-        raise failures[0]
-    return results
 
 
 def _card() -> IssuedCard:
@@ -72,7 +48,7 @@ def test_a_pool_of_the_thread_count_opens_a_connection_per_thread_at_most(
         store.ensure_schema()
         opened = _count_connects(store)
         for _ in range(ROUNDS):
-            _together([lambda: store.record_cards([_card()]) for _ in range(THREADS)])
+            all_at_once([lambda: store.record_cards([_card()]) for _ in range(THREADS)])
         # The pool grows to the threads that overlapped and never closes one to open another.
         assert len(opened) <= THREADS, f"{len(opened)} connections opened for {THREADS} threads"
     finally:
@@ -87,7 +63,7 @@ def test_the_default_pool_is_too_small_for_the_threads(store_url: str) -> None:
         store.ensure_schema()
         opened = _count_connects(store)
         for _ in range(ROUNDS):
-            _together([lambda: store.record_cards([_card()]) for _ in range(THREADS)])
+            all_at_once([lambda: store.record_cards([_card()]) for _ in range(THREADS)])
         assert len(opened) > THREADS
     finally:
         store.dispose()
@@ -113,7 +89,7 @@ def test_the_service_sizes_its_pool_to_its_threads(settings: Settings, store_url
         assert call() == 200  # the schema checked, one connection in the pool
         opened = _count_connects(store)
         for _ in range(ROUNDS):
-            assert set(_together([call] * THREADS)) == {200}
+            assert set(all_at_once([call] * THREADS)) == {200}
         assert len(opened) < THREADS, f"{len(opened)} connections opened for {THREADS} threads"
     finally:
         app.extensions["myocds"].store.dispose()
