@@ -94,9 +94,10 @@ class _Shape:
 
     # element name (and "_name") -> (its JSON kind, the kind of its items when an array)
     elements: Mapping[str, tuple[str, str | None]]
-    # element name -> the exact type of a parsed value of its kind: ``type(value) is`` this
-    # answers "of the right kind" in one step for nearly every value ("resourceType" included)
-    parsed_types: Mapping[str, type]
+    # every element name and "resourceType" -> the exact type of a parsed value of its kind:
+    # ``type(value) is`` this answers "of the right kind" in one step for nearly every value;
+    # None for a number or an "any" (always the full check); a name not here is not R4
+    parsed_types: Mapping[str, type | None]
     # array element name -> (the exact type of its parsed items or None, their kind, whether
     # each item is an extension and so needs a ``url``)
     items: Mapping[str, tuple[type | None, str, bool]]
@@ -131,10 +132,9 @@ def _shape(resource_type: str) -> _Shape | None:
             required.add(name)
         if spec.get("one_of_many_required"):
             groups.setdefault(str(spec.get("one_of_many")), set()).add(name)
-    parsed_types = {n: _PARSED_TYPE[k] for n, (k, _) in elements.items() if k in _PARSED_TYPE}
     return _Shape(
         elements,
-        {**parsed_types, "resourceType": str},
+        {**{n: _PARSED_TYPE.get(k) for n, (k, _) in elements.items()}, "resourceType": str},
         {
             name: (_PARSED_TYPE.get(item_kind), item_kind, name in _EXTENSIONS)
             for name, (_, item_kind) in elements.items()
@@ -214,13 +214,38 @@ def _label_and_shape(resource: Mapping[str, Any]) -> tuple[str, _Shape | None]:
 
 
 def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
-    """``has_flaws`` of a resource of a known type, ``shape`` its."""
-    parsed_types, items = shape.parsed_types, shape.items
+    """``has_flaws`` of a resource of a known type, ``shape`` its.
+
+    One loop and no call for an element whose value is of the exact type its kind parses to
+    (nearly all of them): this runs for every resource of every call.
+    """
+    parsed_types, elements, items = shape.parsed_types, shape.elements, shape.items
     for name, value in resource.items():
-        if type(value) is not parsed_types.get(name):
-            if _element_flawed(shape, name, value):
+        try:
+            parsed_type = parsed_types[name]
+        except KeyError:
+            return True  # an element R4 does not define
+        if type(value) is not parsed_type:
+            # The full check: a number, an "any", a value of the wrong kind or of a subclass.
+            element = elements.get(name)
+            if element is None:
+                continue  # "resourceType" (a str subclass): not an element
+            kind, item_kind = element
+            if kind != "any" and _kind(value) != kind:
                 return True
-        elif type(value) is list and name in items and _items_flawed(value, *items[name]):
+            if item_kind is None:
+                continue
+        elif parsed_type is not list:
+            continue
+        # An array (of its kind): the kind of each item, and the url of each extension.
+        item_spec = items.get(name)
+        if item_spec is None:
+            continue
+        item_type, item_kind, extension = item_spec
+        for item in value:
+            if type(item) is not item_type and _kind(item) != item_kind:
+                return True
+        if extension and not all(isinstance(e.get("url"), str) for e in value):
             return True
     if not resource.keys() >= shape.required:
         return True
@@ -237,30 +262,20 @@ def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
     return False
 
 
-def _element_flawed(shape: _Shape, name: str, value: Any) -> bool:
-    """The full check of one element whose value is not the exact type its kind parses to: an
-    unknown element, a number, an "any", a value of the wrong kind or of a subclass."""
-    element = shape.elements.get(name)
-    if element is None:
-        return name != "resourceType"
-    kind, item_kind = element
-    if kind != "any" and _kind(value) != kind:
-        return True
-    return item_kind is not None and _items_flawed(value, *shape.items[name])
-
-
-def _items_flawed(value: Any, item_type: type | None, item_kind: str, extension: bool) -> bool:
-    for item in value:
-        if type(item) is not item_type and _kind(item) != item_kind:
-            return True
-    return extension and not all(isinstance(e.get("url"), str) for e in value)
-
-
 def count_flawed(resources: Any) -> dict[str, int]:
-    """resourceType label -> number of the resources with flaws."""
+    """resourceType label -> number of the resources with flaws (``has_flaws``)."""
     counts: dict[str, int] = {}
+    # This call's resource types, each looked up once (not kept past the call).
+    by_type: dict[str, tuple[str, _Shape | None]] = {}
     for resource in resources:
-        label, shape = _label_and_shape(resource)
+        resource_type = resource.get("resourceType")
+        if type(resource_type) is str:
+            label_and_shape = by_type.get(resource_type)
+            if label_and_shape is None:
+                label_and_shape = by_type[resource_type] = _label_and_shape(resource)
+            label, shape = label_and_shape
+        else:
+            label, shape = _label_and_shape(resource)
         if shape is None or _flawed(resource, shape):
             counts[label] = counts.get(label, 0) + 1
     return counts

@@ -355,3 +355,31 @@ def test_each_element_is_judged_by_its_json_kind(change: dict[str, Any], flawed:
     resource = {**CK, **change}
     assert has_flaws(resource) is flawed
     assert count_flawed([resource]) == ({"Observation": 1} if flawed else {})
+
+
+class _TypeName(str):  # a resourceType that is not exactly a ``str``
+    pass
+
+
+def test_the_flaw_count_looks_each_type_up_once_and_agrees_with_has_flaws() -> None:
+    """``count_flawed`` keeps each resourceType's shape for the call; its counts are still
+    ``has_flaws`` resource by resource, whatever the order and mix of types."""
+    resources: list[dict[str, Any]] = []
+    for resource in record_resources():
+        resources.append(resource)
+        resources.append({**resource, "fooBar": 1})  # the same type, flawed, right after
+    resources += [
+        {**CK, "resourceType": _TypeName("Observation")},
+        {**CK, "resourceType": _TypeName("Observation"), "status": "FINAL"},
+        {"resourceType": "Nonsense", "id": "x"},
+        {"resourceType": "CodeableConcept"},
+        {**CK, "status": "FINAL"},
+    ]
+    expected: dict[str, int] = {}
+    for resource in resources:
+        if has_flaws(resource):
+            label = type_label(resource)
+            expected[label] = expected.get(label, 0) + 1
+    assert count_flawed(resources) == expected
+    assert list(count_flawed(resources)) == list(expected)  # first flawed type first, as logged
+    assert expected["Observation"] > len(resources) // 4 and expected["unknown"] == 2
