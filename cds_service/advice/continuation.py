@@ -13,7 +13,7 @@ N days" includes day N (the rules.md "Recent" convention).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 
 from cds_service.advice.common import (
@@ -106,6 +106,23 @@ class _Context:
         whole CK series."""
         return self.today - timedelta(days=days)
 
+    def cks_since(self, day: date) -> tuple[CkValue, ...]:
+        """The usable CKs of ``day`` or later, oldest → newest, read from the newest back.
+
+        The CKs are in time order as instants, and a day as written is less than a day from the
+        instant's UTC day (an offset is under 24 hours), so every CK before the first one more
+        than a day before ``day`` in UTC is of an earlier day: the scan stops there instead of
+        reading the whole series."""
+        stop = datetime.combine(day, time(), UTC) - timedelta(days=1)
+        found = []
+        for ck in reversed(self.cks):
+            if ck.time < stop:
+                break
+            if ck.day >= day:
+                found.append(ck)
+        found.reverse()
+        return tuple(found)
+
 
 # --- CONT-01 ---------------------------------------------------------------------------------
 
@@ -124,7 +141,7 @@ def remission_pair(context: _Context) -> tuple[CkValue, CkValue] | None:
     if days_between(older.day, newer.day) < REMISSION_GAP_DAYS:
         return None
     window_start = context.window_start(REMISSION_WINDOW_DAYS)
-    if any(c.day >= window_start and c.above_uln_multiple(1) for c in context.cks):
+    if any(c.above_uln_multiple(1) for c in context.cks_since(window_start)):
         return None
     return older, newer
 
@@ -151,7 +168,7 @@ def remission_on_ivig(context: _Context) -> Advice | None:
         suggestions = tuple(Suggestion("delete-draft", target=d) for d in context.ivig_drafts) + (
             Suggestion("order-lab", loinc=CK_LOINC),
         )
-    excluded = tuple(c for c in context.cks if c.preliminary and c.day >= older.day)
+    excluded = tuple(c for c in context.cks_since(older.day) if c.preliminary)
     caveats = [
         f"Preliminary CK {c.display()} of {c.day.isoformat()} not counted in the remission test"
         for c in excluded

@@ -7,6 +7,8 @@ rule table is tested at the threshold and on each side of it.
 from __future__ import annotations
 
 import string
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -137,6 +139,24 @@ def test_cont01_older_ck_above_uln_breaks_remission() -> None:
 def test_cont01_no_ck_above_uln_in_the_last_182_days(days_ago: int, fires: bool) -> None:
     cks = (ck(900, days_ago), ck(100, 100), ck(90, 10))
     assert ("CONT-01" in run(on_ivig(cks))) is fires
+
+
+def test_cont01_ck_of_window_day_written_east_of_utc_breaks_remission() -> None:
+    # The raised CK is of day 182 as written (00:30 at +14:00) but of day 183 in UTC; CKs are in
+    # instant order, so it comes before one of 23:00 UTC on day 183. The scan back from the
+    # newest must not stop before it (continuation._Context.cks_since).
+    window_day = TODAY - timedelta(days=182)
+    raised = replace(
+        ck(900, 182),
+        time=datetime(
+            window_day.year, window_day.month, window_day.day, 0, 30,
+            tzinfo=timezone(timedelta(hours=14)),
+        ),
+    )
+    cks = (ck(100, 300), raised, ck(100, 183, hour=23), ck(100, 100), ck(90, 10))
+    assert "CONT-01" not in run(on_ivig(cks))
+    # the same CK written in UTC is of day 183, outside the 182 days: a remission
+    assert "CONT-01" in run(on_ivig((ck(100, 300), ck(900, 183), ck(100, 100), ck(90, 10))))
 
 
 def test_cont01_ck_above_uln_in_182_days_but_not_among_the_last_two_breaks_remission() -> None:
