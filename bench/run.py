@@ -7,8 +7,9 @@ front end of ``commands/front.py``; auth off, clinical date pinned, the no-op fl
 a local FHIR server with 50 ms latency allowed as fhirServer) and, on another port, the
 pure-parse floor (``bench/parse_floor.py``: a Flask app that only parses the body, served with
 the same gunicorn options and front end), then in one run:
-1. saturation throughput and p50/p99 latency with ``wrk`` for the pure-parse floor and the
-   service's no-op endpoint (the same bodies as the order-sign: the two floors), the IVIG
+1. saturation throughput, p50/p99 latency (``wrk``) and the workers' CPU per call (utime +
+   stime of the gunicorn workers from /proc, over the requests answered) for the pure-parse
+   floor and the service's no-op endpoint (the same bodies as the order-sign: the two floors), the IVIG
    order-sign and the patient-view, every body carrying the full prefetch of a realistic record
    (bench/record.py). The bodies are 600 variants of the record under other resource ids (each
    wrk thread cycles its own 300; the patient-view other ids than the order-sign), so no body is
@@ -175,6 +176,22 @@ def constant_rate(port: int, path: str, bodies: list[bytes], rate: float, second
     return {"rate": rate, "p50": statistics.median(latencies),
             "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)], "n": len(latencies),
             "failures": len(failures)}
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU seconds used so far by the gunicorn workers of ``master_pid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # fields[1] is the parent pid; 11, 12 utime, stime
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 def worker_peak_rss_mb(master_pid: int) -> list[float]:
@@ -352,12 +369,17 @@ def start_server(command: list[str], env: dict[str, str], cwd: Path, port: int
 
 
 def measure(name: str, port: int, path: str, bodies: list[bytes], directory: Path,
-            args: argparse.Namespace) -> dict:
+            args: argparse.Namespace, master_pid: int) -> dict:
     status, answer = post(port, path, bodies[0])
     if status != 200:
         raise SystemExit(f"{name}: {status} {answer}")
     directory, per_thread = write_bodies(directory, bodies)
+    cpu_before = workers_cpu_seconds(master_pid)
     sat = run_wrk(port, path, directory, per_thread, args.seconds, args.connections)
+    # The workers' CPU per answered call at saturation (what a faster service spends less of;
+    # it rises too when other sessions load the machine).
+    sat["cpu_ms"] = (workers_cpu_seconds(master_pid) - cpu_before) * 1000 / max(
+        1.0, sat["rps"] * args.seconds)
     if sat["non2xx"]:
         raise SystemExit(f"{name}: {sat['non2xx']} answers were not 2xx under load")
     time.sleep(DRAIN_SECONDS)  # the calls wrk left queued finish before the next stage
@@ -422,6 +444,7 @@ def main() -> int:
                       for v in range(count)]
         patient_view = [json.dumps(hook_body("patient-view", variant=count + v)).encode()
                         for v in range(count)]
+        masters = {floor_port: servers[0].pid, port: servers[1].pid}
         targets = {
             PARSE_FLOOR: (floor_port, "/parse", order_sign),
             FLOOR: (port, "/_bench/noop", order_sign),
@@ -430,7 +453,8 @@ def main() -> int:
             PARSE_FLOOR_AGAIN: (floor_port, "/parse", order_sign),
         }
         results = {
-            name: measure(name, target_port, path, bodies, tmp / f"target-{index}", args)
+            name: measure(name, target_port, path, bodies, tmp / f"target-{index}", args,
+                          masters[target_port])
             for index, (name, (target_port, path, bodies)) in enumerate(targets.items())
         }
         fallback = fallback_fetch(port, fhir)
@@ -472,14 +496,16 @@ def render(args: argparse.Namespace, results: dict, fallback: dict, peaks: list[
         "",
         "| target | body | variants | cards | req/s (saturation) | × pure-parse floor (mean "
         "of first and last) "
-        "| × no-op endpoint | p50 ms | p99 ms | half-rate req/s | p50 ms | p99 ms | p99/p50 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| × no-op endpoint | worker CPU ms per call | p50 ms | p99 ms | half-rate req/s | "
+        "p50 ms | p99 ms | p99/p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         s, h = r["saturation"], r["half"]
         lines.append(
             f"| {name} | {r['bytes'] / 1024:.0f} KiB | {r['variants']} | {r['cards']} | "
             f"{s['rps']:.1f} | {s['rps'] / parse_floor:.3f} | {s['rps'] / floor:.3f} | "
+            f"{s['cpu_ms']:.2f} | "
             f"{s['p50']:.1f} | {s['p99']:.1f} | "
             f"{h['rate']:.1f} | {h['p50']:.1f} | {h['p99']:.1f} | {h['p99'] / h['p50']:.2f} |"
         )
