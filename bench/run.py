@@ -7,15 +7,14 @@ front end of ``commands/front.py``; auth off, clinical date pinned, the no-op fl
 a local FHIR server with 50 ms latency allowed as fhirServer) and, on another port, the
 pure-parse floor (``bench/parse_floor.py``: a Flask app that only parses the body, served with
 the same gunicorn options and front end), then in one run:
-1. saturation throughput, p50/p99 latency (``wrk``) and the workers' CPU per call (utime +
-   stime of the gunicorn workers from /proc, over the requests answered) for the pure-parse
-   floor and the service's no-op endpoint (the same bodies as the order-sign: the two floors),
-   the IVIG order-sign and the patient-view, every body carrying the full prefetch of a realistic
-   record
+1. saturation throughput, p50/p99 latency (``wrk``) and the workers' CPU per call (utime + stime
+   of the gunicorn workers from /proc, over the requests answered) for the pure-parse floor and
+   the service's no-op endpoint (the same bodies as the order-sign: the two floors), the IVIG
+   order-sign and the patient-view, every body carrying the full prefetch of a realistic record
    (bench/record.py). The bodies are 600 variants of the record under other resource ids (each
    wrk thread cycles its own 300; the patient-view other ids than the order-sign), so no body is
-   answered from anything a previous call left behind. The pure-parse floor runs first and
-   again last; ratios are to the mean of the two (other sessions' load drifts during a run);
+   answered from anything a previous call left behind. The pure-parse floor runs first and again
+   last; ratios are to the mean of the two (other sessions' load drifts during a run);
 2. p50/p99 at half of each saturation rate with an open-loop constant-rate client (latency
    counted from the scheduled send time, so queueing is not hidden);
 3. fallback fetch: the patient-view with no prefetch against the local FHIR server that adds
