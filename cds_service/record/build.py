@@ -200,7 +200,7 @@ def _read_labs(
         if isinstance(result, UnusableResult):
             unusable.append(result)
             continue
-        if result.time.date() > today:  # its day (LabValue.day)
+        if result.day > today:
             unusable.append(
                 UnusableResult(kind, result.resource_id, result.time, "dated after today")
             )
@@ -308,7 +308,7 @@ class _MedicationResolver:
         self._by_id = {
             f"Medication/{r['id']}": r for r in medications if isinstance(r.get("id"), str)
         }
-        self._classified: dict[object, Medication] = {}
+        self._classified: dict[str, Medication] = {}
         self._subcutaneous: dict[str, bool] = {}
 
     def medication(self, resource: Mapping[str, Any]) -> Medication:
@@ -328,13 +328,10 @@ class _MedicationResolver:
     def _classify(
         self, concept: Mapping[str, Any] | None, medication: Mapping[str, Any] | None
     ) -> Medication:
-        # A chart repeats one product on every administration: classify each one once per call,
-        # keyed by what classify_medication reads of a concept (``_concept_key``), else by the
-        # JSON as written (repr of parsed JSON is exact; the same product with its members in
-        # another order is merely classified again).
-        key: object = _concept_key(concept) if medication is None else None
-        if key is None:
-            key = repr((concept, medication))
+        # A chart repeats one product on every administration: classify each one once per call
+        # (keyed by the JSON as written: repr of parsed JSON is exact and cheap; the same product
+        # with its members in another order is merely classified again).
+        key = repr((concept, medication))
         found = self._classified.get(key)
         if found is None:
             found = self._classified[key] = classify_medication(concept, medication)
@@ -378,26 +375,6 @@ class _MedicationResolver:
         if relative.startswith("Medication/") and relative.count("/") == 1:
             return self._by_id.get(relative)
         return None
-
-
-def _concept_key(concept: object) -> tuple[object, ...] | None:
-    """Everything ``classify_medication`` reads of a medicationCodeableConcept (its ``text``, and
-    each coding's ``system``, ``code`` and ``display``, in order), hashable: a third of the cost
-    of its repr. None when any of them is neither a string nor absent (the caller keys by repr)."""
-    if type(concept) is not dict:
-        return None
-    text, codings = concept.get("text"), concept.get("coding")
-    if not (text is None or type(text) is str) or not (codings is None or type(codings) is list):
-        return None
-    key: list[object] = [text]
-    for coding in codings or ():
-        if type(coding) is not dict:
-            return None
-        read = (coding.get("system"), coding.get("code"), coding.get("display"))
-        if not all(value is None or type(value) is str for value in read):
-            return None
-        key.append(read)
-    return tuple(key)
 
 
 def _medication_use(

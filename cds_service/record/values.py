@@ -304,15 +304,14 @@ def read_observation(
     if status not in USABLE_STATUSES:
         return None
     resource_id = as_text(obs.get("id"))
-    # observation_time's first choice read here (nearly every result has one): one call less.
-    time = parse_datetime(obs.get("effectiveDateTime")) or observation_time(obs)
+    time = observation_time(obs)
     if time is None:
         return UnusableResult(kind, resource_id, None, "no effective time")
     if _present(obs.get("dataAbsentReason")):
         # rules.md "Usable observation" (r2): a dataAbsentReason says there is no value, whatever
         # else the result carries.
         return UnusableResult(kind, resource_id, time, "no value (dataAbsentReason)")
-    interpretation = interpretation_codes(obs) if obs.get("interpretation") else ()
+    interpretation = interpretation_codes(obs)
     if reading is None:
         reading = read_value(obs)
     if isinstance(reading, str):
@@ -343,11 +342,8 @@ def read_observation(
             reason = "unit (none) not recognised"
         return UnusableResult(kind, resource_id, time, reason)
 
-    if obs.get("referenceRange"):
-        ref_low, ref_high = reference_range(obs, kind, reading.unit)
-    else:
-        ref_low = ref_high = None
-    value = reading.number * factor.multiply if factor.exact else factor.apply(reading.number)
+    ref_low, ref_high = reference_range(obs, kind, reading.unit)
+    value = factor.apply(reading.number)
     converted = not factor.identity
     if kind == "ck":
         if ref_high is not None and ref_high > 0:

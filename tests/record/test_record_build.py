@@ -173,9 +173,9 @@ def test_statin_ivig_estrogen_uses_and_others_dropped() -> None:
 
 
 def test_products_differing_in_any_element_classification_reads_are_classified_apart() -> None:
-    # One call classifies each product once (_MedicationResolver keys by what classification
-    # reads: text, and each coding's system, code and display): orders that differ in only one
-    # of those must not share a verdict.
+    # One call classifies each product once (_MedicationResolver keeps each verdict per call):
+    # orders that differ in only one element classification reads (text, a coding's system,
+    # code or display) must not share a verdict.
     unknown = {"system": RX, "code": "999999"}
     vitamin = "vitamin D 1000 IU"
     record = build([
