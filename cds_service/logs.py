@@ -259,7 +259,7 @@ def call_fields(call: Mapping[str, Any] | None, status: int, started: float | No
     fields["skipped_resources"] = _number(call.get("skipped_resources"))
     # rules.md r2: how many resources had flaws the call read past, per type; counts only.
     fields["flawed_resources"] = _type_counts(call.get("flawed_resources"))
-    fields["invalid_drafts"] = _number(call.get("invalid_drafts"))
+    fields["flawed_drafts"] = _number(call.get("flawed_drafts"))
     fields["pipeline_ms"] = _number(call.get("pipeline_ms"))
     fields["feedback_items"] = _number(call.get("feedback_items"))
     caller = g.get("caller")

@@ -91,7 +91,7 @@ def run_hook(
         observe["truncated_keys"] = list(stats.truncated)
         observe["skipped_resources"] = sum(data.skipped.values())
         observe["flawed_resources"] = dict(data.flawed)
-        observe["invalid_drafts"] = len(data.invalid_drafts)
+        observe["flawed_drafts"] = data.flawed_drafts
         observe["card_topics"] = [card_topic(card) for card in cards]
         observe["card_indicators"] = [card.get("indicator") for card in cards]
         observe["pipeline_ms"] = round((time.perf_counter() - started) * 1000, 1)

@@ -53,9 +53,10 @@ class FhirData:
     # an element unknown to R4 or of the wrong JSON kind, a required element missing, an extension
     # without url, a compared code outside its R4 value set as written (``fhir.parse.has_flaws``).
     flawed: Mapping[str, int] = field(default_factory=_empty)
-    # (resourceType, id) of the drafts that are not valid R4 (checked with the fhir.resources
-    # model): unfinished, so no suggestion may re-emit them. A draft without id has id None.
-    invalid_drafts: frozenset[tuple[str, str | None]] = frozenset()
+    # How many of ``drafts`` were read past a flaw (the same check as ``flawed``): unfinished
+    # drafts, as a rule. Whether one may be re-emitted is the suggestion's check, against the
+    # whole R4B model, when it would be (``cards_render.suggestions``).
+    flawed_drafts: int = 0
     stats: FetchStats = field(default_factory=FetchStats)
 
     def of_type(self, resource_type: str) -> tuple[dict[str, Any], ...]:

@@ -1,8 +1,11 @@
 """The orders being written: ``context.draftOrders`` and ``context.selections`` on the order
 hooks, or the fields another hook's declaration names (``hooks.HookDeclaration``).
 
-A draft is unfinished by nature and read as far as it goes (rules.md r2 "Reading a resource"); the
-R4B model only says whether it may be re-emitted (an update suggestion) as it stands. A DSTU2
+A draft is unfinished by nature and read as far as it goes (rules.md r2 "Reading a resource"), as
+every other resource is: its flaws are counted (``Drafts.flawed``, the same cheap check as
+prefetch, ``parse.has_flaws``) for the call's log line. The whole R4B model checks a draft only
+where it is about to be re-emitted: an update suggestion checks the draft it starts from
+(``cards_render.suggestions``) and leaves itself out when the model rejects it. A DSTU2
 ``MedicationOrder`` draft is read as the ``MedicationRequest`` it became (``parse.read_resource``),
 and a selection naming it names that MedicationRequest.
 """
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cds_service.errors import Unprocessable
-from cds_service.fhir.parse import InvalidResource, is_valid_r4, read_resource
+from cds_service.fhir.parse import InvalidResource, has_flaws, read_resource
 
 Resource = dict[str, Any]
 
@@ -29,8 +32,8 @@ class Drafts:
     orders: list[Resource] = field(default_factory=list)
     # Medication entries of draftOrders, with the fullUrl they came with: not orders.
     medications: list[tuple[str | None, Resource]] = field(default_factory=list)
-    # (resourceType, id) of the drafts the R4B model rejects: never re-emitted by a suggestion.
-    invalid: set[tuple[str, str | None]] = field(default_factory=set)
+    # How many of ``orders`` have flaws (``has_flaws``): unfinished ones, as a rule.
+    flawed: int = 0
 
 
 def read_drafts(context: Mapping[str, Any], field_name: str | None = "draftOrders") -> Drafts:
@@ -59,11 +62,8 @@ def read_drafts(context: Mapping[str, Any], field_name: str | None = "draftOrder
         if parsed["resourceType"] == "Medication":
             drafts.medications.append((full_url, parsed))
             continue
-        if not is_valid_r4(parsed):
-            identity = parsed.get("id")
-            drafts.invalid.add(
-                (parsed["resourceType"], identity if isinstance(identity, str) else None)
-            )
+        if has_flaws(parsed):
+            drafts.flawed += 1
         drafts.orders.append(parsed)
     return drafts
 

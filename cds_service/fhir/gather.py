@@ -171,7 +171,7 @@ def gather(
         medications=MappingProxyType(dict(medications)),
         skipped=MappingProxyType(dict(collected.skipped)),
         flawed=MappingProxyType(count_flawed(_distinct((*resources, *medications.values())))),
-        invalid_drafts=frozenset(drafts.invalid),
+        flawed_drafts=drafts.flawed,
         stats=stats,
     )
 

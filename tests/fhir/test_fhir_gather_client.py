@@ -533,9 +533,9 @@ def test_drafts_are_parsed_with_dstu2_tolerance_and_selections_kept(settings: Se
     assert data.selections == ("MedicationRequest/draft-1",)
 
 
-def test_unfinished_drafts_are_read_and_marked_invalid(settings: Settings) -> None:
+def test_unfinished_drafts_are_read_and_counted(settings: Settings) -> None:
     """rules.md r2: a draft missing what R4 requires is read as far as it goes, never refused;
-    ``invalid_drafts`` says which may not be re-emitted as they stand."""
+    ``flawed_drafts`` counts those read past a flaw."""
     opened = {"resourceType": "MedicationRequest", "id": "draft-1", "status": "draft",
               "subject": {"reference": f"Patient/{PATIENT_ID}"}}  # no intent, no medication
     odd = {"resourceType": "MedicationRequest", "status": "draft", "subject": 7,
@@ -545,7 +545,7 @@ def test_unfinished_drafts_are_read_and_marked_invalid(settings: Settings) -> No
     data = gather(_ORDER_SERVICE, body, settings)
     assert [d.get("id") for d in data.drafts] == ["draft-1", None, "draft-2"]
     assert data.drafts[0]["intent"] == "order"  # a draft is being ordered (tolerance)
-    assert data.invalid_drafts == {("MedicationRequest", "draft-1"), ("MedicationRequest", None)}
+    assert data.flawed_drafts == 2  # draft-1 has no medication[x]; the other a subject of 7
 
 
 def test_an_unreadable_draft_is_422_pointing_at_the_entry(settings: Settings) -> None:

@@ -5,7 +5,9 @@
   (hypothesis, over the reference scenarios);
 - orders coded only by ``medicationReference``, their Medications only reachable by ``_include``,
   give the same cards prefetched (the services' own templates) and fetched (loopback server);
-- the call's log line counts the flawed resources per type and carries no identifier or value.
+- the call's log line counts the flawed resources per type and carries no identifier or value;
+- an unfinished draft is read as far as it goes and counted; the whole R4B model checks it only
+  when a suggestion would re-emit it, which then is left out while its card still shows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +34,7 @@ from cds_service.settings import Settings
 from tests.support.fhir_server import FhirTestServer
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+OWN_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 
 def _post(client: Any, service_id: str, body: dict[str, Any]) -> Any:
@@ -264,7 +268,7 @@ def test_the_call_line_counts_flawed_resources_per_type_and_no_ids(
         {"type": "Patient", "count": 1},  # scrubbed as patient data if it were a key
     ]
     assert line["skipped_resources"] == 1
-    assert line["invalid_drafts"] == 0
+    assert line["flawed_drafts"] == 0  # a patient-view has no drafts
     text = json_lines.getvalue()  # every line of the call, not only its call line
     for secret in (PATIENT, "ck-1", "med-simva", "mr-1", secret_note, "12345", "3600", "urn:uuid"):
         assert secret not in text, secret
@@ -281,3 +285,36 @@ def test_an_unreadable_medication_reference_is_an_unidentified_medication_not_an
     client = make_app(settings.with_overrides(today=date(2025, 7, 1))).test_client()
     context = {"userId": "Practitioner/u", "patientId": PATIENT}
     assert "STAT-01" not in {topic for topic, _ in _cards(client, "patient-view", context, record)}
+
+
+def test_an_unfinished_draft_gets_its_card_but_no_update_and_is_counted(
+    json_lines: io.StringIO, settings: Settings, make_app: Callable[[Settings], Flask]
+) -> None:
+    """rules.md r2: DOSE-02 fires on a draft without ``subject`` (R4 requires one); its update
+    would re-emit that draft, so the R4B model refuses it and the card says so instead."""
+    scenario = json.loads((OWN_SCENARIOS / "r2-dose-one-dose-per-draft.json").read_text())
+    client = make_app(
+        settings.with_overrides(today=date.fromisoformat(scenario["today"]))
+    ).test_client()
+
+    def dose02(context: dict[str, Any]) -> dict[str, Any]:
+        (service,) = [s for s in services_for_hook("order-sign") if "DOSE-02" in s.rules]
+        body = {"hook": "order-sign", "hookInstance": str(uuid.uuid4()), "context": context,
+                "prefetch": build_prefetch(service, context, scenario["record"])}
+        response = _post(client, service.id, body)
+        assert response.status_code == 200, response.get_json()
+        (card,) = [c for c in response.get_json()["cards"]
+                   if c["source"]["topic"]["code"] == "DOSE-02"]
+        return card
+
+    finished = dose02(scenario["context"])
+    assert [a["type"] for s in finished["suggestions"] for a in s["actions"]] == ["update"]
+    unfinished_context = copy.deepcopy(scenario["context"])
+    del unfinished_context["draftOrders"]["entry"][0]["resource"]["subject"]
+    unfinished = dose02(unfinished_context)
+    assert "suggestions" not in unfinished
+    assert "not offered as an action" in unfinished["detail"]
+    assert "would not be valid FHIR R4" in unfinished["detail"].replace("\\", "")
+    lines = [json.loads(t) for t in json_lines.getvalue().splitlines()]
+    calls = [r for r in lines if r["logger"] == "myocds.call"]
+    assert [c.get("flawed_drafts") for c in calls] == [0, 1]
