@@ -104,6 +104,8 @@ class Settings:
     port: int = 8080
     workers: int = 2
     threads: int = 8
+    # Calls of one worker that compute at once (cds_service.admission says why one).
+    compute_slots: int = 1
     # The served front end (commands/front.py): a request's head must be complete this long after
     # the connection (or the previous response), its body this long after the head.
     header_deadline_seconds: float = 5.0
@@ -166,6 +168,7 @@ class Settings:
             port=reader.integer("MYOCDS_PORT", 8080, low=1, high=65535),
             workers=reader.integer("MYOCDS_WORKERS", 2, low=1),
             threads=reader.integer("MYOCDS_THREADS", 8, low=1),
+            compute_slots=reader.integer("MYOCDS_COMPUTE_SLOTS", 1, low=1),
             header_deadline_seconds=reader.number(
                 "MYOCDS_HEADER_DEADLINE_SECONDS", 5.0, high=600
             ),

@@ -12,8 +12,9 @@ server, in front of ``BufferedWsgi``, an ASGI application that
 2. reads the body into memory under the *body deadline* (``MYOCDS_BODY_DEADLINE_SECONDS``,
    counted from the end of the headers; past it: 408 and the connection closed) and at most
    ``MYOCDS_MAX_BODY_BYTES`` + 1 bytes (more is left to the app's own 413);
-3. only then runs the Flask app on a thread, holding one of ``MYOCDS_THREADS`` work slots
-   (``cds_service/fhir/bulkhead.py``), and sends the answer.
+3. only then runs the Flask app on one of its ``MYOCDS_THREADS`` threads, holding one of the
+   worker's ``MYOCDS_COMPUTE_SLOTS`` work slots (``cds_service.admission``: one by default; a
+   call waiting on another server gives its slot back), and sends the answer.
 
 A client that dribbles its headers or body therefore holds a socket and a few kilobytes in the
 event loop, never a thread: slow or stalled clients cannot starve the calls of others.
@@ -38,7 +39,7 @@ from urllib.parse import unquote_to_bytes
 
 from gunicorn.workers.base import Worker
 
-from cds_service.fhir.bulkhead import admitted
+from cds_service.admission import admitted
 from cds_service.protocol.errors import operation_outcome
 from cds_service.settings import Settings
 
@@ -51,7 +52,7 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 # WSGI environ key with the request's arrival (time.monotonic(), the end of its headers).
 ARRIVAL_KEY = "myocds.arrival"
-# Threads beyond the work slots: calls waiting on a FHIR server hold a thread but no slot.
+# Threads beyond MYOCDS_THREADS: calls waiting on a FHIR server hold a thread but no slot.
 WAITING_THREADS = 32
 # Request bodies one worker holds at once, at least (four of the largest allowed, else more).
 BUFFER_BYTES = 64 * 1024 * 1024
@@ -78,7 +79,7 @@ class BufferedWsgi:
         self.body_seconds = settings.body_deadline_seconds
         self.max_body_bytes = settings.max_body_bytes
         self.threads = settings.threads
-        self._slots = threading.BoundedSemaphore(settings.threads)
+        self._slots = threading.BoundedSemaphore(settings.compute_slots)
         # Request bodies held at once (being received, or handled), all connections together:
         # many clients sending large bodies slowly cannot take the worker's memory with them.
         # Only the event loop's thread reads and changes ``_buffered``.

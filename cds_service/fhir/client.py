@@ -4,9 +4,9 @@ hook call that fetches.
 ``FhirClient`` (created by ``create_app``, held in the app state, closed with the app) owns what
 calls share: the httpx client over the pinned transport (``pinned.py``), its connection pool, the
 pins, and the bounded pool of fetch threads (``MYOCDS_FHIR_POOL_SIZE``) that are the bulkhead
-between calls waiting on a FHIR server and calls that do not (``bulkhead.py``). Nothing of it is
-module-level state; everything is made on first use, so a worker forked after ``create_app``
-opens its own.
+between calls waiting on a FHIR server and calls that do not (``cds_service.admission``).
+Nothing of it is module-level state; everything is made on first use, so a worker forked after
+``create_app`` opens its own.
 
 ``FhirServer`` is one fhirServer under one call's ``Budget``: every request has
 ``fhir_timeout_seconds`` and the whole call ``hook_deadline_seconds`` (counted from the request's
@@ -34,9 +34,9 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
+from cds_service.admission import waiting
 from cds_service.errors import FhirServerRefused
 from cds_service.fhir.allow import EgressPolicy, has_dot_segment
-from cds_service.fhir.bulkhead import waiting_on_fhir
 from cds_service.fhir.parse import InvalidResource, read_resource, unpack_bundle
 from cds_service.fhir.pinned import (
     PIN_SECONDS,
@@ -200,12 +200,12 @@ class FhirClient:
         self, tasks: Mapping[str, Callable[[], T]], budget: Budget
     ) -> tuple[dict[str, T], list[str]]:
         """Run ``tasks`` on the fetch pool until all are done, one fails or the deadline passes;
-        the call's work slot serves other calls meanwhile (``bulkhead.py``). Returns the results
-        and the keys still pending at the deadline; raises the first failure in ``tasks`` order.
-        After a failure or the deadline the budget is abandoned: running fetches stop at their
-        next request or socket wait, queued ones never start."""
+        the call's work slot serves other calls meanwhile (``cds_service.admission``). Returns
+        the results and the keys still pending at the deadline; raises the first failure in
+        ``tasks`` order. After a failure or the deadline the budget is abandoned: running
+        fetches stop at their next request or socket wait, queued ones never start."""
         futures: dict[Future[T], str] = {self.executor.submit(fn): key for key, fn in tasks.items()}
-        with waiting_on_fhir():
+        with waiting():
             done, pending = wait(
                 futures, timeout=max(budget.remaining(), 0), return_when=FIRST_EXCEPTION
             )

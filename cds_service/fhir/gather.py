@@ -19,9 +19,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urljoin
 
+from cds_service.admission import call_arrival
 from cds_service.errors import BadRequest, DataUnavailable, FhirServerRefused
 from cds_service.fhir.allow import EgressPolicy
-from cds_service.fhir.bulkhead import call_arrival
 from cds_service.fhir.client import Budget, FetchFailed, FhirClient, FhirServer, SearchResult
 from cds_service.fhir.data import FetchStats, FhirData
 from cds_service.fhir.drafts import read_drafts, read_selections

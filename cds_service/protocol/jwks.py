@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from cds_service.admission import waiting
+
 log = logging.getLogger(__name__)
 
 # A JWKS is a few keys; anything larger is a misconfiguration or an attack on our memory.
@@ -81,6 +83,19 @@ class JwksCache:
 
     def key(self, url: str, kid: str) -> dict[str, Any] | None:
         """The JWK with this ``kid`` from the set at ``url``, fetching when stale or unknown."""
+        entry = self._entries.get(url)
+        if (
+            entry is not None
+            and self._clock() - entry.fetched_at < self.ttl_seconds
+            and kid in entry.keys
+        ):
+            return entry.keys[kid]  # known and fresh: nothing to wait for
+        # A fetch may follow, or a wait for another call's fetch of the same set, which needs a
+        # work slot to finish: this call gives its own back meanwhile (cds_service.admission).
+        with waiting():
+            return self._key_fetched(url, kid)
+
+    def _key_fetched(self, url: str, kid: str) -> dict[str, Any] | None:
         with self._lock:
             url_lock = self._url_locks.setdefault(url, threading.Lock())
         # One fetch per URL at a time: concurrent calls with a new kid wait for the same fetch.

@@ -72,6 +72,8 @@ class RedisReplayGuard:
 
     def first_use(self, issuer: str, jti: str, ttl_seconds: int) -> bool:
         try:
+            # One short round trip, bounded by the timeouts above: the call keeps its work slot
+            # (cds_service.admission), as for a statement on an open database connection.
             stored = self._client.set(_key(issuer, jti), b"1", nx=True, ex=max(ttl_seconds, 1))
         except redis.RedisError as exc:
             raise ReplayStoreUnavailable(type(exc).__name__) from None

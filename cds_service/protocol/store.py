@@ -66,6 +66,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.sql.elements import TextClause
 
 from cds_service import migrations
+from cds_service.admission import waiting
 from cds_service.errors import ConfigurationError, ServiceUnavailable
 from cds_service.protocol.schemas import parse_rfc3339
 
@@ -189,7 +190,9 @@ class Store:
         database cannot be reached). Checked once per process, again after a failure."""
         if self._schema_ready:
             return
-        with self._schema_lock:
+        # Migrating takes a while; and a call must never wait for this lock holding its work
+        # slot, which the lock's holder needs back to finish (cds_service.admission).
+        with waiting(), self._schema_lock:
             if self._schema_ready:
                 return
             try:
@@ -513,15 +516,30 @@ def _engine(database_url: str, pool_size: int | None = None) -> Engine:
                 pass  # not usable now: the calls that need it say 503 until it is
         engine = create_engine(url, connect_args={"timeout": 15}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "do_connect", _connect_without_a_slot)
         return engine
     try:
         # A database that does not answer must not hold a worker thread for minutes.
         connect_args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
     except Exception as exc:  # e.g. the driver is not installed
         raise ConfigurationError(
             f"cannot use MYOCDS_DATABASE_URL ({type(exc).__name__}: {exc})"
         ) from None
+    event.listen(engine, "do_connect", _connect_without_a_slot)
+    return engine
+
+
+def _connect_without_a_slot(
+    dialect: Any, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    """Open a database connection with the call's work slot given back (cds_service.admission):
+    a database that does not answer takes up to its connect timeout, and the worker's other
+    calls compute meanwhile. A statement on an open connection keeps the slot: its round trip
+    is short, and giving the slot back and taking it again costs more than it waits (measured
+    on PostgreSQL over loopback: BENCHMARKS.md, issue 14)."""
+    with waiting():
+        return dialect.connect(*cargs, **cparams)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -278,14 +278,14 @@ def test_the_wsgi_environ_keeps_what_the_app_reads_and_drops_lookalike_headers()
 
 
 def test_a_call_waiting_on_fhir_lends_its_work_slot_and_takes_one_back() -> None:
-    from cds_service.fhir.bulkhead import admitted, call_arrival, waiting_on_fhir
+    from cds_service.admission import admitted, call_arrival, waiting
 
     slots = threading.BoundedSemaphore(1)
     assert call_arrival() is None  # not admitted: the Flask test client, the CLI
     with admitted(12.5, slots):
         assert call_arrival() == 12.5
         assert not slots.acquire(blocking=False)  # the call holds the only slot
-        with waiting_on_fhir():
+        with waiting():
             assert slots.acquire(blocking=False)  # another call may run meanwhile
             slots.release()
         assert not slots.acquire(blocking=False)  # taken back to finish
