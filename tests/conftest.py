@@ -91,6 +91,19 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture
+def redis_url() -> str:
+    """Database 15 of the Redis at 127.0.0.1:6379 (the test is skipped when it is unreachable)."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable ({type(exc).__name__})")
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A feedback database URL, once on SQLite and once on a fresh PostgreSQL schema."""

@@ -282,16 +282,6 @@ def test_same_jti_in_a_new_token_is_refused(
     assert _refused_check(caplog, authenticator, f"Bearer {again}", AUD) == "jti-replayed"
 
 
-@pytest.fixture
-def redis_url() -> str:
-    url = "redis://127.0.0.1:6379/15"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable ({type(exc).__name__})")
-    return url
-
-
 def test_replayed_jti_is_refused_across_replicas_with_redis(
     issuers_file: Callable[..., str],
     served_jwks: responses.RequestsMock,
