@@ -240,8 +240,5 @@ def _record_cards(
         for card in cards
         if card.get("uuid")  # the renderer gives every card one; without it no feedback comes
     ]
-    try:
-        state().store.record_cards(issued)
-    except Exception as exc:
-        # The clinician still gets the advice; only the feedback join for these cards is lost.
-        log.error("could not record %d issued card(s): %s", len(issued), type(exc).__name__)
+    # Written behind the call (Store.issue): the clinician's advice never waits for it.
+    state().store.issue(issued)

@@ -22,9 +22,13 @@ Seen JWT ids (``seen_tokens``) live here too when Redis is not configured: one r
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import os
 import threading
+import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +75,13 @@ from cds_service.errors import ConfigurationError, ServiceUnavailable
 from cds_service.protocol.schemas import parse_rfc3339
 
 log = logging.getLogger("myocds.store")
+
+# Issued cards are written behind the calls (``Store.issue``): at most this long after the first
+# of them, in statements of at most ISSUE_STATEMENT_ROWS cards; at most ISSUE_BACKLOG wait.
+ISSUE_DELAY = 0.05
+ISSUE_STATEMENT_ROWS = 64
+ISSUE_BACKLOG = 10_000
+ISSUE_WRITER_IDLE = 10.0  # seconds without cards after which the writer thread stops
 
 # INSERT ... ON CONFLICT DO NOTHING, spelled the same way by both.
 _DIALECT_INSERT: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -184,6 +195,15 @@ class Store:
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         self._cards_inserts: dict[int, TextClause] = {}  # card count -> its INSERT (_cards_insert)
+        # Cards issued by this process's calls and not yet written (``issue``), their writer
+        # thread (started in the process that issues, never in gunicorn's master before the
+        # fork) and what wakes it.
+        self._issued: list[IssuedCard] = []
+        self._issued_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._issued_waiting = threading.Event()
+        self._writer_pid: int | None = None
+        self._exit_pid: int | None = None  # the process that will write what waits at its exit
 
     def ensure_schema(self) -> None:
         """The schema at head, migrated here if nobody has yet (``StoreUnavailable`` if the
@@ -228,7 +248,67 @@ class Store:
             log.warning("feedback database unavailable (%s)", type(exc.orig).__name__)
             raise StoreUnavailable() from None
 
+    def issue(self, cards: Sequence[IssuedCard]) -> None:
+        """Record the cards a call issued, soon: written behind the call by this process's writer
+        thread, in one statement with the cards other calls issued meanwhile (``ISSUE_DELAY``).
+
+        A hook call never waits on the database for them, nor holds its work slot while they
+        are written (``cds_service.admission``), and one statement serves several calls. What
+        reads issued cards in this process writes the waiting ones first (``flush_issued``), so
+        it sees every card issued before; another process sees them within ``ISSUE_DELAY``
+        (a clinician's feedback comes seconds later). The waiting cards are written at exit too;
+        a process killed outright loses at most ``ISSUE_DELAY`` of them, and with them only the
+        rule of their feedback (``save_feedback``) and their count in the report. When the
+        database is down, or ``ISSUE_BACKLOG`` cards already wait, they are dropped and logged,
+        as a failed write always was; the call's advice is never held back for them."""
+        if not cards:
+            return
+        with self._issued_lock:
+            if len(self._issued) + len(cards) > ISSUE_BACKLOG:
+                log.error("could not record %d issued card(s): %d already waiting to be "
+                          "written", len(cards), len(self._issued))
+                return
+            self._issued.extend(cards)
+            if self._writer_pid != os.getpid():  # none yet, or it stopped, or a forked copy
+                if self._exit_pid != os.getpid():
+                    self._exit_pid = os.getpid()
+                    atexit.register(_flush_at_exit, weakref.ref(self))
+                self._writer_pid = os.getpid()
+                threading.Thread(
+                    target=self._write_behind, name="myocds-issued-cards", daemon=True
+                ).start()
+        self._issued_waiting.set()
+
+    def flush_issued(self) -> None:
+        """Write every card this process issued and has not written yet, now."""
+        with self._flush_lock:
+            with self._issued_lock:
+                waiting, self._issued = self._issued, []
+            for start in range(0, len(waiting), ISSUE_STATEMENT_ROWS):
+                batch = waiting[start : start + ISSUE_STATEMENT_ROWS]
+                try:
+                    self.record_cards(batch)
+                except Exception as exc:
+                    # The clinicians had their advice; only the feedback join for these is lost.
+                    log.error(
+                        "could not record %d issued card(s): %s", len(batch), type(exc).__name__
+                    )
+
+    def _write_behind(self) -> None:
+        while True:
+            if not self._issued_waiting.wait(timeout=ISSUE_WRITER_IDLE):
+                with self._issued_lock:
+                    if not self._issued:  # idle: stop; the next ``issue`` starts another
+                        self._writer_pid = None
+                        return
+                continue
+            self._issued_waiting.clear()
+            time.sleep(ISSUE_DELAY)  # the cards of the calls that come meanwhile join these
+            self.flush_issued()
+
     def record_cards(self, cards: Iterable[IssuedCard]) -> None:
+        """Write ``cards`` now (``issue`` writes behind the calls); a card already stored is
+        left as it is."""
         rows = [vars(card) for card in cards]
         if not rows:
             return
@@ -287,6 +367,7 @@ class Store:
         issued cards) and the ``site`` (issuer, tenant) that sent it. ``items`` passed
         feedback.json and ``feedback_problems``; one the database still refuses is left out on
         its own."""
+        self.flush_issued()  # the rule of a card issued a moment ago, by this process
         rows = [_feedback_row(service_id, item, received_at) for item in items]
         card_ids = {row["card_uuid"] for row in rows}
         with self._connection(transaction=False) as connection:
@@ -371,6 +452,7 @@ class Store:
             return int(result.rowcount or 0)
 
     def issued_card(self, card_uuid: str) -> IssuedCard | None:
+        self.flush_issued()
         with self._connection(transaction=False) as connection:
             row = connection.execute(
                 select(issued_cards).where(issued_cards.c.card_uuid == card_uuid)
@@ -387,6 +469,7 @@ class Store:
     def rule_report(self) -> dict[str | None, RuleCounts]:
         """Cards issued and feedback outcomes per rule topic (``None``: feedback on a card this
         store did not record). Each feedback row counts once, whatever its suggestions."""
+        self.flush_issued()
         report: dict[str | None, RuleCounts] = {}
         with self._connection(transaction=False) as connection:
             issued = connection.execute(
@@ -459,7 +542,14 @@ class Store:
         return inserted
 
     def dispose(self) -> None:
+        self.flush_issued()
         self.engine.dispose()
+
+
+def _flush_at_exit(store: weakref.ref[Store]) -> None:
+    alive = store()
+    if alive is not None:
+        alive.flush_issued()
 
 
 def feedback_problems(item: Mapping[str, Any]) -> list[tuple[str, str]]:
