@@ -59,7 +59,7 @@ def test_a_hook_call_never_waits_on_the_database_and_its_cards_are_found_after(
     assert issued is not None and issued.topic == "CONT-02"
 
 
-def test_the_cards_of_many_calls_go_in_one_statement(store_url: str) -> None:
+def test_the_cards_of_many_calls_go_in_a_few_statements(store_url: str) -> None:
     store = Store(store_url)
     try:
         store.ensure_schema()
@@ -69,7 +69,7 @@ def test_the_cards_of_many_calls_go_in_one_statement(store_url: str) -> None:
             store.issue([card])
         assert all(store.issued_card(card.card_uuid) is not None for card in cards)
         inserts = [sql for _, sql in seen if sql.lstrip().upper().startswith("INSERT")]
-        assert 1 <= len(inserts) <= 2, inserts
+        assert 1 <= len(inserts) <= 4, inserts  # 16 + 4, a flush of the writer between at most
     finally:
         store.dispose()
 
