@@ -396,6 +396,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--compute-slots", type=int, default=1,
+        help="MYOCDS_COMPUTE_SLOTS of both servers: calls of one worker computing at once "
+             "(default 1, as deployed; 8 with --threads 8 is how the service ran before)",
+    )
     parser.add_argument("--write", type=Path, help="append the results to this markdown file")
     parser.add_argument(
         "--store", choices=("postgresql", "sqlite"), default="postgresql",
@@ -426,6 +431,7 @@ def main() -> int:
         "MYOCDS_AUTH": "off", "MYOCDS_TODAY": TODAY.isoformat(),
         "MYOCDS_WORKERS": str(args.workers),
         "MYOCDS_THREADS": str(args.threads), "MYOCDS_BENCH_NOOP": "on",
+        "MYOCDS_COMPUTE_SLOTS": str(args.compute_slots),
         "MYOCDS_DATABASE_URL": database_url,
         "MYOCDS_FHIR_ALLOW": fhir.base_url, "MYOCDS_LOG_LEVEL": "WARNING",
     }
@@ -488,8 +494,9 @@ def render(args: argparse.Namespace, results: dict, fallback: dict, peaks: list[
         f"Checkout {args.checkout.resolve()} · store {args.store} · "
         f"run {time.strftime('%Y-%m-%d %H:%M %Z')} · {os.cpu_count()} CPUs shared by client, "
         f"servers and other sessions · gunicorn {args.workers} workers × {args.threads} "
-        f"threads, Hypercorn front end · wrk {args.connections} connections, {args.seconds} s "
-        f"per target · open-loop client {args.seconds} s at half the saturation rate",
+        f"threads, {args.compute_slots} computing at once, Hypercorn front end · "
+        f"wrk {args.connections} connections, {args.seconds} s per target · "
+        f"open-loop client {args.seconds} s at half the saturation rate",
         "",
         f"Load average at start {started['load']} (busiest processes: {started['processes']}); "
         f"at the end {ended['load']} ({ended['processes']}).",
