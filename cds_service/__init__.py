@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import orjson
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
@@ -23,9 +24,28 @@ log = logging.getLogger("myocds")
 
 class _JSONProvider(DefaultJSONProvider):
     """JSON as CDS Hooks and FHIR want it: members in the order written, FHIR decimals as
-    numbers (Flask would write Decimal as a string) and dates in ISO 8601 (Flask: RFC 822)."""
+    numbers (Flask would write Decimal as a string) and dates in ISO 8601 (Flask: RFC 822).
+
+    A compact answer (every answer but in debug mode) is written by orjson: the same JSON, but
+    for non-ASCII text written as UTF-8 rather than escaped, in about a tenth of the time (an
+    order-sign's four cards: ~1.5% of a call's CPU with the json module). Dates, Decimals and
+    UUIDs still go through ``default``; what orjson refuses (a key that is not a string, an
+    integer beyond 64 bits, a lone surrogate) is written by the json module as before."""
 
     sort_keys = False
+    _COMPACT = {"separators": (",", ":")}
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if kwargs == self._COMPACT:
+            try:
+                return orjson.dumps(
+                    obj,
+                    default=self.default,
+                    option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS,
+                ).decode()
+            except orjson.JSONEncodeError:
+                pass
+        return super().dumps(obj, **kwargs)
 
     @staticmethod
     def default(o: Any) -> Any:

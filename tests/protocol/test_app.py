@@ -190,3 +190,26 @@ def test_a_broken_card_template_stops_create_app(settings, tmp_path, monkeypatch
     monkeypatch.setenv("MYOCDS_CARDS_DIR", str(cards))
     with pytest.raises(ConfigurationError, match="STAT-01"):
         create_app(settings)
+
+
+def test_answers_are_the_json_the_json_module_would_write(app) -> None:
+    """The compact answers come from orjson (``cds_service._JSONProvider``): the same JSON as
+    the json module with the provider's ``default`` (members in order, Decimals as numbers, ISO
+    dates, UUIDs), non-ASCII as UTF-8; what orjson refuses falls back to the json module."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from uuid import UUID
+
+    value = {"z": Decimal("1.50"), "a": [Decimal("2"), 2.5, None, True], "card": "151 → 99 ≤ ×",
+             "at": datetime(2025, 7, 1, 10, 0, tzinfo=UTC), "day": date(2025, 7, 1),
+             "id": UUID("06278d81-72af-4192-af5e-493a658cb858")}
+    written = app.json.dumps(value, separators=(",", ":"))
+    expected = json.dumps(value, default=app.json.default, separators=(",", ":"))
+    assert json.loads(written) == json.loads(expected)
+    assert list(json.loads(written)) == ["z", "a", "card", "at", "day", "id"]
+    assert "151 → 99 ≤ ×" in written  # UTF-8, not \\u escapes
+    odd = {1: "a key that is not a string", "big": 10**30}
+    assert app.json.dumps(odd, separators=(",", ":")) == json.dumps(odd, separators=(",", ":"))
+    with app.test_request_context():
+        response = app.json.response({"cards": [value]})
+    assert json.loads(response.get_data(as_text=True)) == {"cards": [json.loads(expected)]}
