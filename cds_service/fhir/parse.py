@@ -60,10 +60,7 @@ def read_resource(resource: Any, *, draft: bool = False) -> Resource:
 def type_label(resource: Mapping[str, Any]) -> str:
     """The resourceType for counts and logs: an R4 resource type name, else "unknown" (a client's
     word never reaches a log line)."""
-    resource_type = resource.get("resourceType")
-    if isinstance(resource_type, str) and _model(resource_type) is not None:
-        return resource_type
-    return "unknown"
+    return _label_and_shape(resource)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,11 +191,21 @@ def has_flaws(resource: Mapping[str, Any]) -> bool:
 
 
 def _label_and_shape(resource: Mapping[str, Any]) -> tuple[str, _Shape | None]:
-    """The resource's ``type_label`` and the shape of its type (None: not an R4 resource type;
-    a client's other words are kept out of the shape cache, where they would push out the R4
-    types' shapes)."""
-    label = type_label(resource)
-    return label, (_shape(label) if label != "unknown" else None)
+    """The resource's ``type_label`` and the shape of its type (None: not an R4 resource type)."""
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        return "unknown", None
+    return _type_label_and_shape(resource_type)
+
+
+@lru_cache(maxsize=256)  # bounded: resourceType is the client's word
+def _type_label_and_shape(resource_type: str) -> tuple[str, _Shape | None]:
+    """Looked up once per resource type, not per resource (the flaw count reads every resource
+    of every call). A client's other words get no shape: ``_shape`` caches R4 types only, which
+    they would push out."""
+    if _model(resource_type) is None:
+        return "unknown", None
+    return resource_type, _shape(resource_type)
 
 
 def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
@@ -253,17 +260,8 @@ def _flawed(resource: Mapping[str, Any], shape: _Shape) -> bool:
 def count_flawed(resources: Any) -> dict[str, int]:
     """resourceType label -> number of the resources with flaws (``has_flaws``)."""
     counts: dict[str, int] = {}
-    # This call's resource types, each looked up once (not kept past the call).
-    by_type: dict[str, tuple[str, _Shape | None]] = {}
     for resource in resources:
-        resource_type = resource.get("resourceType")
-        if type(resource_type) is str:
-            label_and_shape = by_type.get(resource_type)
-            if label_and_shape is None:
-                label_and_shape = by_type[resource_type] = _label_and_shape(resource)
-            label, shape = label_and_shape
-        else:
-            label, shape = _label_and_shape(resource)
+        label, shape = _label_and_shape(resource)
         if shape is None or _flawed(resource, shape):
             counts[label] = counts.get(label, 0) + 1
     return counts
