@@ -83,13 +83,9 @@ class JwksCache:
 
     def key(self, url: str, kid: str) -> dict[str, Any] | None:
         """The JWK with this ``kid`` from the set at ``url``, fetching when stale or unknown."""
-        entry = self._entries.get(url)
-        if (
-            entry is not None
-            and self._clock() - entry.fetched_at < self.ttl_seconds
-            and kid in entry.keys
-        ):
-            return entry.keys[kid]  # known and fresh: nothing to wait for
+        known = self._fresh_key(self._entries.get(url), kid, self._clock())
+        if known is not None:
+            return known  # nothing to wait for
         # A fetch may follow, or a wait for another call's fetch of the same set, which needs a
         # work slot to finish: this call gives its own back meanwhile (cds_service.admission).
         with waiting():
@@ -103,9 +99,9 @@ class JwksCache:
             entry = self._entries.get(url)
             now = self._clock()
             if entry is not None:
-                fresh = now - entry.fetched_at < self.ttl_seconds
-                if fresh and kid in entry.keys:
-                    return entry.keys[kid]
+                known = self._fresh_key(entry, kid, now)
+                if known is not None:
+                    return known
                 if now - entry.attempted_at < self.min_refetch_seconds:
                     return entry.keys.get(kid)
             try:
@@ -119,6 +115,12 @@ class JwksCache:
                 return entry.keys.get(kid)
             self._entries[url] = _Entry(keys, now, now)
             return keys.get(kid)
+
+    def _fresh_key(self, entry: _Entry | None, kid: str, now: float) -> dict[str, Any] | None:
+        """The JWK ``kid`` of a key set fetched less than ``ttl_seconds`` ago, if it has one."""
+        if entry is None or now - entry.fetched_at >= self.ttl_seconds:
+            return None
+        return entry.keys.get(kid)
 
     def _fetch(self, url: str) -> dict[str, dict[str, Any]]:
         if urlsplit(url).scheme != "https":

@@ -76,11 +76,11 @@ from cds_service.protocol.schemas import parse_rfc3339
 
 log = logging.getLogger("myocds.store")
 
-# Issued cards are written behind the calls (``Store.issue``): at most this long after the first
-# of them, ISSUE_STATEMENT_ROWS cards a flush, CARDS_PER_STATEMENT a statement; at most
-# ISSUE_BACKLOG wait.
+# Issued cards are written behind the calls (``Store.issue``): at most ISSUE_DELAY after the
+# first of them, ISSUE_TRANSACTION_CARDS a transaction (a failed one loses no more), in
+# statements of CARDS_PER_STATEMENT at most; at most ISSUE_BACKLOG wait.
 ISSUE_DELAY = 0.05
-ISSUE_STATEMENT_ROWS = 64
+ISSUE_TRANSACTION_CARDS = 64
 CARDS_PER_STATEMENT = 16
 ISSUE_BACKLOG = 10_000
 ISSUE_WRITER_IDLE = 10.0  # seconds without cards after which the writer thread stops
@@ -286,8 +286,8 @@ class Store:
         with self._flush_lock:
             with self._issued_lock:
                 waiting, self._issued = self._issued, []
-            for start in range(0, len(waiting), ISSUE_STATEMENT_ROWS):
-                batch = waiting[start : start + ISSUE_STATEMENT_ROWS]
+            for start in range(0, len(waiting), ISSUE_TRANSACTION_CARDS):
+                batch = waiting[start : start + ISSUE_TRANSACTION_CARDS]
                 try:
                     self.record_cards(batch)
                 except Exception as exc:
@@ -620,16 +620,15 @@ def _engine(database_url: str, pool_size: int | None = None) -> Engine:
                 pass  # not usable now: the calls that need it say 503 until it is
         engine = create_engine(url, connect_args={"timeout": 15}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "do_connect", _connect_without_a_slot)
-        return engine
-    try:
-        # A database that does not answer must not hold a worker thread for minutes.
-        connect_args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
-        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
-    except Exception as exc:  # e.g. the driver is not installed
-        raise ConfigurationError(
-            f"cannot use MYOCDS_DATABASE_URL ({type(exc).__name__}: {exc})"
-        ) from None
+    else:
+        try:
+            # A database that does not answer must not hold a worker thread for minutes.
+            connect_args = {"connect_timeout": 5} if url.get_backend_name() == "postgresql" else {}
+            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **pool)
+        except Exception as exc:  # e.g. the driver is not installed
+            raise ConfigurationError(
+                f"cannot use MYOCDS_DATABASE_URL ({type(exc).__name__}: {exc})"
+            ) from None
     event.listen(engine, "do_connect", _connect_without_a_slot)
     return engine
 
