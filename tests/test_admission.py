@@ -11,7 +11,6 @@ import json
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import responses
@@ -21,9 +20,10 @@ from cds_service.admission import admitted, call_arrival, waiting
 from cds_service.commands.front import BufferedWsgi
 from cds_service.protocol.jwks import JwksCache
 from cds_service.protocol.replay import RedisReplayGuard
-from cds_service.protocol.store import IssuedCard, Store
+from cds_service.protocol.store import Store
 from cds_service.settings import Settings
 from tests.support.concurrency import all_at_once
+from tests.support.records import issued_card
 from tests.support.signing import JKU, SigningKey
 
 
@@ -108,10 +108,6 @@ def test_the_front_end_runs_as_many_calls_at_once_as_there_are_compute_slots() -
     assert most_at_once(3) == 3
 
 
-def _card() -> IssuedCard:
-    return IssuedCard(str(uuid.uuid4()), "myopathy-review", "patient-view", "CONT-02", "warning",
-                      datetime(2025, 7, 1, tzinfo=UTC))
-
 
 def test_the_store_opens_a_connection_without_a_slot_and_keeps_it_for_a_statement(
     store_url: str,
@@ -124,10 +120,10 @@ def test_the_store_opens_a_connection_without_a_slot_and_keeps_it_for_a_statemen
         event.listen(store.engine, "connect", lambda *_: opened.append(1))
         slots = CountingSlots()
         with admitted(0.0, slots):
-            store.record_cards([_card()])
+            store.record_cards([issued_card()])
             assert opened == [1] and slots.released == 1  # given back while connecting
             assert not slots.free()  # and taken again to finish the call
-            store.record_cards([_card()])
+            store.record_cards([issued_card()])
             assert opened == [1] and slots.released == 1  # a pooled connection: kept
     finally:
         store.dispose()

@@ -9,9 +9,8 @@ import logging
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,14 @@ from flask import Flask
 from sqlalchemy import event
 
 from cds_service.protocol import store as store_module
-from cds_service.protocol.store import IssuedCard, Store
+from cds_service.protocol.store import Store
 from cds_service.settings import Settings
-from tests.support.records import call_body
+from tests.support.records import call_body, issued_card
 
 ROOT = Path(__file__).resolve().parents[2]
 # A patient-view that gives a card (CK monitoring overdue).
 SCENARIO = ROOT / "tests" / "scenarios" / "cont02-ck-overdue.json"
 
-
-def _card() -> IssuedCard:
-    return IssuedCard(str(uuid.uuid4()), "myopathy-review", "patient-view", "CONT-02", "warning",
-                      datetime(2025, 7, 1, tzinfo=UTC))
 
 
 def _statements(store: Store) -> list[tuple[str, str]]:
@@ -64,7 +59,7 @@ def test_the_cards_of_many_calls_go_in_a_few_statements(store_url: str) -> None:
     try:
         store.ensure_schema()
         seen = _statements(store)
-        cards = [_card() for _ in range(20)]
+        cards = [issued_card() for _ in range(20)]
         for card in cards:  # twenty calls of one card each, within a few milliseconds
             store.issue([card])
         assert all(store.issued_card(card.card_uuid) is not None for card in cards)
@@ -79,7 +74,7 @@ def test_past_the_backlog_cards_are_dropped_and_logged_never_held(
 ) -> None:
     monkeypatch.setattr(store_module, "ISSUE_BACKLOG", 3)
     store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    kept, dropped = [_card(), _card()], [_card(), _card()]
+    kept, dropped = [issued_card(), issued_card()], [issued_card(), issued_card()]
     with caplog.at_level(logging.ERROR, logger="myocds.store"):
         store.issue(kept)
         store.issue(dropped)  # 2 + 2 > 3

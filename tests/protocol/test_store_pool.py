@@ -10,17 +10,16 @@ connection every few calls (132 sessions in 8 s of the benchmark's patient-view 
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import event
 
 from cds_service import create_app
-from cds_service.protocol.store import IssuedCard, Store
+from cds_service.protocol.store import Store
 from cds_service.settings import Settings
 from tests.support.concurrency import all_at_once
-from tests.support.records import call_body
+from tests.support.records import call_body, issued_card
 
 # A patient-view that gives a card (CK monitoring overdue), so every call stores one.
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "cont02-ck-overdue.json"
@@ -28,10 +27,6 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "cont02-ck-overdu
 THREADS = 8
 ROUNDS = 6
 
-
-def _card() -> IssuedCard:
-    return IssuedCard(str(uuid.uuid4()), "myopathy-review", "patient-view", "CONT-02", "warning",
-                      datetime(2025, 7, 1, tzinfo=UTC))
 
 
 def _count_connects(store: Store) -> list[int]:
@@ -48,7 +43,7 @@ def test_a_pool_of_the_thread_count_opens_a_connection_per_thread_at_most(
         store.ensure_schema()
         opened = _count_connects(store)
         for _ in range(ROUNDS):
-            all_at_once([lambda: store.record_cards([_card()]) for _ in range(THREADS)])
+            all_at_once([lambda: store.record_cards([issued_card()]) for _ in range(THREADS)])
         # The pool grows to the threads that overlapped and never closes one to open another.
         assert len(opened) <= THREADS, f"{len(opened)} connections opened for {THREADS} threads"
     finally:
@@ -63,7 +58,7 @@ def test_the_default_pool_is_too_small_for_the_threads(store_url: str) -> None:
         store.ensure_schema()
         opened = _count_connects(store)
         for _ in range(ROUNDS):
-            all_at_once([lambda: store.record_cards([_card()]) for _ in range(THREADS)])
+            all_at_once([lambda: store.record_cards([issued_card()]) for _ in range(THREADS)])
         assert len(opened) > THREADS
     finally:
         store.dispose()

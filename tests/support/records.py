@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cds_service.demo.search import build_prefetch
+from cds_service.protocol.store import IssuedCard
 from cds_service.services import ServiceDeclaration, find_service
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stat02-creatinine-rise.json"
@@ -71,3 +73,9 @@ def call_body(scenario: dict[str, Any], *, prefetch: bool) -> dict[str, Any]:
 
 def topics(response_json: dict[str, Any]) -> list[str]:
     return sorted(card["source"]["topic"]["code"] for card in response_json["cards"])
+
+
+def issued_card() -> IssuedCard:
+    """A card the service issued (a new uuid each time), for the store's tests."""
+    return IssuedCard(str(uuid.uuid4()), "myopathy-review", "patient-view", "CONT-02", "warning",
+                      datetime(2025, 7, 1, tzinfo=UTC))
