@@ -11,12 +11,13 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import responses
 from sqlalchemy import event
 
-from cds_service.admission import admitted, call_arrival, waiting
+from cds_service.admission import WorkSlots, admitted, call_arrival, waiting
 from cds_service.commands.front import BufferedWsgi
 from cds_service.protocol.jwks import JwksCache
 from cds_service.protocol.replay import RedisReplayGuard
@@ -108,6 +109,111 @@ def test_the_front_end_runs_as_many_calls_at_once_as_there_are_compute_slots() -
     assert most_at_once(3) == 3
 
 
+class _Pool:
+    """A thread pool that counts the calls started on a thread of their own."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=8)
+        self.started = 0
+
+    def submit(self, fn: Any) -> Any:
+        self.started += 1
+        return self.executor.submit(fn)
+
+
+def test_a_finishing_call_runs_the_queued_ones_on_its_own_thread() -> None:
+    """With the slot taken, calls queue without a thread; the thread of the call that finishes
+    runs them, in order, still holding the slot: no other thread is woken to take it over."""
+    pool = _Pool()
+    slots = WorkSlots(1, pool.submit)
+    release_first = threading.Event()
+    ran: list[tuple[str, int, float | None]] = []
+    done = threading.Event()
+
+    def call(name: str, block: bool = False) -> Any:
+        def run() -> None:
+            if block:
+                release_first.wait(10)
+            ran.append((name, threading.get_ident(), call_arrival()))
+            if name == "e":
+                done.set()
+
+        return run
+
+    try:
+        slots.run(1.0, call("a", block=True))
+        for arrival, name in enumerate("bcde", start=2):
+            slots.run(float(arrival), call(name))
+        assert pool.started == 1  # only the first call needed a thread
+        release_first.set()
+        assert done.wait(10)
+        assert [name for name, _, _ in ran] == list("abcde")
+        assert len({thread for _, thread, _ in ran}) == 1
+        assert [arrival for _, _, arrival in ran] == [1.0, 2.0, 3.0, 4.0, 5.0]
+        assert pool.started == 1
+        slots.run(6.0, call("f"))  # the slot is free again: a thread of its own
+        assert pool.started == 2
+    finally:
+        pool.executor.shutdown(wait=True)
+
+
+def test_a_call_back_from_waiting_goes_before_the_queued_calls() -> None:
+    """A waits on another server without its slot: B, queued, starts on another thread. A's
+    answer comes in while B computes and C is queued: A gets the slot when B is done, then C."""
+    pool = _Pool()
+    slots = WorkSlots(1, pool.submit)
+    order: list[str] = []
+    a_waiting, a_answered, b_running, b_go, c_done = (threading.Event() for _ in range(5))
+
+    def a() -> None:
+        order.append("a starts")
+        with waiting():
+            a_waiting.set()
+            a_answered.wait(10)  # the other server answers
+        order.append("a goes on")
+
+    def b() -> None:
+        order.append("b starts")
+        b_running.set()
+        b_go.wait(10)
+        order.append("b ends")
+
+    def c() -> None:
+        order.append("c")
+        c_done.set()
+
+    try:
+        slots.run(0.0, a)
+        assert a_waiting.wait(10)
+        slots.run(0.0, b)
+        assert b_running.wait(10)  # B computes while A waits
+        slots.run(0.0, c)
+        a_answered.set()
+        time.sleep(0.1)  # A is back, and waits for the slot
+        assert order == ["a starts", "b starts"]
+        b_go.set()
+        assert c_done.wait(10)
+        assert order == ["a starts", "b starts", "b ends", "a goes on", "c"]
+        assert pool.started == 2  # A's thread, and B's when A gave its slot back
+    finally:
+        pool.executor.shutdown(wait=True)
+
+
+def test_a_queued_call_that_raises_does_not_keep_the_slot() -> None:
+    pool = _Pool()
+    slots = WorkSlots(1, pool.submit)
+    done = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("a defect in the glue")
+
+    try:
+        slots.run(0.0, broken)
+        slots.run(0.0, done.set)
+        assert done.wait(10)
+    finally:
+        pool.executor.shutdown(wait=True)
+
 
 def test_the_store_opens_a_connection_without_a_slot_and_keeps_it_for_a_statement(
     store_url: str,
@@ -168,6 +274,38 @@ def test_calls_waiting_for_the_same_key_set_with_one_slot_do_not_deadlock() -> N
         mock.add_callback(responses.GET, JKU, callback=slow)
         assert all_at_once([call, call, call]) == [key.jwk] * 3
         assert len(mock.calls) == 1
+
+
+def test_queued_calls_waiting_for_the_same_key_set_do_not_deadlock() -> None:
+    """The same, with the served worker's queue (``WorkSlots``, one slot): the second and third
+    calls run while the first fetches, then wait inside ``waiting`` for its fetch."""
+    key = SigningKey.generate("ES384")
+
+    def slow(request: Any) -> tuple[int, dict[str, str], str]:
+        time.sleep(0.2)
+        return 200, {}, json.dumps(key.jwks())
+
+    cache = JwksCache()
+    pool = _Pool()
+    slots = WorkSlots(1, pool.submit)
+    got: list[Any] = []
+    all_done = threading.Semaphore(0)
+
+    def call() -> None:
+        got.append(cache.key(JKU, key.kid))
+        all_done.release()
+
+    try:
+        with responses.RequestsMock() as mock:
+            mock.add_callback(responses.GET, JKU, callback=slow)
+            for _ in range(3):
+                slots.run(0.0, call)
+            for _ in range(3):
+                assert all_done.acquire(timeout=10)
+            assert got == [key.jwk] * 3
+            assert len(mock.calls) == 1
+    finally:
+        pool.executor.shutdown(wait=True)
 
 
 def test_a_redis_command_keeps_the_slot(redis_url: str) -> None:

@@ -13,8 +13,10 @@ server, in front of ``BufferedWsgi``, an ASGI application that
    counted from the end of the headers; past it: 408 and the connection closed) and at most
    ``MYOCDS_MAX_BODY_BYTES`` + 1 bytes (more is left to the app's own 413);
 3. only then runs the Flask app on one of its ``MYOCDS_THREADS`` threads, holding one of the
-   worker's ``MYOCDS_COMPUTE_SLOTS`` work slots (``cds_service.admission``: one by default; a
-   call waiting on another server gives its slot back), and sends the answer.
+   worker's ``MYOCDS_COMPUTE_SLOTS`` work slots (``cds_service.admission.WorkSlots``: one by
+   default; while all are taken the request is queued without a thread, and the thread of the
+   call that finishes runs it next; a call waiting on another server gives its slot back), and
+   sends the answer.
 
 A client that dribbles its headers or body therefore holds a socket and a few kilobytes in the
 event loop, never a thread: slow or stalled clients cannot starve the calls of others.
@@ -29,7 +31,6 @@ import json
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,7 @@ from urllib.parse import unquote_to_bytes
 
 from gunicorn.workers.base import Worker
 
-from cds_service.admission import admitted
+from cds_service.admission import WorkSlots
 from cds_service.protocol.errors import operation_outcome
 from cds_service.settings import Settings
 
@@ -49,6 +50,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# An answer as the app gave it: status, headers, body.
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 # WSGI environ key with the request's arrival (time.monotonic(), the end of its headers).
 ARRIVAL_KEY = "myocds.arrival"
@@ -79,13 +82,14 @@ class BufferedWsgi:
         self.body_seconds = settings.body_deadline_seconds
         self.max_body_bytes = settings.max_body_bytes
         self.threads = settings.threads
-        self._slots = threading.BoundedSemaphore(settings.compute_slots)
+        self.compute_slots = settings.compute_slots
         # Request bodies held at once (being received, or handled), all connections together:
         # many clients sending large bodies slowly cannot take the worker's memory with them.
         # Only the event loop's thread reads and changes ``_buffered``.
         self.buffer_bytes = max(BUFFER_BYTES, 4 * settings.max_body_bytes)
         self._buffered = 0
         self._executor: ThreadPoolExecutor | None = None
+        self._slots: WorkSlots | None = None
 
     def executor(self) -> ThreadPoolExecutor:
         # Made in the worker on first use, never in the master before the fork.
@@ -94,6 +98,12 @@ class BufferedWsgi:
                 max_workers=self.threads + WAITING_THREADS, thread_name_prefix="myocds-call"
             )
         return self._executor
+
+    def slots(self) -> WorkSlots:
+        """The worker's work slots; a call starts on a thread of ``executor``."""
+        if self._slots is None:
+            self._slots = WorkSlots(self.compute_slots, self.executor().submit)
+        return self._slots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,14 +146,27 @@ class BufferedWsgi:
                 await _send_outcome(send, 408, "timeout", "the request body did not arrive in time")
                 return
             environ = wsgi_environ(scope, body, arrival)
-            loop = asyncio.get_running_loop()
-            status, headers, content = await loop.run_in_executor(
-                self.executor(), self._call, environ
-            )
+            status, headers, content = await self._computed(environ, arrival)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": content})
         finally:
             self._buffered -= held.size
+
+    async def _computed(self, environ: dict[str, Any], arrival: float) -> _Answer:
+        """The app's answer, computed on a thread holding a work slot (``WorkSlots``)."""
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[_Answer] = loop.create_future()
+
+        def call() -> None:
+            try:
+                answer = self._call(environ)
+            except Exception as exc:
+                _settle_from_thread(loop, answered, None, exc)
+            else:
+                _settle_from_thread(loop, answered, answer, None)
+
+        self.slots().run(arrival, call)
+        return await answered
 
     async def _read_body(
         self, scope: Scope, receive: Receive, deadline: float, held: _Held
@@ -176,8 +199,8 @@ class BufferedWsgi:
             more = bool(message.get("more_body"))
         return bytes(body)
 
-    def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Run the app on this (pool) thread with a work slot; the whole answer, collected."""
+    def _call(self, environ: dict[str, Any]) -> _Answer:
+        """Run the app on this (pool) thread, which holds a work slot; the whole answer."""
         answer: dict[str, Any] = {}
 
         def start_response(
@@ -189,24 +212,45 @@ class BufferedWsgi:
             ]
             return lambda data: answer.setdefault("written", []).append(data)
 
-        with admitted(environ[ARRIVAL_KEY], self._slots):
+        try:
+            result = self.app(environ, start_response)
             try:
-                result = self.app(environ, start_response)
-                try:
-                    content = b"".join([*answer.get("written", []), *result])
-                finally:
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-            except Exception:  # the app maps its own errors; this is a defect in the server glue
-                log.exception("the application failed outside its error handlers")
-                payload = operation_outcome("exception", "internal error")
-                return (
-                    500,
-                    [(b"content-type", b"application/fhir+json")],
-                    json.dumps(payload).encode(),
-                )
+                content = b"".join([*answer.get("written", []), *result])
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:  # the app maps its own errors; this is a defect in the server glue
+            log.exception("the application failed outside its error handlers")
+            payload = operation_outcome("exception", "internal error")
+            return (
+                500,
+                [(b"content-type", b"application/fhir+json")],
+                json.dumps(payload).encode(),
+            )
         return answer["status"], answer["headers"], content
+
+
+def _settle_from_thread(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[_Answer],
+    answer: _Answer | None,
+    error: Exception | None,
+) -> None:
+    """From a pool thread: give the event loop the call's answer (or the glue's failure)."""
+
+    def settle() -> None:
+        if future.done():  # the request's task was cancelled (client gone, shutdown)
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(answer)  # type: ignore[arg-type]
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: the worker is stopping, no one is waiting
+        pass
 
 
 def _declared_length(scope: Scope) -> int:
