@@ -30,7 +30,7 @@ How a slot passes from call to call (``WorkSlots``): a call that finds every slo
 queued without a thread, and the thread of a call that finishes runs the next queued call
 itself, still holding the slot. Handing the slot to another thread blocked on a semaphore
 (before) woke that thread while this one still held the GIL: the two then traded the GIL and
-the processor for every call, measured at +0.4 ms of worker CPU per call and 12% fewer calls
+the processor for every call, measured at +0.55 ms of worker CPU per call and 16% fewer calls
 per second at saturation (BENCHMARKS.md, issue 14, sixth pass). A thread is woken only when a
 call gives its slot back to wait (``waiting``): the next queued call starts on another thread,
 and the waiting call, once its answer is in, takes the next free slot before any queued call.
@@ -125,7 +125,7 @@ class WorkSlots:
     def run(self, arrival: float, call: Callable[[], None]) -> None:
         """Run ``call`` holding a slot: now, on a thread of its own, if one is free; else after
         the calls queued before it, on the thread of a call that finishes. ``arrival`` is the
-        request's (``call_arrival``). ``call`` must not raise."""
+        request's (``call_arrival``). A ``call`` that raises is logged, and the slot moves on."""
         with self._lock:
             self._queued.append((arrival, call))
             start = self._claim_start()

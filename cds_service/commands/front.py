@@ -146,13 +146,13 @@ class BufferedWsgi:
                 await _send_outcome(send, 408, "timeout", "the request body did not arrive in time")
                 return
             environ = wsgi_environ(scope, body, arrival)
-            status, headers, content = await self._computed(environ, arrival)
+            status, headers, content = await self._computed(environ)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": content})
         finally:
             self._buffered -= held.size
 
-    async def _computed(self, environ: dict[str, Any], arrival: float) -> _Answer:
+    async def _computed(self, environ: dict[str, Any]) -> _Answer:
         """The app's answer, computed on a thread holding a work slot (``WorkSlots``)."""
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[_Answer] = loop.create_future()
@@ -165,7 +165,7 @@ class BufferedWsgi:
             else:
                 _settle_from_thread(loop, answered, answer, None)
 
-        self.slots().run(arrival, call)
+        self.slots().run(environ[ARRIVAL_KEY], call)
         return await answered
 
     async def _read_body(
